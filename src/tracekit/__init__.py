@@ -1,0 +1,57 @@
+"""tracekit: client-side tracing for LLM applications.
+
+Example:
+    import tracekit
+
+    @tracekit.trace
+    def answer(question: str) -> str:
+        ...
+
+`import tracekit` is cheap: it imports no SDK and no HTTP library, starts no
+thread and opens no file. Integrations (`tracekit.openai`, ...) load on
+first attribute access.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from tracekit._api import (
+    configure,
+    flush,
+    get_current_span,
+    get_last_trace_id,
+    get_stats,
+    shutdown,
+    start_span,
+    update_current_trace,
+)
+from tracekit._decorator import trace
+from tracekit._span import Span, SpanStatus, SpanType
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Span",
+    "SpanStatus",
+    "SpanType",
+    "__version__",
+    "configure",
+    "flush",
+    "get_current_span",
+    "get_last_trace_id",
+    "get_stats",
+    "shutdown",
+    "start_span",
+    "trace",
+    "update_current_trace",
+]
+
+_LAZY_SUBMODULES = frozenset({"exporters", "testing", "openai", "anthropic", "gemini", "langchain"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"tracekit.{name}")
+    raise AttributeError(f"module 'tracekit' has no attribute {name!r}")

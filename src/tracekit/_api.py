@@ -1,0 +1,233 @@
+"""Manual tracing and control: start_span, current span and trace, flush, configure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from tracekit import _state, _stats
+from tracekit._config import Config
+from tracekit._context import current_span
+from tracekit._guard import guard, warn_limited
+from tracekit._span import NON_RECORDING, Span, SpanStatus, SpanType
+
+
+def start(name: str, span_type: str = SpanType.UNKNOWN, parent: Span | None = None) -> Span:
+    """Start a span under `parent` (default: the current span) without making it current.
+
+    The low-level form used by integrations and stream proxies; the caller must
+    call `span.end()` exactly once (further calls are ignored). Never raises.
+    """
+    with guard("start span"):
+        return _state.buffer.start_span(
+            name,
+            span_type,
+            current_span.get() if parent is None else parent,
+            _state._config_value or _state.config(),
+        )
+    return NON_RECORDING
+
+
+class start_span:  # noqa: N801 - used like a function, as in OpenTelemetry
+    """Trace a block of code as a span, nested under the current span.
+
+    Args:
+        name: the span's name.
+        span_type: one of `tracekit.SpanType` (default `UNKNOWN`).
+        inputs: recorded as the span's inputs.
+        attributes: initial attributes.
+
+    Example:
+        with tracekit.start_span("retrieve", span_type="RETRIEVER", inputs={"q": q}) as span:
+            docs = search(q)
+            span.set_outputs(docs)
+
+    An exception leaving the block is recorded on the span (status `ERROR`)
+    and propagates unchanged; otherwise the span ends `OK`.
+    """
+
+    __slots__ = ("_name", "_span_type", "_inputs", "_attributes", "_span", "_token")
+
+    def __init__(
+        self,
+        name: str,
+        span_type: str = SpanType.UNKNOWN,
+        inputs: Any = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._name = name
+        self._span_type = span_type
+        self._inputs = inputs
+        self._attributes = attributes
+        self._span: Span = NON_RECORDING
+        self._token: Any = None
+
+    def __enter__(self) -> Span:
+        span = self._span = start(self._name, self._span_type)
+        with guard("start_span enter"):
+            if self._inputs is not None:
+                span.set_inputs(self._inputs)
+            if self._attributes:
+                span.set_attributes(self._attributes)
+            self._token = current_span.set(span)
+        return span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        span = self._span
+        with guard("start_span exit"):
+            if self._token is not None:
+                try:
+                    current_span.reset(self._token)
+                except ValueError:  # exited in another context (e.g. across tasks)
+                    current_span.set(None)
+            finish(span, exc)
+
+
+def finish(span: Span, exc: BaseException | None) -> None:
+    """End `span`: `ERROR` with the exception if one is given, else `OK` unless set."""
+    if exc is not None and not isinstance(exc, GeneratorExit):
+        span.record_exception(exc)
+    elif span.status == SpanStatus.UNSET:
+        span.set_status(SpanStatus.OK)
+    span.end()
+
+
+def get_current_span() -> Span | None:
+    """The span active in this context, or None outside any span."""
+    return current_span.get()
+
+
+def get_last_trace_id() -> str | None:
+    """The id of the trace whose root span ended most recently in this process."""
+    return _state.buffer.last_trace_id
+
+
+def update_current_trace(
+    tags: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    session_id: str | None = None,
+    user_id: str | None = None,
+) -> None:
+    """Add tags and metadata to the trace of the current span.
+
+    `session_id` and `user_id` are stored in the metadata under those keys
+    (exporters map them to what their backend reads).
+    """
+    span = current_span.get()
+    if span is None:
+        warn_limited("update-no-trace", "tracekit.update_current_trace() called outside a trace")
+        return
+    if not span.is_recording:
+        return
+    trace = span._trace
+    with trace.lock:
+        if tags:
+            trace.tags.update({str(k): v for k, v in tags.items()})
+        if metadata:
+            trace.metadata.update({str(k): v for k, v in metadata.items()})
+        if session_id is not None:
+            trace.metadata["session_id"] = session_id
+        if user_id is not None:
+            trace.metadata["user_id"] = user_id
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Export every trace finished so far. Returns False if `timeout` passed first.
+
+    Call it at the end of a serverless handler, a notebook cell or before
+    `os._exit()`; a normal interpreter exit flushes on its own.
+    """
+    return _state.flush(timeout)
+
+
+def shutdown() -> None:
+    """Flush within `TRACEKIT_SHUTDOWN_TIMEOUT` and stop exporting (runs at exit anyway).
+
+    Spans still open are ended and exported marked incomplete.
+    """
+    _state.at_exit()
+
+
+def get_stats() -> dict[str, int]:
+    """Counts of what tracekit dropped, by reason, plus traces in flight and queued."""
+    stats = _stats.snapshot()
+    stats["in_flight_traces"] = _state.buffer.in_flight()
+    current = _state._pipeline
+    stats["queued_traces"] = current.queued() if current is not None else 0
+    return stats
+
+
+def configure(
+    *,
+    enabled: bool | None = None,
+    tracking_uri: str | Sequence[str] | None = None,
+    experiment_id: str | None = None,
+    experiment_name: str | None = None,
+    sampling_ratio: float | None = None,
+    capture_content: bool | None = None,
+    service_name: str | None = None,
+    span_processors: Sequence[Callable[[dict[str, Any]], Any]] | None = None,
+    exporter: Any = None,
+    export_interval: float | None = None,
+    shutdown_timeout: float | None = None,
+    spool_dir: str | None = None,
+    propagate_context_to_threads: bool | None = None,
+    **limits: Any,
+) -> Config:
+    """Configure tracekit; explicit arguments beat environment variables.
+
+    Arguments left as None keep their current value. Calling it again merges
+    over the previous call. Traces already finished are flushed to the old
+    destination first.
+
+    Args:
+        enabled: master switch (`TRACEKIT_ENABLED`).
+        tracking_uri: destination(s) (`TRACEKIT_TRACKING_URI`): a directory or
+            `file://DIR`, `console`, `memory`; a list or comma-separated string
+            for several.
+        experiment_id: experiment on a tracking server.
+        experiment_name: experiment on a tracking server, created if missing.
+        sampling_ratio: fraction of traces recorded, decided at the root.
+        capture_content: record inputs and outputs (default True).
+        service_name: resource `service.name`.
+        span_processors: callables that receive each span record (a dict) on
+            the export worker and may modify it in place or return a new one.
+        exporter: an exporter object (or list of them), or a
+            `"package.module:factory"` string.
+        export_interval: seconds between background exports.
+        shutdown_timeout: seconds the exit flush may take.
+        spool_dir: where undeliverable traces are kept.
+        propagate_context_to_threads: carry the current span into thread pools.
+        **limits: `max_spans_per_trace`, `max_in_flight_traces`,
+            `max_queued_spans`, `export_batch_spans`, `max_value_chars`,
+            `max_trace_chars`, `orphan_timeout`.
+
+    Example:
+        tracekit.configure(tracking_uri="console", sampling_ratio=0.1)
+    """
+    overrides: dict[str, Any] = dict(
+        enabled=enabled,
+        tracking_uri=tracking_uri,
+        experiment_id=experiment_id,
+        experiment_name=experiment_name,
+        sampling_ratio=sampling_ratio,
+        capture_content=capture_content,
+        service_name=service_name,
+        span_processors=span_processors,
+        export_interval=export_interval,
+        shutdown_timeout=shutdown_timeout,
+        spool_dir=spool_dir,
+        propagate_context_to_threads=propagate_context_to_threads,
+        **limits,
+    )
+    if isinstance(exporter, str):
+        overrides["exporter_factory"] = exporter
+    elif exporter is not None:
+        overrides["exporters"] = exporter if isinstance(exporter, (list, tuple)) else (exporter,)
+    return _state.configure(overrides)

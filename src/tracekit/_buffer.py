@@ -1,0 +1,225 @@
+"""The trace buffer: collects a trace's spans and emits it once all have ended.
+
+A trace is emitted when its root and every child have ended. A child still
+open `orphan_timeout` seconds after its root ended is force-ended and the
+trace is emitted anyway, marked incomplete. Traces in flight and spans per
+trace are bounded; every drop is counted (`tracekit._stats`).
+
+A *fragment* is the part of a trace recorded by one buffer generation: spans
+started under a parent from another process (a fork, or later a remote
+`traceparent`) or under a trace already emitted get a new `TraceState` with
+the same trace id whose root has a `parent_id`. Readers merge fragments.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tracekit import _runtime, _stats
+from tracekit._config import Config
+from tracekit._span import NON_RECORDING, Span
+
+
+class TraceState:
+    """A trace (or fragment) being recorded in this process."""
+
+    __slots__ = (
+        "_buffer",
+        "trace_id",
+        "spans",
+        "open",
+        "root",
+        "root_ended",
+        "closed",
+        "lock",
+        "tags",
+        "metadata",
+        "dropped_spans",
+        "generation",
+        "capture_content",
+        "max_spans",
+        "orphan_timeout",
+        "deadline",
+    )
+
+    def __init__(self, buffer: TraceBuffer, trace_id: str, config: Config) -> None:
+        self._buffer = buffer
+        self.trace_id = trace_id
+        self.spans: list[Span] = []
+        self.open = 0
+        self.root: Span | None = None
+        self.root_ended = False
+        self.closed = False
+        self.lock = threading.Lock()
+        self.tags: dict[str, str] = {}
+        self.metadata: dict[str, Any] = {}
+        self.dropped_spans = 0
+        self.generation = buffer.generation
+        self.capture_content = config.capture_content
+        self.max_spans = config.max_spans_per_trace
+        self.orphan_timeout = config.orphan_timeout
+        self.deadline = 0.0
+
+    def add(self, span: Span) -> bool:
+        """Register a started span; False when the trace is closed or full."""
+        with self.lock:
+            if self.closed:
+                return False
+            if len(self.spans) >= self.max_spans:
+                self.dropped_spans += 1
+                full = True
+            else:
+                full = False
+                self.spans.append(span)
+                self.open += 1
+                if self.root is None:
+                    self.root = span
+        if full:
+            _stats.count("spans_per_trace")
+        return not full
+
+    def end_span(self, span: Span, end_time_ns: int) -> None:
+        if self.generation != self._buffer.generation:
+            return  # inherited across fork: the parent process owns this trace
+        with self.lock:
+            if span.end_time_ns is not None:
+                return
+            span.end_time_ns = end_time_ns
+            self.open -= 1
+            is_root = span is self.root
+            if is_root:
+                self.root_ended = True
+            finished = self.root_ended and self.open == 0 and not self.closed
+            if finished:
+                self.closed = True
+        if is_root:
+            self._buffer.last_trace_id = self.trace_id
+        if finished:
+            self._buffer.finish(self)
+        elif is_root:
+            self._buffer.wait_for_children(self)
+
+    def force_end(self, reason: str) -> int:
+        """End every open span now; returns how many were open. Caller emits."""
+        now = _runtime.clock()
+        forced = 0
+        with self.lock:
+            if self.closed:
+                return -1
+            self.closed = True
+            for span in self.spans:
+                if span.end_time_ns is None:
+                    span.set_attribute("tracekit.force_ended", reason)
+                    span.end_time_ns = now
+                    forced += 1
+            self.open = 0
+        if forced:
+            self.metadata["tracekit.incomplete"] = f"{forced} span(s) force-ended: {reason}"
+        return forced
+
+
+class TraceBuffer:
+    """Traces in flight, keyed by identity, bounded in number."""
+
+    def __init__(self, on_finished: Callable[[TraceState], None]) -> None:
+        self._on_finished = on_finished
+        self._lock = threading.Lock()
+        self._in_flight: dict[int, TraceState] = {}
+        self._waiting: dict[int, TraceState] = {}
+        self.generation = 0
+        self.last_trace_id: str | None = None
+
+    def start_span(
+        self, name: str, span_type: str, parent: Span | None, config: Config
+    ) -> Span:
+        """Start a span under `parent` (None: a new trace). Never raises for limits."""
+        if parent is None:
+            if not config.enabled or (
+                config.sampling_ratio < 1.0 and _runtime.sample() >= config.sampling_ratio
+            ):
+                return NON_RECORDING
+            trace = self._new_trace(_runtime.ids.trace_id(), config)
+            if trace is None:
+                return NON_RECORDING
+            parent_id = None
+        elif not parent.is_recording:
+            return NON_RECORDING
+        else:
+            trace = parent._trace
+            parent_id = parent.span_id
+        span = Span(trace, _runtime.ids.span_id(), parent_id, name, span_type, _runtime.clock())
+        if trace.add(span):
+            return span
+        if parent is not None and (trace.closed or trace.generation != self.generation):
+            # The parent's trace was already emitted, or belongs to the process we
+            # were forked from: record a fragment of the same trace.
+            fragment = self._new_trace(trace.trace_id, config)
+            if fragment is not None:
+                span._trace = fragment
+                if fragment.add(span):
+                    return span
+        return NON_RECORDING
+
+    def _new_trace(self, trace_id: str, config: Config) -> TraceState | None:
+        trace = TraceState(self, trace_id, config)
+        with self._lock:
+            if len(self._in_flight) >= config.max_in_flight_traces:
+                trace = None
+            else:
+                self._in_flight[id(trace)] = trace
+        if trace is None:
+            _stats.count("in_flight_traces")
+        return trace
+
+    def finish(self, trace: TraceState) -> None:
+        with self._lock:
+            self._in_flight.pop(id(trace), None)
+            self._waiting.pop(id(trace), None)
+        self._on_finished(trace)
+
+    def wait_for_children(self, trace: TraceState) -> None:
+        trace.deadline = time.monotonic() + trace.orphan_timeout
+        with self._lock:
+            if not trace.closed:
+                self._waiting[id(trace)] = trace
+
+    def sweep(self, now: float | None = None) -> int:
+        """Force-end traces whose children outlived the grace period; returns count."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            expired = [t for t in self._waiting.values() if t.deadline <= now]
+        for trace in expired:
+            self._force(trace, "still open after the root span ended")
+        return len(expired)
+
+    def force_end_all(self, reason: str) -> int:
+        """At shutdown: end and emit every trace in flight (spans still open are marked)."""
+        with self._lock:
+            traces = list(self._in_flight.values())
+        for trace in traces:
+            self._force(trace, reason)
+        return len(traces)
+
+    def _force(self, trace: TraceState, reason: str) -> None:
+        forced = trace.force_end(reason)
+        if forced < 0:
+            return  # finished meanwhile
+        if forced:
+            _stats.count("force_ended_spans", forced)
+        self.finish(trace)
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._in_flight)
+
+    def after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        self._in_flight = {}
+        self._waiting = {}
+        self.generation += 1
+
+
+__all__ = ["TraceBuffer", "TraceState"]

@@ -1,0 +1,205 @@
+"""The export pipeline: a bounded queue of finished traces and one daemon worker.
+
+The traced call only appends a finished trace to the queue. The worker,
+started on first use, wakes when a batch is full, when the export interval
+passes, or on flush/shutdown; it serializes traces (`_serialize`), lets span
+processors see each span, and hands the batch to the exporter, all with
+instrumentation suppressed. When the queue is full the oldest trace is
+dropped and counted.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tracekit import _context, _stats
+from tracekit._buffer import TraceState
+from tracekit._config import Config
+from tracekit._guard import guard, warn_limited
+from tracekit.exporters.base import Exporter, TraceRecord, _safe_export
+
+
+class ExportPipeline:
+    """Moves finished traces from the buffer to an exporter, off the caller's thread."""
+
+    def __init__(
+        self,
+        exporter: Exporter,
+        config: Config,
+        resource: Mapping[str, Any],
+        sweep: Callable[[], object] = lambda: None,
+    ) -> None:
+        self.exporter = exporter
+        self._config = config
+        self._resource = dict(resource)
+        self._sweep = sweep
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._queue: deque[TraceState] = deque()
+        self._queued_spans = 0
+        self._waiters: list[threading.Event] = []
+        self._worker: threading.Thread | None = None
+        self._stopping = False
+        self._closed = False
+
+    # -- called by traced code -------------------------------------------------
+
+    def enqueue(self, trace: TraceState) -> None:
+        """Queue a finished trace (never blocks on I/O)."""
+        dropped = 0
+        with self._lock:
+            if self._closed:
+                dropped = -1
+            else:
+                self._queue.append(trace)
+                self._queued_spans += len(trace.spans)
+                while self._queued_spans > self._config.max_queued_spans and len(self._queue) > 1:
+                    self._queued_spans -= len(self._queue.popleft().spans)
+                    dropped += 1
+                if self._worker is None:
+                    self._start()
+                if self._queued_spans >= self._config.export_batch_spans:
+                    self._cond.notify()
+        if dropped > 0:
+            _stats.count("queue_full", dropped)
+        elif dropped < 0:
+            _stats.count("not_exported_at_exit")
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Export everything queued so far; False if `timeout` passed first."""
+        done = threading.Event()
+        with self._lock:
+            if self._closed:
+                return not self._queue
+            if self._worker is None:
+                if not self._queue:
+                    return bool(self.exporter.force_flush(timeout))
+                self._start()
+            self._waiters.append(done)
+            self._cond.notify()
+        return done.wait(timeout)
+
+    def shutdown(self, timeout: float) -> bool:
+        """Export what is queued within `timeout` seconds, then close the exporter."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            if self._closed:
+                return True
+            self._stopping = True
+            self._cond.notify()
+            worker = self._worker
+        if worker is not None:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            self._closed = True
+            left = len(self._queue)
+            self._queue.clear()
+            self._queued_spans = 0
+        if left:
+            _stats.count("not_exported_at_exit", left)
+        with guard("exporter shutdown"):
+            remaining = max(0.0, deadline - time.monotonic())
+            self.exporter.force_flush(remaining)
+            self.exporter.shutdown(remaining)
+        return left == 0
+
+    def queued(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    # -- the worker --------------------------------------------------------------
+
+    def _start(self) -> None:
+        self._worker = threading.Thread(target=self._run, name="tracekit-export", daemon=True)
+        self._worker.start()
+
+    def _run(self) -> None:
+        _context._suppressed.set(True)  # this thread's context: never trace our own I/O
+        interval = self._config.export_interval
+        batch_spans = self._config.export_batch_spans
+        due = time.monotonic() + interval
+        while True:
+            with self._cond:
+                while self._queued_spans < batch_spans and not self._waiters and not self._stopping:
+                    remaining = due - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                batch: list[TraceState] = []
+                spans = 0
+                while self._queue and spans < batch_spans:
+                    trace = self._queue.popleft()
+                    batch.append(trace)
+                    spans += len(trace.spans)
+                self._queued_spans -= spans
+                drained = not self._queue
+                waiters = self._waiters if drained else []
+                if drained:
+                    self._waiters = []
+                stopping = self._stopping
+            if time.monotonic() >= due:
+                due = time.monotonic() + interval
+                with guard("sweep"):
+                    self._sweep()
+            if batch:
+                self._export(batch)
+            if waiters:
+                with guard("force_flush"):
+                    self.exporter.force_flush(None)
+                for waiter in waiters:
+                    waiter.set()
+            if stopping and drained:
+                return
+
+    def _export(self, batch: list[TraceState]) -> None:
+        records: list[TraceRecord] = []
+        for trace in batch:
+            with guard("serialize"):
+                records.append(self._record(trace))
+        if not records:
+            return
+        result = _safe_export(self.exporter, records)
+        if not result.ok:
+            _stats.count("export_failed", len(records))
+            warn_limited(
+                "export-failed",
+                "tracekit: could not export %d trace(s) with %s: %s",
+                len(records),
+                type(self.exporter).__name__,
+                result.message,
+            )
+
+    def _record(self, trace: TraceState) -> TraceRecord:
+        from tracekit._serialize import trace_record  # on the worker, not at import
+
+        config = self._config
+        record = trace_record(trace, self._resource, config.max_value_chars, config.max_trace_chars)
+        if config.span_processors:
+            record["spans"] = [self._process(span) for span in record["spans"]]
+        return record
+
+    def _process(self, span: dict[str, Any]) -> dict[str, Any]:
+        for processor in self._config.span_processors:
+            try:
+                replaced = processor(span)
+            except Exception as exc:
+                # A failing processor may be the one that redacts secrets:
+                # export the span without its content rather than unredacted.
+                warn_limited(
+                    "processor:" + getattr(processor, "__qualname__", repr(processor)),
+                    "tracekit: span processor %r failed (%s: %s); exporting span %r without "
+                    "inputs and outputs",
+                    processor,
+                    type(exc).__name__,
+                    exc,
+                    span.get("name"),
+                )
+                span["inputs"] = span["outputs"] = "[tracekit: removed, a span processor failed]"
+                continue
+            if isinstance(replaced, dict):
+                span = replaced
+        return span

@@ -1,0 +1,103 @@
+"""Plain-text rendering of trace records: the console exporter, the CLI, the demo."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+def format_duration(start_ns: int | None, end_ns: int | None) -> str:
+    if start_ns is None or end_ns is None:
+        return "open"
+    ms = (end_ns - start_ns) / 1e6
+    if ms >= 1000:
+        return f"{ms / 1000:.2f} s"
+    return f"{ms:.1f} ms" if ms >= 0.1 else f"{(end_ns - start_ns) / 1e3:.0f} µs"
+
+
+def format_tokens(usage: Mapping[str, Any] | None) -> str:
+    if not usage:
+        return ""
+    parts = [
+        f"{short}={usage[key]}"
+        for key, short in (("input_tokens", "in"), ("output_tokens", "out"), ("total_tokens", "total"))
+        if key in usage
+    ]
+    return "tokens " + " ".join(parts) if parts else ""
+
+
+def _status(span: Mapping[str, Any]) -> tuple[str, str]:
+    status = span.get("status") or {}
+    if isinstance(status, Mapping):
+        return str(status.get("code", "UNSET")), str(status.get("message") or "")
+    return str(status), ""
+
+
+def span_line(span: Mapping[str, Any]) -> str:
+    code, message = _status(span)
+    parts = [
+        str(span.get("name", "?")),
+        f"[{span.get('span_type', 'UNKNOWN')}]",
+        format_duration(span.get("start_time_ns"), span.get("end_time_ns")),
+        code,
+    ]
+    tokens = format_tokens(span.get("token_usage"))
+    if tokens:
+        parts.append(tokens)
+    if message:
+        parts.append(f"- {message.splitlines()[0][:200]}")
+    forced = (span.get("attributes") or {}).get("tracekit.force_ended")
+    if forced:
+        parts.append("(force-ended)")
+    return "  ".join(parts)
+
+
+def _children(spans: Iterable[Mapping[str, Any]]) -> tuple[list[Any], dict[str, list[Any]]]:
+    spans = list(spans)
+    ids = {s.get("span_id") for s in spans}
+    roots: list[Any] = []
+    children: dict[str, list[Any]] = {}
+    for span in spans:
+        parent = span.get("parent_id")
+        if parent and parent in ids:
+            children.setdefault(parent, []).append(span)
+        else:
+            roots.append(span)
+    return roots, children
+
+
+def render_tree(spans: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Indented tree lines for spans (spans whose parent is absent start a branch)."""
+    roots, children = _children(spans)
+    lines: list[str] = []
+
+    def walk(span: Mapping[str, Any], prefix: str, last: bool, top: bool) -> None:
+        branch = "" if top else ("└─ " if last else "├─ ")
+        lines.append(prefix + branch + span_line(span))
+        kids = sorted(children.get(str(span.get("span_id")), []), key=lambda s: s.get("start_time_ns") or 0)
+        inner = prefix + ("" if top else ("   " if last else "│  "))
+        for i, kid in enumerate(kids):
+            walk(kid, inner, i == len(kids) - 1, False)
+
+    for root in sorted(roots, key=lambda s: s.get("start_time_ns") or 0):
+        walk(root, "", True, True)
+    return lines
+
+
+def render_trace(record: Mapping[str, Any]) -> str:
+    """A header line and the span tree of one trace record."""
+    header = [
+        f"trace {record.get('trace_id')}",
+        str(record.get("name", "")),
+        str(record.get("status", "")),
+        format_duration(record.get("start_time_ns"), record.get("end_time_ns")),
+    ]
+    tokens = format_tokens(record.get("token_usage"))
+    if tokens:
+        header.append(tokens)
+    incomplete = (record.get("metadata") or {}).get("tracekit.incomplete")
+    if incomplete:
+        header.append(f"(incomplete: {incomplete})")
+    lines = ["  ".join(header)]
+    lines.extend("  " + line for line in render_tree(record.get("spans") or []))
+    return "\n".join(lines)

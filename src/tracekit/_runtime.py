@@ -1,0 +1,56 @@
+"""Process-wide sources of ids and time, replaceable by `tracekit.testing`.
+
+Ids come from a private `random.Random` seeded from `os.urandom`, so an
+application calling `random.seed()` cannot make them collide, and a forked
+child re-seeds before it creates its first id.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from typing import Callable, Protocol
+
+
+class IdGenerator(Protocol):
+    """Where trace and span ids come from."""
+
+    def trace_id(self) -> str: ...
+
+    def span_id(self) -> str: ...
+
+
+class RandomIdGenerator:
+    """128-bit trace ids and 64-bit span ids as lowercase hex (W3C compatible)."""
+
+    def __init__(self) -> None:
+        self._rng = random.Random()
+
+    def trace_id(self) -> str:
+        bits = self._rng.getrandbits(128)
+        while not bits:  # all-zero ids are invalid in W3C trace context
+            bits = self._rng.getrandbits(128)
+        return f"{bits:032x}"
+
+    def span_id(self) -> str:
+        bits = self._rng.getrandbits(64)
+        while not bits:
+            bits = self._rng.getrandbits(64)
+        return f"{bits:016x}"
+
+    def random(self) -> float:
+        return self._rng.random()
+
+    def reseed(self) -> None:
+        self._rng.seed()
+
+
+_random = RandomIdGenerator()
+ids: IdGenerator = _random
+clock: Callable[[], int] = time.time_ns
+# Sampling uses the private generator as well: `random.seed()` must not make
+# every process of a fleet take the same sampling decisions.
+sample = _random.random
+
+os.register_at_fork(after_in_child=_random.reseed)

@@ -1,0 +1,233 @@
+"""Turn finished traces into `tracekit.trace/1` records (runs on the export worker).
+
+Anything the application passed can be serialized: pydantic models,
+dataclasses, enums, datetimes, bytes, sets, cyclic structures and objects
+whose `repr` raises either become JSON-safe values or a marked placeholder.
+Strings over `max_value_chars`, collections over `MAX_ITEMS` and whole traces
+over `max_trace_chars` are truncated with a marker. Nothing here raises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+import math
+import uuid
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from pathlib import PurePath
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tracekit._buffer import TraceState
+    from tracekit._span import Span
+
+SCHEMA = "tracekit.trace/1"
+MAX_DEPTH = 32
+MAX_ITEMS = 10_000
+_SCALARS = (int, bool, type(None))
+
+
+def marker(text: str) -> str:
+    """The form of every placeholder tracekit writes into a payload."""
+    return f"[tracekit: {text}]"
+
+
+class _Walk:
+    """One serialization pass, sharing a character budget across a trace."""
+
+    __slots__ = ("max_chars", "budget", "path")
+
+    def __init__(self, max_chars: int, budget: int) -> None:
+        self.max_chars = max_chars
+        self.budget = budget
+        self.path: set[int] = set()
+
+    def value(self, v: Any, depth: int = 0) -> Any:
+        t = type(v)
+        if t is str:
+            return self.text(v)
+        if t in _SCALARS:
+            return v
+        if t is float:
+            return v if math.isfinite(v) else str(v)
+        if depth >= MAX_DEPTH:
+            return marker("max depth reached")
+        try:
+            return self._compound(v, t, depth + 1)
+        except Exception:
+            return self._repr(v)
+
+    def text(self, s: str) -> str:
+        n = len(s)
+        if self.budget <= 0:
+            return marker(f"trace size limit reached, {n} chars dropped")
+        limit = min(self.max_chars, self.budget)
+        self.budget -= min(n, limit)
+        if n > limit:
+            return s[:limit] + "... " + marker(f"truncated {n - limit} chars")
+        return s
+
+    def _compound(self, v: Any, t: type, depth: int) -> Any:
+        if t is dict:
+            return self._enter(v, lambda: self._mapping(v, depth))
+        if t is list:
+            return self._enter(v, lambda: self._sequence(v, depth))
+        if isinstance(v, Mapping):
+            return self._enter(v, lambda: self._mapping(v, depth))
+        if isinstance(v, tuple) and hasattr(v, "_asdict"):  # namedtuple
+            return self._enter(v, lambda: self._mapping(v._asdict(), depth))
+        if isinstance(v, (list, tuple, set, frozenset)) or t.__name__ == "deque":
+            return self._enter(v, lambda: self._sequence(v, depth))
+        if isinstance(v, enum.Enum):
+            return self.value(v.value, depth)
+        if isinstance(v, (datetime.datetime, datetime.date, datetime.time)):
+            return v.isoformat()
+        if isinstance(v, datetime.timedelta):
+            return v.total_seconds()
+        if isinstance(v, (bytes, bytearray, memoryview)):
+            return self.text(bytes(v).decode("utf-8", "backslashreplace"))
+        if isinstance(v, (uuid.UUID, Decimal, PurePath)):
+            return str(v)
+        if isinstance(v, BaseException):
+            return self.text(f"{type(v).__name__}: {v}")
+        if isinstance(v, int):  # int subclasses such as IntFlag members
+            return int(v)
+        if isinstance(v, float):
+            return self.value(float(v), depth)
+        if isinstance(v, str):
+            return self.text(str(v))
+        if isinstance(v, type):
+            return f"{v.__module__}.{v.__qualname__}"
+        # Look the method up on the class: instance __getattr__ (mocks, proxies)
+        # must not fool us into calling something that is not there.
+        if callable(getattr(t, "model_dump", None)):  # pydantic v2
+            return self._enter(v, lambda: self.value(v.model_dump(), depth))
+        if dataclasses.is_dataclass(v):
+            return self._enter(
+                v,
+                lambda: self._mapping(
+                    {f.name: getattr(v, f.name) for f in dataclasses.fields(v)}, depth
+                ),
+            )
+        if callable(getattr(t, "dict", None)) and hasattr(t, "__fields__"):  # pydantic v1
+            return self._enter(v, lambda: self.value(v.dict(), depth))
+        return self._repr(v)
+
+    def _enter(self, v: Any, build: Any) -> Any:
+        key = id(v)
+        if key in self.path:
+            return marker("circular reference")
+        self.path.add(key)
+        try:
+            return build()
+        finally:
+            self.path.discard(key)
+
+    def _mapping(self, m: Mapping[Any, Any], depth: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        items = list(m.items())
+        for i, (k, x) in enumerate(items):
+            if i >= MAX_ITEMS:
+                out[marker("truncated")] = f"{len(items) - i} more items"
+                break
+            out[k if type(k) is str else self._key(k)] = self.value(x, depth)
+        return out
+
+    def _sequence(self, s: Iterable[Any], depth: int) -> list[Any]:
+        items = list(s)
+        out = [self.value(x, depth) for x in items[:MAX_ITEMS]]
+        if len(items) > MAX_ITEMS:
+            out.append(marker(f"truncated {len(items) - MAX_ITEMS} items"))
+        return out
+
+    def _key(self, k: Any) -> str:
+        try:
+            return k.value if isinstance(k, enum.Enum) and isinstance(k.value, str) else str(k)
+        except Exception:
+            return marker(f"unprintable {type(k).__name__} key")
+
+    def _repr(self, v: Any) -> str:
+        try:
+            return self.text(repr(v))
+        except Exception:
+            try:
+                name = type(v).__name__
+            except Exception:
+                name = "object"
+            return marker(f"unserializable {name}")
+
+
+def to_jsonable(value: Any, max_chars: int = 100_000, budget: int = 10_000_000) -> Any:
+    """Return a JSON-safe copy of `value` (never raises)."""
+    return _Walk(max_chars, budget).value(value)
+
+
+def sum_usage(spans: list[Span]) -> dict[str, int] | None:
+    """Add up span token usage, skipping spans whose ancestor already carries usage."""
+    by_id = {s.span_id: s for s in spans}
+    total: dict[str, int] = {}
+    for span in spans:
+        if not span.token_usage:
+            continue
+        parent = by_id.get(span.parent_id) if span.parent_id else None
+        counted_above = False
+        while parent is not None:
+            if parent.token_usage:
+                counted_above = True
+                break
+            parent = by_id.get(parent.parent_id) if parent.parent_id else None
+        if counted_above:
+            continue
+        for key, n in span.token_usage.items():
+            if isinstance(n, int) and not isinstance(n, bool):
+                total[key] = total.get(key, 0) + n
+    return total or None
+
+
+def span_record(span: Span, walk: _Walk) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "span_id": span.span_id,
+        "parent_id": span.parent_id,
+        "name": walk.text(str(span.name)),
+        "span_type": span.span_type,
+        "start_time_ns": span.start_time_ns,
+        "end_time_ns": span.end_time_ns,
+        "status": {"code": span.status, "message": span.status_message},
+        "inputs": walk.value(span.inputs),
+        "outputs": walk.value(span.outputs),
+        "attributes": walk.value(dict(span.attributes)) if span.attributes else {},
+        "events": walk.value(list(span.events)) if span.events else [],
+    }
+    if span.token_usage:
+        record["token_usage"] = walk.value(dict(span.token_usage))
+    return record
+
+
+def trace_record(
+    trace: TraceState, resource: Mapping[str, Any], max_value_chars: int, max_trace_chars: int
+) -> dict[str, Any]:
+    """The `tracekit.trace/1` record of a finished trace."""
+    walk = _Walk(max_value_chars, max_trace_chars)
+    spans = list(trace.spans)
+    root = trace.root if trace.root is not None else spans[0]
+    metadata = dict(trace.metadata)
+    if trace.dropped_spans:
+        metadata["tracekit.dropped_spans"] = trace.dropped_spans
+    record: dict[str, Any] = {
+        "schema": SCHEMA,
+        "trace_id": trace.trace_id,
+        "name": walk.text(str(root.name)),
+        "status": root.status,
+        "start_time_ns": root.start_time_ns,
+        "end_time_ns": root.end_time_ns,
+        "tags": {str(k): walk.text(str(v)) for k, v in trace.tags.items()},
+        "metadata": walk.value(metadata),
+    }
+    usage = sum_usage(spans)
+    if usage:
+        record["token_usage"] = usage
+    record["resource"] = dict(resource)
+    record["spans"] = [span_record(span, walk) for span in spans]
+    return record

@@ -1,0 +1,148 @@
+"""Process-wide state: the configuration, the trace buffer and the export pipeline.
+
+Everything is created lazily: `import tracekit` starts no thread and opens no
+file. The first span loads the configuration; the first finished trace
+builds the exporter and starts the worker. A forked child starts afresh.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from tracekit import _buffer, _config, _stats, _threads
+from tracekit._pipeline import ExportPipeline
+
+_lock = threading.RLock()
+_config_value: _config.Config | None = None
+_pipeline: ExportPipeline | None = None
+_exit_registered = False
+_exited = False
+
+
+def config() -> _config.Config:
+    """The effective configuration (read from the environment on first use)."""
+    current = _config_value
+    if current is None:
+        with _lock:
+            current = _config_value or _apply(_config.from_env())
+    return current
+
+
+def _apply(new: _config.Config) -> _config.Config:
+    global _config_value
+    _config_value = new
+    _threads.enabled = new.propagate_context_to_threads
+    if new.enabled:
+        _threads.install()
+    return new
+
+
+def _on_finished(trace: _buffer.TraceState) -> None:
+    if _exited:
+        _stats.count("not_exported_at_exit")
+    else:
+        (_pipeline or pipeline()).enqueue(trace)
+
+
+buffer = _buffer.TraceBuffer(_on_finished)
+
+
+def resource(cfg: _config.Config) -> dict[str, Any]:
+    from tracekit import __version__
+
+    attributes: dict[str, Any] = {
+        "service.name": cfg.service_name or "unknown_service",
+        "telemetry.sdk.name": "tracekit",
+        "telemetry.sdk.language": "python",
+        "telemetry.sdk.version": __version__,
+    }
+    attributes.update(cfg.resource_attributes)
+    if cfg.service_name:
+        attributes["service.name"] = cfg.service_name
+    return attributes
+
+
+def pipeline() -> ExportPipeline:
+    """The export pipeline, built on first use."""
+    global _pipeline, _exit_registered
+    with _lock:
+        if _pipeline is None:
+            from tracekit import exporters
+
+            cfg = config()
+            _pipeline = ExportPipeline(exporters.build(cfg), cfg, resource(cfg), buffer.sweep)
+            if not _exit_registered:
+                _exit_registered = True
+                atexit.register(at_exit)
+            _register_multiprocessing_finalizer()
+        return _pipeline
+
+
+def _register_multiprocessing_finalizer() -> None:
+    # A multiprocessing child ends with os._exit(), skipping atexit; its own
+    # exit function runs registered finalizers first.
+    if "multiprocessing" in sys.modules:
+        from multiprocessing import util
+
+        util.Finalize(None, at_exit, exitpriority=100)
+
+
+def configure(overrides: Mapping[str, Any]) -> _config.Config:
+    """Merge explicit settings over the current ones and rebuild the pipeline."""
+    global _pipeline
+    with _lock:
+        new = _apply(_config.merge(config(), overrides))
+        old, _pipeline = _pipeline, None
+    if old is not None:
+        old.shutdown(new.shutdown_timeout)
+    return new
+
+
+def reset(new: _config.Config | None = None) -> None:
+    """Replace the configuration wholesale (tests): flush the old pipeline first."""
+    global _pipeline, _config_value, _exited
+    with _lock:
+        old, _pipeline = _pipeline, None
+        _config_value = None
+        _exited = False
+        if new is not None:
+            _apply(new)
+    if old is not None:
+        old.shutdown(5.0)
+
+
+def flush(timeout: float | None = None) -> bool:
+    current = _pipeline
+    return True if current is None else current.flush(timeout)
+
+
+def at_exit() -> None:
+    """Deliver what is left within TRACEKIT_SHUTDOWN_TIMEOUT (idempotent)."""
+    global _pipeline, _exited
+    if _config_value is None or _exited:
+        return
+    buffer.force_end_all("the process exited before it ended")
+    with _lock:
+        current, _pipeline = _pipeline, None
+        _exited = True
+    if current is not None:
+        current.shutdown(config().shutdown_timeout)
+    dropped = _stats.snapshot()
+    if dropped:
+        _config.logger.warning("tracekit: dropped during this process: %s", dropped)
+
+
+def _after_fork_in_child() -> None:
+    global _lock, _pipeline
+    _lock = threading.RLock()
+    _pipeline = None
+    buffer.after_fork_in_child()
+    _stats.after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,52 @@
+"""Counters of everything tracekit drops, each reported once when it first happens."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+logger = logging.getLogger("tracekit")
+
+_REASONS = {
+    "spans_per_trace": "a trace reached max_spans_per_trace; further spans of it are not recorded",
+    "in_flight_traces": "max_in_flight_traces traces were open at once; new traces are not recorded",
+    "queue_full": "the export queue was full (the destination is too slow or down); the oldest "
+    "finished traces were dropped",
+    "export_failed": "an exporter failed to deliver traces",
+    "not_exported_at_exit": "traces were still queued when the shutdown timeout ran out",
+    "force_ended_spans": "spans were still open long after their root ended (abandoned streams or "
+    "runaway threads); they were ended by tracekit and their traces exported marked incomplete",
+}
+
+_lock = threading.Lock()
+_counts: dict[str, int] = {}
+
+
+def count(reason: str, n: int = 1) -> None:
+    """Count `n` drops for `reason`; the first one of each reason logs a warning."""
+    with _lock:
+        first = reason not in _counts
+        _counts[reason] = _counts.get(reason, 0) + n
+    if first:
+        logger.warning(
+            "tracekit: %s (counted from now on without further warnings; see "
+            "tracekit.get_stats())",
+            _REASONS.get(reason, reason),
+        )
+
+
+def snapshot() -> dict[str, int]:
+    """Counts so far, by reason."""
+    with _lock:
+        return dict(_counts)
+
+
+def reset() -> None:
+    with _lock:
+        _counts.clear()
+
+
+def after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+    _counts.clear()

@@ -1,0 +1,167 @@
+"""The exporter protocol and small exporters that wrap exporters.
+
+An exporter receives finished traces as `tracekit.trace/1` records (JSON-safe
+dicts), in batches, on the export worker thread. It returns an
+`ExportResult`; it should not raise (the pipeline guards it anyway).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from tracekit._guard import report_internal_error, warn_limited
+
+logger = logging.getLogger("tracekit")
+
+TraceRecord = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """The outcome of one `export()` call.
+
+    Attributes:
+        ok: the batch was delivered.
+        retryable: a later attempt may succeed (network error, 429, 5xx).
+        retry_after: seconds the destination asked us to wait, if it said.
+        message: what went wrong, for the log.
+    """
+
+    ok: bool
+    retryable: bool = False
+    retry_after: float | None = None
+    message: str = ""
+
+
+SUCCESS = ExportResult(ok=True)
+
+
+@runtime_checkable
+class Exporter(Protocol):
+    """Where finished traces go."""
+
+    def export(self, traces: Sequence[TraceRecord]) -> ExportResult:
+        """Deliver a batch of trace records."""
+        ...
+
+    def force_flush(self, timeout: float | None = None) -> bool:
+        """Push out anything buffered inside the exporter."""
+        ...
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Release resources; no export follows."""
+        ...
+
+
+class BaseExporter:
+    """Convenience base with no-op `force_flush` and `shutdown`."""
+
+    def export(self, traces: Sequence[TraceRecord]) -> ExportResult:
+        raise NotImplementedError
+
+    def force_flush(self, timeout: float | None = None) -> bool:
+        return True
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        return None
+
+
+class FanoutExporter(BaseExporter):
+    """Sends each batch to several exporters; one failing does not stop the others."""
+
+    def __init__(self, exporters: Sequence[Exporter]) -> None:
+        self.exporters = list(exporters)
+
+    def export(self, traces: Sequence[TraceRecord]) -> ExportResult:
+        failures = [r for r in (_safe_export(e, traces) for e in self.exporters) if not r.ok]
+        if not failures:
+            return SUCCESS
+        return ExportResult(ok=False, message="; ".join(f.message for f in failures))
+
+    def force_flush(self, timeout: float | None = None) -> bool:
+        return all([e.force_flush(timeout) for e in self.exporters])
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        for exporter in self.exporters:
+            try:
+                exporter.shutdown(timeout)
+            except Exception as exc:  # one bad exporter must not keep others open
+                report_internal_error(f"shutdown {type(exporter).__name__}", exc)
+
+
+class RetryingExporter(BaseExporter):
+    """Retries retryable failures with exponential backoff, jitter and `Retry-After`.
+
+    Gives up after `max_attempts` or once `max_elapsed` seconds have passed,
+    returning the last failure (a spooling wrapper outside can keep the batch).
+    `shutdown()` cuts any wait short.
+    """
+
+    def __init__(
+        self,
+        exporter: Exporter,
+        *,
+        max_attempts: int = 5,
+        initial_backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        max_elapsed: float = 60.0,
+    ) -> None:
+        self.exporter = exporter
+        self.max_attempts = max_attempts
+        self.initial_backoff = initial_backoff
+        self.max_backoff = max_backoff
+        self.max_elapsed = max_elapsed
+        self._stopped = threading.Event()
+
+    def export(self, traces: Sequence[TraceRecord]) -> ExportResult:
+        start = time.monotonic()
+        backoff = self.initial_backoff
+        result = ExportResult(ok=False, message="not attempted")
+        for attempt in range(1, self.max_attempts + 1):
+            result = _safe_export(self.exporter, traces)
+            if result.ok or not result.retryable or attempt == self.max_attempts:
+                return result
+            delay = result.retry_after if result.retry_after is not None else backoff
+            delay = min(delay, self.max_backoff) * (1.0 if result.retry_after else _jitter())
+            if time.monotonic() - start + delay > self.max_elapsed:
+                return result
+            logger.debug("tracekit: export attempt %d failed (%s); retrying in %.2fs",
+                         attempt, result.message, delay)
+            if self._stopped.wait(delay):
+                return result
+            backoff = min(backoff * 2, self.max_backoff)
+        return result
+
+    def force_flush(self, timeout: float | None = None) -> bool:
+        return self.exporter.force_flush(timeout)
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        self._stopped.set()
+        self.exporter.shutdown(timeout)
+
+
+def _jitter() -> float:
+    return 0.5 + random.random()  # noqa: S311 - backoff jitter, not security
+
+
+def _safe_export(exporter: Exporter, traces: Sequence[TraceRecord]) -> ExportResult:
+    try:
+        result = exporter.export(traces)
+    except Exception as exc:
+        report_internal_error(f"export {type(exporter).__name__}", exc)
+        return ExportResult(ok=False, retryable=True, message=f"{type(exc).__name__}: {exc}")
+    if not isinstance(result, ExportResult):
+        warn_limited(
+            "bad-result",
+            "tracekit: %s.export() returned %r, not an ExportResult; assuming success",
+            type(exporter).__name__,
+            result,
+        )
+        return SUCCESS
+    return result

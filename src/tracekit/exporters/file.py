@@ -1,0 +1,135 @@
+"""The file store: JSON lines under a directory (the default destination).
+
+Each finished trace (or fragment) is one line of `traces.jsonl`. Writers
+append with `O_APPEND` under an exclusive `flock`, one `write` per batch, so
+many threads and processes can share a store. When the file passes
+`max_file_bytes` it is renamed to `traces-<UTC time>-<pid>.jsonl` and a new
+one is started; readers look at every `*.jsonl` in the directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tracekit.exporters.base import SUCCESS, BaseExporter, ExportResult, TraceRecord
+
+try:
+    import fcntl
+except ImportError:  # Windows: one process per store, threads still safe
+    fcntl = None  # type: ignore[assignment]
+
+ACTIVE_FILE = "traces.jsonl"
+DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
+
+
+def _json_default(value: Any) -> str:
+    # Only reachable when a span processor put something odd into a record.
+    try:
+        return repr(value)
+    except Exception:
+        return "[tracekit: unserializable]"
+
+
+def encode(record: TraceRecord) -> bytes:
+    """One JSON line for a record."""
+    line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+    return line.encode("utf-8", "surrogatepass") + b"\n"
+
+
+class FileExporter(BaseExporter):
+    """Appends trace records as JSON lines to `directory/traces.jsonl`."""
+
+    def __init__(
+        self, directory: str | os.PathLike[str], max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    ) -> None:
+        self.directory = Path(directory).expanduser()
+        self.max_file_bytes = max_file_bytes
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0
+
+    @property
+    def path(self) -> Path:
+        return self.directory / ACTIVE_FILE
+
+    def export(self, traces: Sequence[TraceRecord]) -> ExportResult:
+        if not traces:
+            return SUCCESS
+        data = b"".join(encode(record) for record in traces)
+        try:
+            with self._lock:
+                self._append(data)
+        except OSError as exc:
+            return ExportResult(ok=False, retryable=True, message=f"{self.path}: {exc}")
+        return SUCCESS
+
+    def _append(self, data: bytes) -> None:
+        fd = self._open()
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fd = self._current(fd)
+            size = os.fstat(fd).st_size
+            if size and size + len(data) > self.max_file_bytes:
+                fd = self._rotate(fd)
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+        finally:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _open(self) -> int:
+        if self._fd is not None and self._pid != os.getpid():
+            # Forked: the descriptor (and its lock) is shared with the parent.
+            self._close()
+        if self._fd is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._pid = os.getpid()
+        return self._fd
+
+    def _current(self, fd: int) -> int:
+        """Reopen if another process rotated the file while we waited for the lock."""
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        return self._reopen_locked(fd)
+
+    def _rotate(self, fd: int) -> int:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = self.directory / f"traces-{stamp}-{os.getpid()}-{time.monotonic_ns()}.jsonl"
+        os.rename(self.path, target)
+        return self._reopen_locked(fd)
+
+    def _reopen_locked(self, old: int) -> int:
+        if fcntl is not None:
+            fcntl.flock(old, fcntl.LOCK_UN)
+        os.close(old)
+        self._fd = None
+        fd = self._open()
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        return self._current(fd) if fcntl is not None else fd
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        with self._lock:
+            self._close()

@@ -1,0 +1,46 @@
+"""Shared fixtures. Internal errors raise under the suite (TRACEKIT_TESTING=1)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["TRACEKIT_TESTING"] = "1"
+
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tracekit import _stats  # noqa: E402
+from tracekit.testing import Capture, capture  # noqa: E402
+
+CASSETTES = Path(__file__).resolve().parents[2] / "shared" / "cassettes"
+
+
+@pytest.fixture
+def captured() -> Iterator[Capture]:
+    """Traces go to memory, with counting ids and a fake clock."""
+    with capture() as c:
+        yield c
+
+
+@pytest.fixture
+def captured_realtime() -> Iterator[Capture]:
+    """Traces go to memory with random ids and the real clock (for concurrency)."""
+    with capture(deterministic=False) as c:
+        yield c
+
+
+@pytest.fixture(autouse=True)
+def _clean_stats() -> Iterator[None]:
+    _stats.reset()
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _no_store_in_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never write the default store into the checkout."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith(("TRACEKIT_", "MLFLOW_", "OTEL_", "DATABRICKS_")) and name != "TRACEKIT_TESTING":
+            monkeypatch.delenv(name)
