@@ -47,7 +47,7 @@ class start_span:  # noqa: N801 - used like a function, as in OpenTelemetry
     and propagates unchanged; otherwise the span ends `OK`.
     """
 
-    __slots__ = ("_name", "_span_type", "_inputs", "_attributes", "_span", "_token")
+    __slots__ = ("_attributes", "_inputs", "_name", "_span", "_span_type", "_token")
 
     def __init__(
         self,

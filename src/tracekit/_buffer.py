@@ -28,21 +28,21 @@ class TraceState:
 
     __slots__ = (
         "_buffer",
-        "trace_id",
-        "spans",
-        "open",
-        "root",
-        "root_ended",
+        "capture_content",
         "closed",
-        "lock",
-        "tags",
-        "metadata",
+        "deadline",
         "dropped_spans",
         "generation",
-        "capture_content",
+        "lock",
         "max_spans",
+        "metadata",
+        "open",
         "orphan_timeout",
-        "deadline",
+        "root",
+        "root_ended",
+        "spans",
+        "tags",
+        "trace_id",
     )
 
     def __init__(self, buffer: TraceBuffer, trace_id: str, config: Config) -> None:
@@ -132,9 +132,7 @@ class TraceBuffer:
         self.generation = 0
         self.last_trace_id: str | None = None
 
-    def start_span(
-        self, name: str, span_type: str, parent: Span | None, config: Config
-    ) -> Span:
+    def start_span(self, name: str, span_type: str, parent: Span | None, config: Config) -> Span:
         """Start a span under `parent` (None: a new trace). Never raises for limits."""
         if parent is None:
             if not config.enabled or (
@@ -166,12 +164,12 @@ class TraceBuffer:
     def _new_trace(self, trace_id: str, config: Config) -> TraceState | None:
         trace = TraceState(self, trace_id, config)
         with self._lock:
-            if len(self._in_flight) >= config.max_in_flight_traces:
-                trace = None
-            else:
+            full = len(self._in_flight) >= config.max_in_flight_traces
+            if not full:
                 self._in_flight[id(trace)] = trace
-        if trace is None:
+        if full:
             _stats.count("in_flight_traces")
+            return None
         return trace
 
     def finish(self, trace: TraceState) -> None:

@@ -83,9 +83,7 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     return default
 
 
-def _float(
-    env: Mapping[str, str], name: str, default: float, low: float, high: float
-) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
     found = _env(env, name)
     if found is None:
         return default
@@ -112,8 +110,12 @@ def _autolog(env: Mapping[str, str]) -> tuple[str, ...]:
         return INTEGRATIONS
     unknown = [name for name in names if name not in INTEGRATIONS]
     if unknown:
-        _warn("TRACEKIT_AUTOLOG", found[1], "a list of " + ", ".join(INTEGRATIONS) + " or all",
-              [n for n in names if n in INTEGRATIONS])
+        _warn(
+            "TRACEKIT_AUTOLOG",
+            found[1],
+            "a list of " + ", ".join(INTEGRATIONS) + " or all",
+            [n for n in names if n in INTEGRATIONS],
+        )
     return tuple(name for name in names if name in INTEGRATIONS)
 
 
@@ -201,8 +203,7 @@ _INVALID = object()
 
 def _check(name: str, value: Any, default: Any) -> Any:
     if name == "tracking_uris":
-        uris = _split(value) if isinstance(value, str) else tuple(str(v) for v in value)
-        return uris
+        return _split(value) if isinstance(value, str) else tuple(str(v) for v in value)
     if name in ("span_processors", "autolog", "exporters"):
         if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
             value = _split(value) if name == "autolog" and isinstance(value, str) else (value,)
@@ -218,8 +219,6 @@ def _check(name: str, value: Any, default: Any) -> Any:
     else:
         ok = True
     if not ok:
-        logger.warning(
-            "tracekit: ignoring configure(%s=%r); keeping %r", name, value, default
-        )
+        logger.warning("tracekit: ignoring configure(%s=%r); keeping %r", name, value, default)
         return _INVALID
     return float(value) if isinstance(default, float) else value

@@ -30,23 +30,27 @@ class _Inputs:
             self.signature = None
             return
         params = list(self.signature.parameters.values())
-        P = inspect.Parameter
+        param = inspect.Parameter
         self.skip = (
-            params[0].name if params and params[0].name in ("self", "cls")
-            and params[0].kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD) else None
+            params[0].name
+            if params
+            and params[0].name in ("self", "cls")
+            and params[0].kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD)
+            else None
         )
-        self.simple = all(p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD,
-                                     P.KEYWORD_ONLY) for p in params)
-        self.positional = [p.name for p in params
-                           if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD)]
-        self.defaults = {p.name: p.default for p in params if p.default is not P.empty}
+        plain = (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)
+        self.simple = all(p.kind in plain for p in params)
+        self.positional = [
+            p.name for p in params if p.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD)
+        ]
+        self.defaults = {p.name: p.default for p in params if p.default is not param.empty}
         self.count = len(params)
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         if self.signature is None:
             return {"args": list(args), "kwargs": kwargs}
         if self.simple:
-            inputs = dict(zip(self.positional, args))
+            inputs = dict(zip(self.positional, args, strict=False))
             if kwargs:
                 inputs.update(kwargs)
             if len(inputs) < self.count:
@@ -65,8 +69,12 @@ class _Inputs:
 
 
 def _begin(
-    name: str, span_type: str, attributes: Mapping[str, Any] | None,
-    bind: _Inputs, args: tuple[Any, ...], kwargs: dict[str, Any],
+    name: str,
+    span_type: str,
+    attributes: Mapping[str, Any] | None,
+    bind: _Inputs,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
 ) -> Span:
     span = start(name, span_type)
     if span.is_recording:
@@ -134,8 +142,8 @@ def trace(
     if func is None:
         return lambda f: trace(f, name=name, span_type=span_type, attributes=attributes)
     if isinstance(func, (classmethod, staticmethod)):
-        return type(func)(trace(func.__func__, name=name, span_type=span_type,
-                                attributes=attributes))
+        inner: Any = func.__func__
+        return type(func)(trace(inner, name=name, span_type=span_type, attributes=attributes))
     import inspect
 
     span_name = name or getattr(func, "__name__", None) or repr(func)

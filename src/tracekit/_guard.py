@@ -55,7 +55,7 @@ def warn_limited(key: str, message: str, *args: object) -> None:
         logger.warning(message, *args)
 
 
-class guard:
+class guard:  # noqa: N801 - used like a function: `with guard(site):`
     """Context manager that swallows (and reports) instrumentation errors.
 
     Example:

@@ -20,7 +20,11 @@ def format_tokens(usage: Mapping[str, Any] | None) -> str:
         return ""
     parts = [
         f"{short}={usage[key]}"
-        for key, short in (("input_tokens", "in"), ("output_tokens", "out"), ("total_tokens", "total"))
+        for key, short in (
+            ("input_tokens", "in"),
+            ("output_tokens", "out"),
+            ("total_tokens", "total"),
+        )
         if key in usage
     ]
     return "tokens " + " ".join(parts) if parts else ""
@@ -74,7 +78,9 @@ def render_tree(spans: Iterable[Mapping[str, Any]]) -> list[str]:
     def walk(span: Mapping[str, Any], prefix: str, last: bool, top: bool) -> None:
         branch = "" if top else ("└─ " if last else "├─ ")
         lines.append(prefix + branch + span_line(span))
-        kids = sorted(children.get(str(span.get("span_id")), []), key=lambda s: s.get("start_time_ns") or 0)
+        kids = sorted(
+            children.get(str(span.get("span_id")), []), key=lambda s: s.get("start_time_ns") or 0
+        )
         inner = prefix + ("" if top else ("   " if last else "│  "))
         for i, kid in enumerate(kids):
             walk(kid, inner, i == len(kids) - 1, False)

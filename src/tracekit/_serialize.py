@@ -37,7 +37,7 @@ def marker(text: str) -> str:
 class _Walk:
     """One serialization pass, sharing a character budget across a trace."""
 
-    __slots__ = ("max_chars", "budget", "path")
+    __slots__ = ("budget", "max_chars", "path")
 
     def __init__(self, max_chars: int, budget: int) -> None:
         self.max_chars = max_chars

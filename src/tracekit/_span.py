@@ -53,18 +53,18 @@ class Span:
 
     __slots__ = (
         "_trace",
-        "span_id",
-        "parent_id",
+        "attributes",
+        "end_time_ns",
+        "events",
+        "inputs",
         "name",
+        "outputs",
+        "parent_id",
+        "span_id",
         "span_type",
         "start_time_ns",
-        "end_time_ns",
         "status",
         "status_message",
-        "inputs",
-        "outputs",
-        "attributes",
-        "events",
         "token_usage",
     )
 

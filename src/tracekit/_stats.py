@@ -9,7 +9,8 @@ logger = logging.getLogger("tracekit")
 
 _REASONS = {
     "spans_per_trace": "a trace reached max_spans_per_trace; further spans of it are not recorded",
-    "in_flight_traces": "max_in_flight_traces traces were open at once; new traces are not recorded",
+    "in_flight_traces": "max_in_flight_traces traces were open at once; new traces are not "
+    "recorded",
     "queue_full": "the export queue was full (the destination is too slow or down); the oldest "
     "finished traces were dropped",
     "export_failed": "an exporter failed to deliver traces",
@@ -29,8 +30,7 @@ def count(reason: str, n: int = 1) -> None:
         _counts[reason] = _counts.get(reason, 0) + n
     if first:
         logger.warning(
-            "tracekit: %s (counted from now on without further warnings; see "
-            "tracekit.get_stats())",
+            "tracekit: %s (counted from now on without further warnings; see tracekit.get_stats())",
             _REASONS.get(reason, reason),
         )
 

@@ -19,7 +19,9 @@ _installed = False
 enabled = True
 
 
-def _submit(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _submit(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     if not enabled or not args or current_span.get() is None:
         return wrapped(*args, **kwargs)
     fn, *rest = args

@@ -85,7 +85,7 @@ class FanoutExporter(BaseExporter):
         return ExportResult(ok=False, message="; ".join(f.message for f in failures))
 
     def force_flush(self, timeout: float | None = None) -> bool:
-        return all([e.force_flush(timeout) for e in self.exporters])
+        return all(e.force_flush(timeout) for e in self.exporters)
 
     def shutdown(self, timeout: float | None = None) -> None:
         for exporter in self.exporters:
@@ -131,8 +131,12 @@ class RetryingExporter(BaseExporter):
             delay = min(delay, self.max_backoff) * (1.0 if result.retry_after else _jitter())
             if time.monotonic() - start + delay > self.max_elapsed:
                 return result
-            logger.debug("tracekit: export attempt %d failed (%s); retrying in %.2fs",
-                         attempt, result.message, delay)
+            logger.debug(
+                "tracekit: export attempt %d failed (%s); retrying in %.2fs",
+                attempt,
+                result.message,
+                delay,
+            )
             if self._stopped.wait(delay):
                 return result
             backoff = min(backoff * 2, self.max_backoff)

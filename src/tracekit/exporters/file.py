@@ -9,6 +9,7 @@ one is started; readers look at every `*.jsonl` in the directory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -124,10 +125,8 @@ class FileExporter(BaseExporter):
 
     def _close(self) -> None:
         if self._fd is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(self._fd)
-            except OSError:
-                pass
             self._fd = None
 
     def shutdown(self, timeout: float | None = None) -> None:

@@ -1,0 +1,54 @@
+"""Reading a file store: every `*.jsonl` under a directory, fragments merged by trace id."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def iter_records(directory: Path) -> Iterator[dict[str, Any]]:
+    """Every trace record in the store, oldest file first; unreadable lines skipped."""
+    files = sorted(directory.glob("*.jsonl"), key=lambda p: (p.stat().st_mtime, p.name))
+    for path in files:
+        try:
+            with path.open("r", encoding="utf-8", errors="replace") as handle:
+                for line in handle:
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        continue  # a torn line from a crashed writer: skip it, keep reading
+                    if isinstance(record, dict) and "trace_id" in record:
+                        yield record
+        except OSError:
+            continue
+
+
+def merge(fragments: list[dict[str, Any]]) -> dict[str, Any]:
+    """One record from the fragments of a trace (forks, late spans)."""
+    if len(fragments) == 1:
+        return fragments[0]
+    roots = [f for f in fragments if f["spans"] and f["spans"][0].get("parent_id") is None]
+    first = roots[0] if roots else min(fragments, key=lambda f: f.get("start_time_ns") or 0)
+    main: dict[str, Any] = dict(first)
+    main["spans"] = [span for f in fragments for span in f.get("spans", [])]
+    usage: dict[str, int] = {}
+    for fragment in fragments:
+        for key, n in (fragment.get("token_usage") or {}).items():
+            usage[key] = usage.get(key, 0) + n
+    if usage:
+        main["token_usage"] = usage
+    main["tags"] = {k: v for f in fragments for k, v in (f.get("tags") or {}).items()}
+    main["metadata"] = {k: v for f in fragments for k, v in (f.get("metadata") or {}).items()}
+    return main
+
+
+def load(directory: Path) -> list[dict[str, Any]]:
+    """All traces in the store, merged, newest first."""
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for record in iter_records(directory):
+        by_id.setdefault(record["trace_id"], []).append(record)
+    traces = [merge(fragments) for fragments in by_id.values()]
+    traces.sort(key=lambda r: r.get("start_time_ns") or 0, reverse=True)
+    return traces

@@ -1,0 +1,149 @@
+"""The `tracekit` command: list and show traces in a file store.
+
+    tracekit ls [--store DIR] [--limit N] [--json]
+    tracekit show TRACE_ID [--store DIR] [--json]
+
+The store is `--store`, else the first file destination in
+`TRACEKIT_TRACKING_URI`, else `./.tracekit`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tracekit import _store
+from tracekit._config import DEFAULT_STORE
+from tracekit._render import format_duration, render_trace
+
+
+def store_path(explicit: str | None) -> Path:
+    if explicit:
+        return Path(explicit).expanduser()
+    from tracekit.exporters import store_directory
+
+    for uri in os.environ.get("TRACEKIT_TRACKING_URI", "").split(","):
+        directory = store_directory(uri.strip()) if uri.strip() else None
+        if directory is not None:
+            return directory
+    return Path(DEFAULT_STORE)
+
+
+def _tokens(record: dict[str, Any]) -> str:
+    usage = record.get("token_usage") or {}
+    return str(usage["total_tokens"]) if "total_tokens" in usage else "-"
+
+
+def _start(record: dict[str, Any]) -> str:
+    ns = record.get("start_time_ns")
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ns / 1e9)) if ns else "-"
+
+
+def _empty(store: Path) -> str:
+    return (
+        f"No traces in {store} yet. Traced code writes there by default; set "
+        "TRACEKIT_TRACKING_URI or pass --store DIR to read another store."
+    )
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    store = store_path(args.store)
+    traces = _store.load(store)[: args.limit]
+    if args.json:
+        print(json.dumps([_summary(r) for r in traces], indent=2))
+        return 0
+    if not traces:
+        print(_empty(store))
+        return 0
+    rows = [("TRACE ID", "NAME", "STATUS", "STARTED", "DURATION", "SPANS", "TOKENS")]
+    rows += [
+        (
+            r["trace_id"],
+            str(r.get("name", ""))[:40],
+            str(r.get("status", "")),
+            _start(r),
+            format_duration(r.get("start_time_ns"), r.get("end_time_ns")),
+            str(len(r.get("spans") or [])),
+            _tokens(r),
+        )
+        for r in traces
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip()
+        )
+    return 0
+
+
+def _summary(record: dict[str, Any]) -> dict[str, Any]:
+    keys = ("trace_id", "name", "status", "start_time_ns", "end_time_ns", "token_usage", "tags")
+    summary = {k: record.get(k) for k in keys}
+    summary["span_count"] = len(record.get("spans") or [])
+    return summary
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store = store_path(args.store)
+    traces = _store.load(store)
+    wanted = args.trace_id.lower().removeprefix("tr-")
+    matches = [r for r in traces if str(r["trace_id"]).startswith(wanted)]
+    if len(matches) != 1:
+        if not traces:
+            print(_empty(store), file=sys.stderr)
+        elif not matches:
+            print(
+                f"No trace with id {args.trace_id!r} in {store} ({len(traces)} traces there; "
+                "`tracekit ls` lists them).",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"{args.trace_id!r} matches {len(matches)} traces; give more digits.",
+                file=sys.stderr,
+            )
+        return 1
+    record = matches[0]
+    print(json.dumps(record, indent=2, ensure_ascii=False) if args.json else render_trace(record))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tracekit", description="Read traces from a tracekit file store."
+    )
+    sub = parser.add_subparsers(dest="command")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--store", help="store directory (default: TRACEKIT_TRACKING_URI or ./.tracekit)"
+    )
+    common.add_argument("--json", action="store_true", help="print JSON instead of text")
+    ls = sub.add_parser("ls", parents=[common], help="list recent traces, newest first")
+    ls.add_argument("-n", "--limit", type=int, default=20, help="how many traces (default 20)")
+    ls.set_defaults(func=cmd_ls)
+    show = sub.add_parser("show", parents=[common], help="show one trace as a tree")
+    show.add_argument("trace_id", help="trace id (a unique prefix is enough)")
+    show.set_defaults(func=cmd_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except BrokenPipeError:  # `tracekit ls | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
