@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracekit import _state, _stats
-from tracekit._config import Config
 from tracekit._context import current_span
 from tracekit._guard import guard, warn_limited
 from tracekit._span import NON_RECORDING, Span, SpanStatus, SpanType
+
+if TYPE_CHECKING:
+    from tracekit._config import Config
 
 
 def start(name: str, span_type: str = SpanType.UNKNOWN, parent: Span | None = None) -> Span:

@@ -16,11 +16,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracekit import _runtime, _stats
-from tracekit._config import Config
 from tracekit._span import NON_RECORDING, Span
+
+if TYPE_CHECKING:
+    from tracekit._config import Config
 
 
 class TraceState:

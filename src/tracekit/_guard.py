@@ -8,13 +8,18 @@ bugs are not hidden.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
 from types import TracebackType
+from typing import Any
 
-logger = logging.getLogger("tracekit")
+
+def _logger() -> Any:
+    import logging  # not at import time: `import tracekit` stays cheap
+
+    return logging.getLogger("tracekit")
+
 
 _REPEAT_WINDOW_S = 60.0
 
@@ -52,7 +57,7 @@ def warn_limited(key: str, message: str, *args: object) -> None:
     if ok:
         if repeats:
             message += f" ({repeats} similar messages suppressed)"
-        logger.warning(message, *args)
+        _logger().warning(message, *args)
 
 
 class guard:  # noqa: N801 - used like a function: `with guard(site):`
@@ -88,7 +93,7 @@ def report_internal_error(site: str, exc: BaseException) -> None:
     ok, repeats = _limiter.allow("internal:" + site)
     if ok:
         extra = f" ({repeats} repeats suppressed)" if repeats else ""
-        logger.warning(
+        _logger().warning(
             "tracekit internal error at %s (tracing continues, the application is unaffected)%s",
             site,
             extra,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -162,6 +161,8 @@ class Span:
         """Add an `exception` event and, by default, mark the span `ERROR`."""
         if self.end_time_ns is not None:
             return
+        import traceback
+
         self.add_event(
             "exception",
             {

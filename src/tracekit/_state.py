@@ -1,39 +1,44 @@
 """Process-wide state: the configuration, the trace buffer and the export pipeline.
 
-Everything is created lazily: `import tracekit` starts no thread and opens no
-file. The first span loads the configuration; the first finished trace
-builds the exporter and starts the worker. A forked child starts afresh.
+Everything is created lazily: `import tracekit` starts no thread, opens no
+file and imports neither logging nor the exporters. The first span loads the
+configuration; the first finished trace builds the exporter and starts the
+worker. A forked child starts afresh.
 """
 
 from __future__ import annotations
 
-import atexit
 import os
 import sys
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tracekit import _buffer, _config, _stats, _threads
-from tracekit._pipeline import ExportPipeline
+from tracekit import _buffer, _stats, _threads
+
+if TYPE_CHECKING:
+    from tracekit._config import Config
+    from tracekit._pipeline import ExportPipeline
 
 _lock = threading.RLock()
-_config_value: _config.Config | None = None
+_config_value: Config | None = None
 _pipeline: ExportPipeline | None = None
 _exit_registered = False
 _exited = False
 
 
-def config() -> _config.Config:
+def config() -> Config:
     """The effective configuration (read from the environment on first use)."""
     current = _config_value
     if current is None:
+        from tracekit import _config
+
         with _lock:
             current = _config_value or _apply(_config.from_env())
     return current
 
 
-def _apply(new: _config.Config) -> _config.Config:
+def _apply(new: Config) -> Config:
     global _config_value
     _config_value = new
     _threads.enabled = new.propagate_context_to_threads
@@ -52,7 +57,7 @@ def _on_finished(trace: _buffer.TraceState) -> None:
 buffer = _buffer.TraceBuffer(_on_finished)
 
 
-def resource(cfg: _config.Config) -> dict[str, Any]:
+def resource(cfg: Config) -> dict[str, Any]:
     from tracekit import __version__
 
     attributes: dict[str, Any] = {
@@ -73,10 +78,13 @@ def pipeline() -> ExportPipeline:
     with _lock:
         if _pipeline is None:
             from tracekit import exporters
+            from tracekit._pipeline import ExportPipeline
 
             cfg = config()
             _pipeline = ExportPipeline(exporters.build(cfg), cfg, resource(cfg), buffer.sweep)
             if not _exit_registered:
+                import atexit
+
                 _exit_registered = True
                 atexit.register(at_exit)
             _register_multiprocessing_finalizer()
@@ -92,9 +100,11 @@ def _register_multiprocessing_finalizer() -> None:
         util.Finalize(None, at_exit, exitpriority=100)
 
 
-def configure(overrides: Mapping[str, Any]) -> _config.Config:
+def configure(overrides: Mapping[str, Any]) -> Config:
     """Merge explicit settings over the current ones and rebuild the pipeline."""
     global _pipeline
+    from tracekit import _config
+
     with _lock:
         new = _apply(_config.merge(config(), overrides))
         old, _pipeline = _pipeline, None
@@ -103,7 +113,7 @@ def configure(overrides: Mapping[str, Any]) -> _config.Config:
     return new
 
 
-def reset(new: _config.Config | None = None) -> None:
+def reset(new: Config | None = None) -> None:
     """Replace the configuration wholesale (tests): flush the old pipeline first."""
     global _pipeline, _config_value, _exited
     with _lock:
@@ -134,7 +144,9 @@ def at_exit() -> None:
         current.shutdown(config().shutdown_timeout)
     dropped = _stats.snapshot()
     if dropped:
-        _config.logger.warning("tracekit: dropped during this process: %s", dropped)
+        import logging
+
+        logging.getLogger("tracekit").warning("tracekit: dropped during this process: %s", dropped)
 
 
 def _after_fork_in_child() -> None:

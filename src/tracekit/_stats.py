@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import threading
-
-logger = logging.getLogger("tracekit")
 
 _REASONS = {
     "spans_per_trace": "a trace reached max_spans_per_trace; further spans of it are not recorded",
@@ -29,7 +26,9 @@ def count(reason: str, n: int = 1) -> None:
         first = reason not in _counts
         _counts[reason] = _counts.get(reason, 0) + n
     if first:
-        logger.warning(
+        import logging  # not at import time: `import tracekit` stays cheap
+
+        logging.getLogger("tracekit").warning(
             "tracekit: %s (counted from now on without further warnings; see tracekit.get_stats())",
             _REASONS.get(reason, reason),
         )
