@@ -6,13 +6,13 @@ import os
 
 os.environ["TRACEKIT_TESTING"] = "1"
 
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
+from collections.abc import Iterator
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-from tracekit import _stats  # noqa: E402
-from tracekit.testing import Capture, capture  # noqa: E402
+from tracekit import _stats
+from tracekit.testing import Capture, capture
 
 CASSETTES = Path(__file__).resolve().parents[2] / "shared" / "cassettes"
 
@@ -42,5 +42,8 @@ def _no_store_in_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never write the default store into the checkout."""
     monkeypatch.chdir(tmp_path)
     for name in list(os.environ):
-        if name.startswith(("TRACEKIT_", "MLFLOW_", "OTEL_", "DATABRICKS_")) and name != "TRACEKIT_TESTING":
+        if (
+            name.startswith(("TRACEKIT_", "MLFLOW_", "OTEL_", "DATABRICKS_"))
+            and name != "TRACEKIT_TESTING"
+        ):
             monkeypatch.delenv(name)

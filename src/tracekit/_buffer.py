@@ -68,8 +68,8 @@ class TraceState:
     def add(self, span: Span) -> bool:
         """Register a started span; False when the trace is closed or full."""
         with self.lock:
-            if self.closed:
-                return False
+            if self.closed or self.generation != self._buffer.generation:
+                return False  # emitted already, or inherited across fork: new fragment
             if len(self.spans) >= self.max_spans:
                 self.dropped_spans += 1
                 full = True

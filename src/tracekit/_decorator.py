@@ -68,6 +68,12 @@ class _Inputs:
         return inputs
 
 
+def _off() -> bool:
+    """True when this call cannot be recorded: tracing disabled, or sampled out at 0."""
+    config = _state._config_value or _state.config()
+    return not config.enabled or (config.sampling_ratio == 0.0 and current_span.get() is None)
+
+
 def _begin(
     name: str,
     span_type: str,
@@ -162,7 +168,7 @@ def trace(
 
 def _function(func: Any, name: str, span_type: str, attributes: Any, bind: _Inputs) -> Any:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not (_state._config_value or _state.config()).enabled:
+        if _off():
             return func(*args, **kwargs)
         span = _begin(name, span_type, attributes, bind, args, kwargs)
         token = current_span.set(span)
@@ -179,7 +185,7 @@ def _function(func: Any, name: str, span_type: str, attributes: Any, bind: _Inpu
 
 def _coroutine(func: Any, name: str, span_type: str, attributes: Any, bind: _Inputs) -> Any:
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not (_state._config_value or _state.config()).enabled:
+        if _off():
             return await func(*args, **kwargs)
         span = _begin(name, span_type, attributes, bind, args, kwargs)
         token = current_span.set(span)
@@ -203,7 +209,7 @@ def _record_item(span: Span, items: list[Any], item: Any) -> None:
 
 def _generator(func: Any, name: str, span_type: str, attributes: Any, bind: _Inputs) -> Any:
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-        if not (_state._config_value or _state.config()).enabled:
+        if _off():
             return (yield from func(*args, **kwargs))
         span = _begin(name, span_type, attributes, bind, args, kwargs)
         items: list[Any] = []
@@ -261,7 +267,7 @@ def _drive(gen: Generator[Any, Any, Any], span: Span, items: list[Any]) -> Gener
 def _async_generator(func: Any, name: str, span_type: str, attributes: Any, bind: _Inputs) -> Any:
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         agen = func(*args, **kwargs)
-        if not (_state._config_value or _state.config()).enabled:
+        if _off():
             async for item in agen:
                 yield item
             return

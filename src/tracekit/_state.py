@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 _lock = threading.RLock()
 _config_value: Config | None = None
 _pipeline: ExportPipeline | None = None
-_exit_registered = False
+_exit_hooks_pid = 0
 _exited = False
 
 
@@ -44,6 +44,7 @@ def _apply(new: Config) -> Config:
     _threads.enabled = new.propagate_context_to_threads
     if new.enabled:
         _threads.install()
+        _ensure_exit_hooks()
     return new
 
 
@@ -74,7 +75,7 @@ def resource(cfg: Config) -> dict[str, Any]:
 
 def pipeline() -> ExportPipeline:
     """The export pipeline, built on first use."""
-    global _pipeline, _exit_registered
+    global _pipeline
     with _lock:
         if _pipeline is None:
             from tracekit import exporters
@@ -82,22 +83,37 @@ def pipeline() -> ExportPipeline:
 
             cfg = config()
             _pipeline = ExportPipeline(exporters.build(cfg), cfg, resource(cfg), buffer.sweep)
-            if not _exit_registered:
-                import atexit
-
-                _exit_registered = True
-                atexit.register(at_exit)
-            _register_multiprocessing_finalizer()
+            _ensure_exit_hooks()
         return _pipeline
 
 
-def _register_multiprocessing_finalizer() -> None:
-    # A multiprocessing child ends with os._exit(), skipping atexit; its own
-    # exit function runs registered finalizers first.
+def _ensure_exit_hooks() -> None:
+    """Make sure this process flushes at exit (once per process).
+
+    atexit is registered once per interpreter (a fork inherits it). A
+    multiprocessing child ends with os._exit(), which skips atexit, so it
+    also gets a multiprocessing finalizer, which its exit function runs.
+    """
+    global _exit_hooks_pid
+    pid = os.getpid()
+    if _exit_hooks_pid == pid:
+        return
+    if _exit_hooks_pid == 0:
+        import atexit
+
+        atexit.register(at_exit)
+    _exit_hooks_pid = pid
     if "multiprocessing" in sys.modules:
         from multiprocessing import util
 
         util.Finalize(None, at_exit, exitpriority=100)
+
+
+class _ForkSentinel:
+    """multiprocessing keeps after-fork callbacks in a weak registry: hold one strongly."""
+
+
+_FORK_SENTINEL = _ForkSentinel()
 
 
 def configure(overrides: Mapping[str, Any]) -> Config:
@@ -155,6 +171,12 @@ def _after_fork_in_child() -> None:
     _pipeline = None
     buffer.after_fork_in_child()
     _stats.after_fork_in_child()
+    if "multiprocessing" in sys.modules:
+        # A multiprocessing child clears finalizers right after the fork, then
+        # runs after-fork callbacks: register the exit hooks from one of those.
+        from multiprocessing import util
+
+        util.register_after_fork(_FORK_SENTINEL, lambda _: _ensure_exit_hooks())
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

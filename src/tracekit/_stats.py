@@ -12,8 +12,9 @@ _REASONS = {
     "finished traces were dropped",
     "export_failed": "an exporter failed to deliver traces",
     "not_exported_at_exit": "traces were still queued when the shutdown timeout ran out",
-    "force_ended_spans": "spans were still open long after their root ended (abandoned streams or "
-    "runaway threads); they were ended by tracekit and their traces exported marked incomplete",
+    "force_ended_spans": "spans were still open when their trace had to be exported (abandoned "
+    "streams, runaway threads, or the process exiting); tracekit ended them and exported their "
+    "traces marked incomplete",
 }
 
 _lock = threading.Lock()
