@@ -32,9 +32,8 @@ def captured_realtime() -> Iterator[Capture]:
 
 
 @pytest.fixture(autouse=True)
-def _clean_stats() -> Iterator[None]:
+def _clean_stats() -> None:
     _stats.reset()
-    yield
 
 
 @pytest.fixture(autouse=True)
