@@ -397,7 +397,7 @@ def test_thousand_concurrent_asyncio_tasks(captured_realtime: Capture) -> None:
         assert parts == ["executor", "to_thread"]
         assert root["outputs"] == [task, f"to_thread:{task}", f"executor:{task}"]
     assert sorted(seen_tasks) == list(range(tasks))
-    assert tracekit.get_stats()["in_flight_traces"] == 0
+    assert tracekit.get_stats()["traces_in_flight"] == 0
 
 
 def test_thread_pool_fan_out(captured_realtime: Capture) -> None:
@@ -442,4 +442,4 @@ def test_thread_pool_fan_out(captured_realtime: Capture) -> None:
                 assert span["inputs"] == parent_of(record, span)["inputs"]
         assert parts == Counter(range(fan))
     assert sorted(seen) == list(range(roots))
-    assert tracekit.get_stats()["in_flight_traces"] == 0
+    assert tracekit.get_stats()["traces_in_flight"] == 0

@@ -15,6 +15,19 @@ if TYPE_CHECKING:
     from tracekit._config import Config
 
 
+LIMITS = frozenset(
+    {
+        "max_spans_per_trace",
+        "max_in_flight_traces",
+        "max_queued_spans",
+        "export_batch_spans",
+        "max_value_chars",
+        "max_trace_chars",
+        "orphan_timeout",
+    }
+)
+
+
 def start(name: str, span_type: str = SpanType.UNKNOWN, parent: Span | None = None) -> Span:
     """Start a span under `parent` (default: the current span) without making it current.
 
@@ -157,11 +170,17 @@ def shutdown() -> None:
 
 
 def get_stats() -> dict[str, int]:
-    """Counts of what tracekit dropped, by reason, plus traces in flight and queued."""
+    """Counts of what tracekit dropped, by reason, plus the gauges
+    `traces_in_flight` (started, not finished) and `traces_queued` (finished,
+    not yet exported).
+
+    Drop reasons: `spans_per_trace`, `in_flight_traces`, `queue_full`,
+    `export_failed`, `not_exported_at_exit`, `force_ended_spans`.
+    """
     stats = _stats.snapshot()
-    stats["in_flight_traces"] = _state.buffer.in_flight()
+    stats["traces_in_flight"] = _state.buffer.in_flight()
     current = _state._pipeline
-    stats["queued_traces"] = current.queued() if current is not None else 0
+    stats["traces_queued"] = current.queued() if current is not None else 0
     return stats
 
 
@@ -180,7 +199,7 @@ def configure(
     shutdown_timeout: float | None = None,
     spool_dir: str | None = None,
     propagate_context_to_threads: bool | None = None,
-    **limits: Any,
+    **limits: float,
 ) -> Config:
     """Configure tracekit; explicit arguments beat environment variables.
 
@@ -213,6 +232,9 @@ def configure(
     Example:
         tracekit.configure(tracking_uri="console", sampling_ratio=0.1)
     """
+    unknown = set(limits) - LIMITS
+    if unknown:
+        raise TypeError(f"tracekit.configure() got unexpected keyword arguments {sorted(unknown)}")
     overrides: dict[str, Any] = dict(
         enabled=enabled,
         tracking_uri=tracking_uri,

@@ -126,8 +126,13 @@ class TraceState:
 class TraceBuffer:
     """Traces in flight, keyed by identity, bounded in number."""
 
-    def __init__(self, on_finished: Callable[[TraceState], None]) -> None:
+    def __init__(
+        self,
+        on_finished: Callable[[TraceState], None],
+        on_waiting: Callable[[], None] = lambda: None,
+    ) -> None:
         self._on_finished = on_finished
+        self._on_waiting = on_waiting
         self._lock = threading.Lock()
         self._in_flight: dict[int, TraceState] = {}
         self._waiting: dict[int, TraceState] = {}
@@ -185,6 +190,7 @@ class TraceBuffer:
         with self._lock:
             if not trace.closed:
                 self._waiting[id(trace)] = trace
+        self._on_waiting()  # the sweep runs on the export worker: make sure it runs
 
     def sweep(self, now: float | None = None) -> int:
         """Force-end traces whose children outlived the grace period; returns count."""

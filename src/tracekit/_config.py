@@ -209,7 +209,9 @@ def _check(name: str, value: Any, default: Any) -> Any:
             value = _split(value) if name == "autolog" and isinstance(value, str) else (value,)
         return tuple(value)
     if name == "sampling_ratio":
-        ok = isinstance(value, (int, float)) and 0.0 <= value <= 1.0
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+    elif name == "export_interval":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0.01
     elif isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, int):

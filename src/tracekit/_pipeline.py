@@ -45,6 +45,7 @@ class ExportPipeline:
         self._worker: threading.Thread | None = None
         self._stopping = False
         self._closed = False
+        self._exporting = 0  # traces taken by the worker and not yet handed over
 
     # -- called by traced code -------------------------------------------------
 
@@ -96,7 +97,7 @@ class ExportPipeline:
             worker.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
             self._closed = True
-            left = len(self._queue)
+            left = len(self._queue) + (self._exporting if worker and worker.is_alive() else 0)
             self._queue.clear()
             self._queued_spans = 0
         if left:
@@ -106,6 +107,12 @@ class ExportPipeline:
             self.exporter.force_flush(remaining)
             self.exporter.shutdown(remaining)
         return left == 0
+
+    def start(self) -> None:
+        """Start the worker if it is not running (it sweeps orphans as well)."""
+        with self._lock:
+            if self._worker is None and not self._closed:
+                self._start()
 
     def queued(self) -> int:
         with self._lock:
@@ -136,6 +143,7 @@ class ExportPipeline:
                     batch.append(trace)
                     spans += len(trace.spans)
                 self._queued_spans -= spans
+                self._exporting = len(batch)
                 drained = not self._queue
                 waiters = self._waiters if drained else []
                 if drained:
@@ -147,6 +155,7 @@ class ExportPipeline:
                     self._sweep()
             if batch:
                 self._export(batch)
+                self._exporting = 0
             if waiters:
                 with guard("force_flush"):
                     self.exporter.force_flush(None)

@@ -177,7 +177,8 @@ class Span:
             self.set_status(SpanStatus.ERROR, f"{type(exc).__name__}: {_safe_str(exc)}")
 
     def end(self, end_time_ns: int | None = None) -> None:
-        """End the span (idempotent). `UNSET` status becomes `OK`."""
+        """End the span (idempotent; later calls are ignored). The status is kept
+        as set: `start_span` and `@trace` set `OK` on a normal exit."""
         if self.end_time_ns is None:
             self._trace.end_span(self, _runtime.clock() if end_time_ns is None else end_time_ns)
 

@@ -55,7 +55,12 @@ def _on_finished(trace: _buffer.TraceState) -> None:
         (_pipeline or pipeline()).enqueue(trace)
 
 
-buffer = _buffer.TraceBuffer(_on_finished)
+def _on_waiting() -> None:
+    if not _exited:
+        (_pipeline or pipeline()).start()
+
+
+buffer = _buffer.TraceBuffer(_on_finished, _on_waiting)
 
 
 def resource(cfg: Config) -> dict[str, Any]:

@@ -8,10 +8,16 @@ from pathlib import Path
 from typing import Any
 
 
+def _age(path: Path) -> tuple[float, str]:
+    try:
+        return path.stat().st_mtime, path.name
+    except OSError:  # rotated away by a writer since we listed the directory
+        return 0.0, path.name
+
+
 def iter_records(directory: Path) -> Iterator[dict[str, Any]]:
     """Every trace record in the store, oldest file first; unreadable lines skipped."""
-    files = sorted(directory.glob("*.jsonl"), key=lambda p: (p.stat().st_mtime, p.name))
-    for path in files:
+    for path in sorted(directory.glob("*.jsonl"), key=_age):
         try:
             with path.open("r", encoding="utf-8", errors="replace") as handle:
                 for line in handle:

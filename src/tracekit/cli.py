@@ -92,7 +92,13 @@ def _summary(record: dict[str, Any]) -> dict[str, Any]:
 def cmd_show(args: argparse.Namespace) -> int:
     store = store_path(args.store)
     traces = _store.load(store)
-    wanted = args.trace_id.lower().removeprefix("tr-")
+    wanted = args.trace_id.strip().lower().removeprefix("tr-")
+    if not wanted:
+        print(
+            "Give a trace id (or a unique prefix of one); `tracekit ls` lists them.",
+            file=sys.stderr,
+        )
+        return 2
     matches = [r for r in traces if str(r["trace_id"]).startswith(wanted)]
     if len(matches) != 1:
         if not traces:
@@ -114,6 +120,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tracekit", description="Read traces from a tracekit file store."
@@ -125,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--json", action="store_true", help="print JSON instead of text")
     ls = sub.add_parser("ls", parents=[common], help="list recent traces, newest first")
-    ls.add_argument("-n", "--limit", type=int, default=20, help="how many traces (default 20)")
+    ls.add_argument("-n", "--limit", type=_positive, default=20, help="how many (default 20)")
     ls.set_defaults(func=cmd_ls)
     show = sub.add_parser("show", parents=[common], help="show one trace as a tree")
     show.add_argument("trace_id", help="trace id (a unique prefix is enough)")

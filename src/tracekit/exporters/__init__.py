@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tracekit._config import DEFAULT_STORE, Config
 from tracekit.exporters.base import (
@@ -38,11 +40,12 @@ __all__ = [
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 _LATER = ("http", "https", "databricks", "otlp", "otlp+http", "otlp+https")
+_WORDS = ("console", "memory", "databricks", "otlp")
 
 
 def store_directory(uri: str) -> Path | None:
     """The directory of a file-store URI (`file://DIR` or a plain path), else None."""
-    if uri in ("console", "memory", "databricks") or uri.startswith("databricks://"):
+    if uri.lower() in _WORDS:
         return None
     match = _SCHEME.match(uri)
     if match is None:
@@ -58,16 +61,16 @@ def _one(uri: str) -> Exporter:
 
         return ConsoleExporter()
     if uri == "memory":
-        from tracekit.exporters.memory import InMemoryExporter
+        from tracekit.exporters.memory import default_exporter
 
-        return InMemoryExporter()
+        return default_exporter()
     directory = store_directory(uri)
     if directory is None:
         scheme = uri.split("://", 1)[0].lower()
         why = "is not supported yet" if scheme in _LATER else "is not a known destination"
         logger.warning(
-            "tracekit: TRACEKIT_TRACKING_URI destination %r %s; writing to the file store %r "
-            "instead",
+            "tracekit: tracking URI (TRACEKIT_TRACKING_URI or configure(tracking_uri=)) %r %s; "
+            "writing to the file store %r instead",
             uri,
             why,
             DEFAULT_STORE,
@@ -82,10 +85,7 @@ def _from_factory(spec: str) -> Exporter | None:
     module_name, _, attr = spec.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), attr)
-        exporter = factory()
-        if not callable(getattr(exporter, "export", None)):
-            raise TypeError(f"{spec}() returned {exporter!r}, which has no export() method")
-        return exporter  # type: ignore[no-any-return]
+        return _complete(factory(), spec + "()")
     except Exception as exc:
         logger.warning(
             "tracekit: TRACEKIT_EXPORTER=%r could not be loaded (%s: %s); ignoring it",
@@ -96,6 +96,36 @@ def _from_factory(spec: str) -> Exporter | None:
         return None
 
 
+class _Completed(BaseExporter):
+    """Gives an exporter object that only has `export()` the rest of the protocol."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def export(self, traces: Sequence[TraceRecord]) -> ExportResult:
+        return self.inner.export(traces)  # type: ignore[no-any-return]
+
+    def force_flush(self, timeout: float | None = None) -> bool:
+        method = getattr(self.inner, "force_flush", None)
+        return bool(method(timeout)) if callable(method) else True
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        method = getattr(self.inner, "shutdown", None)
+        if callable(method):
+            method(timeout)
+
+
+def _complete(obj: Any, origin: str) -> Exporter | None:
+    if not callable(getattr(obj, "export", None)):
+        logger.warning(
+            "tracekit: %s gave %r, which has no export() method; ignoring it", origin, obj
+        )
+        return None
+    if callable(getattr(obj, "force_flush", None)) and callable(getattr(obj, "shutdown", None)):
+        return obj  # type: ignore[no-any-return]
+    return _Completed(obj)
+
+
 def build(config: Config) -> Exporter:
     """The exporter the configuration asks for (never raises)."""
     exporters: list[Exporter] = [_one(uri) for uri in config.tracking_uris]
@@ -103,7 +133,9 @@ def build(config: Config) -> Exporter:
         custom = _from_factory(config.exporter_factory)
         if custom is not None:
             exporters.append(custom)
-    exporters.extend(config.exporters)
+    exporters.extend(
+        e for e in (_complete(obj, "configure(exporter=...)") for obj in config.exporters) if e
+    )
     if not exporters:
         exporters.append(_one(DEFAULT_STORE))
     return exporters[0] if len(exporters) == 1 else FanoutExporter(exporters)

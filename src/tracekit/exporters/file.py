@@ -3,7 +3,7 @@
 Each finished trace (or fragment) is one line of `traces.jsonl`. Writers
 append with `O_APPEND` under an exclusive `flock`, one `write` per batch, so
 many threads and processes can share a store. When the file passes
-`max_file_bytes` it is renamed to `traces-<UTC time>-<pid>.jsonl` and a new
+`max_file_bytes` it is renamed to `traces-<UTC time>-<pid>-<n>.jsonl` and a new
 one is started; readers look at every `*.jsonl` in the directory.
 """
 
@@ -79,6 +79,10 @@ class FileExporter(BaseExporter):
             size = os.fstat(fd).st_size
             if size and size + len(data) > self.max_file_bytes:
                 fd = self._rotate(fd)
+                size = 0
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                # A writer died mid-line: end its torn line so ours stays readable.
+                data = b"\n" + data
             view = memoryview(data)
             while view:
                 written = os.write(fd, view)
@@ -93,7 +97,7 @@ class FileExporter(BaseExporter):
             self._close()
         if self._fd is None:
             self.directory.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             self._pid = os.getpid()
         return self._fd
 

@@ -34,3 +34,17 @@ class InMemoryExporter(BaseExporter):
     def clear(self) -> None:
         with self._lock:
             self._traces.clear()
+
+
+_default = InMemoryExporter()
+
+
+def default_exporter() -> InMemoryExporter:
+    """The process-wide exporter behind the `memory` destination.
+
+    Example:
+        tracekit.configure(tracking_uri="memory")
+        ...
+        records = tracekit.exporters.memory.default_exporter().traces
+    """
+    return _default
