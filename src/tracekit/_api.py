@@ -79,13 +79,16 @@ class start_span:  # noqa: N801 - used like a function, as in OpenTelemetry
         self._token: Any = None
 
     def __enter__(self) -> Span:
+        config = _state._config_value or _state.config()
+        if not config.enabled:
+            return NON_RECORDING  # token stays None: __exit__ has nothing to undo
         span = self._span = start(self._name, self._span_type)
+        self._token = current_span.set(span)
         with guard("start_span enter"):
             if self._inputs is not None:
                 span.set_inputs(self._inputs)
             if self._attributes:
                 span.set_attributes(self._attributes)
-            self._token = current_span.set(span)
         return span
 
     def __exit__(
@@ -94,6 +97,8 @@ class start_span:  # noqa: N801 - used like a function, as in OpenTelemetry
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._token is None:
+            return
         span = self._span
         with guard("start_span exit"):
             if self._token is not None:

@@ -7,9 +7,9 @@ from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from typing import Any, TypeVar, overload
 
 from tracekit import _state
-from tracekit._api import finish, start
+from tracekit._api import finish
 from tracekit._context import current_span
-from tracekit._guard import guard
+from tracekit._guard import guard, internal_error
 from tracekit._span import NON_RECORDING, Span, SpanType
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -82,23 +82,30 @@ def _begin(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Span:
-    span = start(name, span_type)
-    if span.is_recording:
-        with guard("trace inputs"):
+    try:
+        span = _state.buffer.start_span(
+            name, span_type, current_span.get(), _state._config_value or _state.config()
+        )
+        if span is not NON_RECORDING:
             if span._trace.capture_content:
                 span.set_inputs(bind(args, kwargs))
             if attributes:
                 span.set_attributes(attributes)
-    return span
+        return span
+    except Exception as exc:
+        internal_error("trace start", exc)
+        return NON_RECORDING
 
 
 def _end(span: Span, token: Any, exc: BaseException | None, outputs: Any = None) -> None:
-    with guard("trace end"):
+    try:
         if token is not None:
             current_span.reset(token)
         if exc is None and outputs is not None:
             span.set_outputs(outputs)
         finish(span, exc)
+    except Exception as error:
+        internal_error("trace end", error)
 
 
 @overload

@@ -88,6 +88,13 @@ class guard:  # noqa: N801 - used like a function: `with guard(site):`
         return not _raise_internal_errors()
 
 
+def internal_error(site: str, exc: Exception) -> None:
+    """What `guard` does, for hot paths that use a plain `try`: report, raise in tests."""
+    report_internal_error(site, exc)
+    if _raise_internal_errors():
+        raise exc
+
+
 def report_internal_error(site: str, exc: BaseException) -> None:
     """Log an internal error once per site and window, with its traceback."""
     ok, repeats = _limiter.allow("internal:" + site)

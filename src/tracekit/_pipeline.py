@@ -46,29 +46,34 @@ class ExportPipeline:
         self._stopping = False
         self._closed = False
         self._exporting = 0  # traces taken by the worker and not yet handed over
+        self._max_queued_spans = config.max_queued_spans
+        self._batch_spans = config.export_batch_spans
 
     # -- called by traced code -------------------------------------------------
 
     def enqueue(self, trace: TraceState) -> None:
         """Queue a finished trace (never blocks on I/O)."""
-        dropped = 0
+        dropped: list[TraceState] = []
         with self._lock:
             if self._closed:
-                dropped = -1
+                dropped.append(trace)
             else:
                 self._queue.append(trace)
                 self._queued_spans += len(trace.spans)
-                while self._queued_spans > self._config.max_queued_spans and len(self._queue) > 1:
-                    self._queued_spans -= len(self._queue.popleft().spans)
-                    dropped += 1
+                while self._queued_spans > self._max_queued_spans and len(self._queue) > 1:
+                    old = self._queue.popleft()
+                    self._queued_spans -= len(old.spans)
+                    dropped.append(old)
                 if self._worker is None:
                     self._start()
-                if self._queued_spans >= self._config.export_batch_spans:
+                if self._queued_spans >= self._batch_spans:
                     self._cond.notify()
-        if dropped > 0:
-            _stats.count("queue_full", dropped)
-        elif dropped < 0:
-            _stats.count("not_exported_at_exit")
+        if dropped:
+            _stats.count(
+                "not_exported_at_exit" if dropped[0] is trace else "queue_full", len(dropped)
+            )
+            for old in dropped:
+                old.release()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Export everything queued so far; False if `timeout` passed first."""
@@ -169,6 +174,7 @@ class ExportPipeline:
         for trace in batch:
             with guard("serialize"):
                 records.append(self._record(trace))
+            trace.release()
         if not records:
             return
         result = _safe_export(self.exporter, records)
