@@ -146,11 +146,11 @@ def update_current_trace(
     if not span.is_recording:
         return
     trace = span._trace
-    with trace.lock:
+    with guard("update_current_trace"), trace.lock:  # keys and values serialize on export
         if tags:
-            trace.tags.update({str(k): v for k, v in tags.items()})
+            trace.tags.update(tags)
         if metadata:
-            trace.metadata.update({str(k): v for k, v in metadata.items()})
+            trace.metadata.update(metadata)
         if session_id is not None:
             trace.metadata["session_id"] = session_id
         if user_id is not None:

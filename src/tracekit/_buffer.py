@@ -227,6 +227,17 @@ class TraceBuffer:
             _stats.count("force_ended_spans", forced)
         self.finish(trace)
 
+    def discard_all(self) -> int:
+        """Forget every trace in flight without exporting it (test isolation)."""
+        with self._lock:
+            traces = list(self._in_flight.values())
+            self._in_flight.clear()
+            self._waiting.clear()
+        for trace in traces:
+            with trace.lock:
+                trace.closed = True
+        return len(traces)
+
     def in_flight(self) -> int:
         with self._lock:
             return len(self._in_flight)

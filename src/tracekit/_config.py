@@ -120,6 +120,8 @@ def _autolog(env: Mapping[str, str]) -> tuple[str, ...]:
 
 
 def _resource_attributes(env: Mapping[str, str]) -> dict[str, str]:
+    from urllib.parse import unquote
+
     found = _env(env, "OTEL_RESOURCE_ATTRIBUTES")
     attributes: dict[str, str] = {}
     if found is None:
@@ -129,7 +131,7 @@ def _resource_attributes(env: Mapping[str, str]) -> dict[str, str]:
         if not sep or not key.strip():
             _warn("OTEL_RESOURCE_ATTRIBUTES", item, "key=value pairs", "the item skipped")
             continue
-        attributes[key.strip()] = value.strip()
+        attributes[unquote(key.strip())] = unquote(value.strip())  # the spec percent-encodes
     return attributes
 
 
@@ -203,7 +205,17 @@ _INVALID = object()
 
 def _check(name: str, value: Any, default: Any) -> Any:
     if name == "tracking_uris":
-        return _split(value) if isinstance(value, str) else tuple(str(v) for v in value)
+        if isinstance(value, (str, os.PathLike)):
+            return _split(os.fspath(value))  # type: ignore[arg-type]
+        if isinstance(value, Sequence) and all(isinstance(v, (str, os.PathLike)) for v in value):
+            return tuple(str(os.fspath(v)) for v in value)
+        logger.warning(
+            "tracekit: ignoring configure(tracking_uri=%r) (expected a string, a path or a list "
+            "of them); keeping %r",
+            value,
+            default,
+        )
+        return _INVALID
     if name in ("span_processors", "autolog", "exporters"):
         if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
             value = _split(value) if name == "autolog" and isinstance(value, str) else (value,)

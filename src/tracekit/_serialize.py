@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import json
 import math
 import uuid
 from collections.abc import Iterable, Mapping
@@ -26,7 +27,9 @@ if TYPE_CHECKING:
 SCHEMA = "tracekit.trace/1"
 MAX_DEPTH = 32
 MAX_ITEMS = 10_000
-_SCALARS = (int, bool, type(None))
+_SCALARS = (bool, type(None))
+MAX_NAME_CHARS = 1_000  # names are never charged to the trace budget
+MAX_INT_BITS = 4_000 * 3  # json cannot print integers of more than 4,300 digits
 
 
 def marker(text: str) -> str:
@@ -48,6 +51,8 @@ class _Walk:
         t = type(v)
         if t is str:
             return self.text(v)
+        if t is int:
+            return v if v.bit_length() <= MAX_INT_BITS else marker(f"{v.bit_length()}-bit integer")
         if t in _SCALARS:
             return v
         if t is float:
@@ -93,7 +98,7 @@ class _Walk:
         if isinstance(v, BaseException):
             return self.text(f"{type(v).__name__}: {v}")
         if isinstance(v, int):  # int subclasses such as IntFlag members
-            return int(v)
+            return self.value(int(v), depth)
         if isinstance(v, float):
             return self.value(float(v), depth)
         if isinstance(v, str):
@@ -132,7 +137,8 @@ class _Walk:
             if i >= MAX_ITEMS:
                 out[marker("truncated")] = f"{len(items) - i} more items"
                 break
-            out[k if type(k) is str else self._key(k)] = self.value(x, depth)
+            key = self._key(k)
+            out[key] = self.value(x, depth)
         return out
 
     def _sequence(self, s: Iterable[Any], depth: int) -> list[Any]:
@@ -143,10 +149,21 @@ class _Walk:
         return out
 
     def _key(self, k: Any) -> str:
-        try:
-            return k.value if isinstance(k, enum.Enum) and isinstance(k.value, str) else str(k)
-        except Exception:
-            return marker(f"unprintable {type(k).__name__} key")
+        """Keys are cut to MAX_NAME_CHARS and charged to the budget, never replaced
+        by the budget marker (two keys must not collapse into one)."""
+        key: str
+        if type(k) is str:
+            key = k
+        else:
+            try:
+                key = k.value if isinstance(k, enum.Enum) and isinstance(k.value, str) else str(k)
+            except Exception:
+                return marker(f"unprintable {type(k).__name__} key")
+        self.budget -= min(len(key), MAX_NAME_CHARS)
+        if len(key) > MAX_NAME_CHARS:
+            cut = len(key) - MAX_NAME_CHARS
+            return key[:MAX_NAME_CHARS] + "... " + marker(f"truncated {cut} chars")
+        return key
 
     def _repr(self, v: Any) -> str:
         try:
@@ -157,6 +174,17 @@ class _Walk:
             except Exception:
                 name = "object"
             return marker(f"unserializable {name}")
+
+
+def name(value: Any) -> str:
+    """A span or trace name: a string of at most MAX_NAME_CHARS characters."""
+    text = value if type(value) is str else _Walk(MAX_NAME_CHARS, MAX_NAME_CHARS).value(value)
+    text = text if isinstance(text, str) else json.dumps(text)
+    if len(text) > MAX_NAME_CHARS:
+        return (
+            text[:MAX_NAME_CHARS] + "... " + marker(f"truncated {len(text) - MAX_NAME_CHARS} chars")
+        )
+    return text
 
 
 def to_jsonable(value: Any, max_chars: int = 100_000, budget: int = 10_000_000) -> Any:
@@ -190,7 +218,7 @@ def span_record(span: Span, walk: _Walk) -> dict[str, Any]:
     record: dict[str, Any] = {
         "span_id": span.span_id,
         "parent_id": span.parent_id,
-        "name": walk.text(str(span.name)),
+        "name": name(span.name),
         "span_type": span.span_type,
         "start_time_ns": span.start_time_ns,
         "end_time_ns": span.end_time_ns,
@@ -218,11 +246,14 @@ def trace_record(
     record: dict[str, Any] = {
         "schema": SCHEMA,
         "trace_id": trace.trace_id,
-        "name": walk.text(str(root.name)),
+        "name": name(root.name),
         "status": root.status,
         "start_time_ns": root.start_time_ns,
         "end_time_ns": root.end_time_ns,
-        "tags": {str(k): walk.text(str(v)) for k, v in trace.tags.items()},
+        "tags": {
+            k: v if isinstance(v, str) else json.dumps(v)
+            for k, v in walk.value(dict(trace.tags)).items()
+        },
         "metadata": walk.value(metadata),
     }
     usage = sum_usage(spans)

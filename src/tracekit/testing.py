@@ -98,6 +98,7 @@ def capture(*, deterministic: bool = True, **settings: Any) -> Iterator[Capture]
         _runtime.ids = CountingIdGenerator()
         _runtime.clock = FakeClock()
     _state.reset(config)
+    _state.buffer.discard_all()  # spans left open by earlier code must not leak in
     try:
         yield Capture(exporter)
     finally:

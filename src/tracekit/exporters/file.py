@@ -40,7 +40,9 @@ def _json_default(value: Any) -> str:
 def encode(record: TraceRecord) -> bytes:
     """One JSON line for a record."""
     line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=_json_default)
-    return line.encode("utf-8", "surrogatepass") + b"\n"
+    # A lone surrogate (half an emoji cut by a slice) is not valid UTF-8: write it
+    # as the JSON escape `\udXXX` instead, which every JSON reader accepts.
+    return line.encode("utf-8", "backslashreplace") + b"\n"
 
 
 class FileExporter(BaseExporter):
@@ -62,6 +64,9 @@ class FileExporter(BaseExporter):
     def export(self, traces: Sequence[TraceRecord]) -> ExportResult:
         if not traces:
             return SUCCESS
+        if self._pid and self._pid != os.getpid():
+            # Forked, maybe while another thread held the lock: start afresh.
+            self._lock = threading.Lock()
         data = b"".join(encode(record) for record in traces)
         try:
             with self._lock:
@@ -77,9 +82,11 @@ class FileExporter(BaseExporter):
         try:
             fd = self._current(fd)
             size = os.fstat(fd).st_size
-            if size and size + len(data) > self.max_file_bytes:
+            for _ in range(3):  # others may fill the new file before we hold its lock
+                if not size or size + len(data) <= self.max_file_bytes:
+                    break
                 fd = self._rotate(fd)
-                size = 0
+                size = os.fstat(fd).st_size
             if size and os.pread(fd, 1, size - 1) != b"\n":
                 # A writer died mid-line: end its torn line so ours stays readable.
                 data = b"\n" + data
