@@ -1,19 +1,23 @@
-"""A small traced app: `python -m tracekit.demo`.
+"""The demo: `python -m tracekit.demo`.
 
-It answers a question in several traced steps (retrieval fanned out to a
-thread pool, a tool call, a streamed answer), writes the trace to the default
-file store (or TRACEKIT_TRACKING_URI), reads it back and prints the tree.
+A small support agent, traced end to end: retrieval fanned out to a thread
+pool, an OpenAI chat call that asks for a tool, the tool (async), and a
+streamed final answer — against a local fake OpenAI-compatible server, so it
+runs offline. The trace goes to the default file store (or
+TRACEKIT_TRACKING_URI); the demo reads it back and prints the tree.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import tracekit
 from tracekit import _state, _store
+from tracekit._fake_server import FakeProviderServer
 from tracekit._render import render_trace
 from tracekit.cli import store_path
 
@@ -22,6 +26,16 @@ DOCS = {
     "shipping": "Orders ship within 2 working days.",
     "returns": "Items can be returned within 30 days.",
 }
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "order_status",
+            "description": "Look up an order",
+            "parameters": {"type": "object", "properties": {"query": {"type": "string"}}},
+        },
+    }
+]
 
 
 @tracekit.trace(span_type="RETRIEVER")
@@ -31,33 +45,58 @@ def search(topic: str) -> list[str]:
 
 
 @tracekit.trace(span_type="TOOL")
-async def order_status(order_id: str) -> dict[str, str]:
+async def order_status(query: str) -> dict[str, str]:
     await asyncio.sleep(0.005)
-    return {"order_id": order_id, "status": "returned", "received": "2026-11-20"}
+    return {"order_id": "A-1001", "status": "returned", "received": "2026-11-20"}
 
 
-@tracekit.trace(span_type="LLM", name="generate")
-def generate(question: str, context: list[str]) -> Iterator[str]:
-    answer = f"Based on {len(context)} documents: refunds are paid within 14 days."
-    for word in answer.split(" "):
-        yield word + " "
+class DemoServer(FakeProviderServer):
+    """The fake provider, with a friendlier final answer."""
+
+    def answer(self, question: str, messages: Any) -> str:
+        for message in messages or []:
+            if isinstance(message, dict) and message.get("role") == "tool":
+                order = json.loads(message["content"])
+                return (
+                    f"Your return of order {order['order_id']} arrived on {order['received']}, "
+                    "so your refund will be paid within 14 days of that date."
+                )
+        return super().answer(question, messages)
 
 
 @tracekit.trace(span_type="AGENT")
-def answer_question(question: str, order_id: str) -> str:
+def answer_question(client: Any, question: str) -> str:
     tracekit.update_current_trace(tags={"app": "demo"}, session_id="s-1", user_id="u-1")
     with ThreadPoolExecutor(max_workers=3) as pool:
-        found = [
-            doc for docs in pool.map(search, ["refunds", "returns", "unknown"]) for doc in docs
-        ]
-    status = asyncio.run(order_status(order_id))
-    context = [*found, f"order {status['order_id']} is {status['status']}"]
-    return "".join(generate(question, context)).strip()
+        found = [d for docs in pool.map(search, ["refunds", "returns", "unknown"]) for d in docs]
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": "Answer from these documents: " + " ".join(found)},
+        {"role": "user", "content": question},
+    ]
+    first = client.chat.completions.create(model="fake-mini", messages=messages, tools=TOOLS)
+    call = first.choices[0].message.tool_calls[0]
+    result = asyncio.run(order_status(**json.loads(call.function.arguments)))
+    messages += [
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)},
+    ]
+    stream = client.chat.completions.create(
+        model="fake-mini", messages=messages, stream=True, stream_options={"include_usage": True}
+    )
+    return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
 
 
 def main() -> None:
-    print("Q: When will I get my refund?")
-    print("A:", answer_question("When will I get my refund?", order_id="A-1001"))
+    try:
+        import openai
+    except ImportError:
+        raise SystemExit("The demo uses the OpenAI SDK: pip install 'tracekit[openai]'") from None
+    tracekit.openai.autolog()
+    with DemoServer() as server:
+        client = openai.OpenAI(api_key="demo", base_url=server.base_url + "/v1")
+        question = "When will I get my refund for order A-1001?"
+        print("Q:", question)
+        print("A:", answer_question(client, question))
     trace_id = tracekit.get_last_trace_id()
     tracekit.flush(timeout=10)
     store = store_path(None)
@@ -70,7 +109,7 @@ def main() -> None:
             f"show this one with `tracekit show {trace_id}`."
         )
     else:
-        print(f"The trace was sent to {_state.config().tracking_uris}, not a file store.")
+        print(f"The trace went to {_state.config().tracking_uris}, not to a file store.")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,249 @@
+"""The one patch engine every SDK integration uses.
+
+A provider module declares `Endpoint`s (what to patch, how to map a request,
+a response and a stream) and an `Integration` patches them once with wrapt.
+Whether a call is traced is decided at call time, so `autolog(disable=True)`
+turns tracing off without unpatching; `Integration.revert()` really unpatches
+(for tests). The original SDK call happens exactly once, outside any guard,
+and its exceptions reach the caller unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import wrapt
+
+from tracekit import _api, _state
+from tracekit._context import current_span, is_suppressed
+from tracekit._guard import internal_error
+from tracekit._span import NON_RECORDING, Span
+from tracekit.integrations._streams import (
+    Accumulator,
+    StreamCall,
+    StreamManager,
+    TracedAsyncStream,
+    TracedStream,
+)
+
+logger = logging.getLogger("tracekit")
+
+
+@dataclass
+class Request:
+    """What a mapper reads from a call before it is made."""
+
+    name: str
+    span_type: str
+    inputs: Any
+    attributes: dict[str, Any] = field(default_factory=dict)
+    stream: bool = False
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One SDK method to patch and how to map it.
+
+    Attributes:
+        module: the module that defines the class (imported by `autolog`).
+        target: `"Class.method"` inside `module`.
+        is_async: the method returns an awaitable (choose by class, not inspect).
+        request: maps (instance, kwargs) to a `Request`.
+        response: records a non-streamed result on the span.
+        accumulator: makes the accumulator for a streamed result.
+        is_stream: tells a streamed result from a plain one.
+        stream_manager: the method returns a stream helper context manager.
+    """
+
+    module: str
+    target: str
+    is_async: bool = False
+    request: Callable[[Any, Mapping[str, Any]], Request] | None = None
+    response: Callable[[Span, Any], None] | None = None
+    accumulator: Callable[[Request], Accumulator] | None = None
+    is_stream: Callable[[Any], bool] = lambda result: False
+    stream_manager: bool = False
+
+
+class Integration:
+    """The patches of one SDK, and whether they record (decided at call time)."""
+
+    def __init__(self, name: str, package: str, endpoints: list[Endpoint]) -> None:
+        self.name = name
+        self.package = package
+        self.endpoints = endpoints
+        self.enabled = False
+        self._patched: list[tuple[Any, str, Any]] = []
+
+    def active(self) -> bool:
+        return self.enabled and (_state._config_value or _state.config()).enabled
+
+    def autolog(self, disable: bool = False, log_traces: bool = True, silent: bool = False) -> None:
+        """Turn tracing of this SDK on (patching it once) or off (not unpatching)."""
+        if disable or not log_traces:
+            self.enabled = False
+            return
+        try:
+            importlib.import_module(self.package)
+        except ImportError:
+            if not silent:
+                logger.warning(
+                    "tracekit: %s autolog: the %r package is not installed; nothing to trace "
+                    "(pip install 'tracekit[%s]')",
+                    self.name,
+                    self.package,
+                    self.name,
+                )
+            return
+        if not self._patched:
+            self._patch(silent)
+        self.enabled = True
+
+    def _patch(self, silent: bool) -> None:
+        for endpoint in self.endpoints:
+            try:
+                module = importlib.import_module(endpoint.module)
+                owner_name, _, method = endpoint.target.rpartition(".")
+                owner = getattr(module, owner_name)
+                original = owner.__dict__[method]
+            except (ImportError, AttributeError, KeyError):
+                logger.debug("tracekit: %s has no %s; skipped", endpoint.module, endpoint.target)
+                continue
+            wrapt.wrap_function_wrapper(owner, method, self._wrapper(endpoint))
+            self._patched.append((owner, method, original))
+
+    def revert(self) -> None:
+        """Remove the patches (tests); `autolog()` patches again."""
+        for owner, method, original in reversed(self._patched):
+            setattr(owner, method, original)
+        self._patched.clear()
+        self.enabled = False
+
+    def _wrapper(self, endpoint: Endpoint) -> Callable[..., Any]:
+        if endpoint.stream_manager:
+            return self._manager_wrapper()
+        return self._async_wrapper(endpoint) if endpoint.is_async else self._sync_wrapper(endpoint)
+
+    def _skip(self) -> bool:
+        return not self.active() or is_suppressed()
+
+    def _manager_wrapper(self) -> Callable[..., Any]:
+        def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            manager = wrapped(*args, **kwargs)
+            if self._skip():
+                return manager
+            return StreamManager(manager)
+
+        return wrapper
+
+    def _sync_wrapper(self, endpoint: Endpoint) -> Callable[..., Any]:
+        def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            if self._skip():
+                return wrapped(*args, **kwargs)
+            call = _Call.begin(endpoint, instance, kwargs)
+            if call is None:
+                return wrapped(*args, **kwargs)
+            try:
+                result = wrapped(*args, **kwargs)
+            except BaseException as exc:
+                call.fail(exc)
+                raise
+            return call.succeed(result, is_async=False)
+
+        return wrapper
+
+    def _async_wrapper(self, endpoint: Endpoint) -> Callable[..., Any]:
+        async def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            if self._skip():
+                return await wrapped(*args, **kwargs)
+            call = _Call.begin(endpoint, instance, kwargs)
+            if call is None:
+                return await wrapped(*args, **kwargs)
+            try:
+                result = await wrapped(*args, **kwargs)
+            except BaseException as exc:
+                call.fail(exc)
+                raise
+            return call.succeed(result, is_async=True)
+
+        return wrapper
+
+
+_RAW_HEADER = "X-Stainless-Raw-Response"  # set by the SDKs' with_raw_response forms
+
+
+class _Call:
+    """One traced SDK call: its span, made current only while the SDK runs."""
+
+    __slots__ = ("endpoint", "kwargs", "request", "span", "token")
+
+    def __init__(self, endpoint: Endpoint, request: Request, span: Span, kwargs: Any) -> None:
+        self.endpoint = endpoint
+        self.request = request
+        self.span = span
+        self.kwargs = kwargs
+        self.token = current_span.set(span)
+
+    @classmethod
+    def begin(cls, endpoint: Endpoint, instance: Any, kwargs: Any) -> _Call | None:
+        try:
+            assert endpoint.request is not None
+            request = endpoint.request(instance, kwargs)
+            span = _api.start(request.name, request.span_type)
+            if span is NON_RECORDING:
+                return None
+            span.set_inputs(request.inputs)
+            span.set_attributes(request.attributes)
+            return cls(endpoint, request, span, kwargs)
+        except Exception as exc:
+            internal_error(f"{endpoint.target} request", exc)
+            return None
+
+    def _detach(self) -> None:
+        # Resumed in another context (ValueError): leave the variable to that context.
+        with contextlib.suppress(ValueError):
+            current_span.reset(self.token)
+
+    def fail(self, exc: BaseException) -> None:
+        self._detach()
+        try:
+            _api.finish(self.span, exc)
+        except Exception as error:
+            internal_error(f"{self.endpoint.target} error", error)
+
+    def succeed(self, result: Any, *, is_async: bool) -> Any:
+        self._detach()
+        try:
+            endpoint = self.endpoint
+            raw = _raw_mode(self.kwargs)
+            if raw is not None:
+                result_to_map = (
+                    result.parse() if raw == "true" and not self.request.stream else None
+                )
+                if result_to_map is not None and endpoint.response is not None:
+                    endpoint.response(self.span, result_to_map)
+                else:
+                    self.span.set_attribute("tracekit.raw_response", raw)
+            elif endpoint.accumulator is not None and endpoint.is_stream(result):
+                call = StreamCall(self.span, endpoint.accumulator(self.request))
+                return TracedAsyncStream(result, call) if is_async else TracedStream(result, call)
+            elif endpoint.response is not None:
+                endpoint.response(self.span, result)
+            _api.finish(self.span, None)
+        except Exception as error:
+            internal_error(f"{self.endpoint.target} response", error)
+            self.span.end()
+        return result
+
+
+def _raw_mode(kwargs: Mapping[str, Any]) -> str | None:
+    headers = kwargs.get("extra_headers")
+    if isinstance(headers, Mapping):
+        value = headers.get(_RAW_HEADER)
+        return str(value) if value is not None else None
+    return None

@@ -1,0 +1,224 @@
+"""Stream proxies: the SDK's stream object, unchanged, with one idempotent end.
+
+A proxy keeps the whole surface of the object it wraps (`isinstance`,
+`.response`, `close()`, helpers) and overrides iteration explicitly. Its span
+ends exactly once, from whichever exit comes first: exhaustion, an error,
+`close()`/`aclose()`, `__exit__`/`__aexit__`, or garbage collection of a
+stream the app dropped.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from contextvars import ContextVar
+from types import TracebackType
+from typing import Any, Protocol
+
+import wrapt
+
+from tracekit import _runtime
+from tracekit._api import finish
+from tracekit._guard import guard
+from tracekit._span import Span
+
+
+class Accumulator(Protocol):
+    """Folds a provider's chunks into the span's outputs, attributes and usage."""
+
+    def add(self, chunk: Any) -> None: ...
+
+    def finish(self, span: Span) -> None: ...
+
+
+class StreamCall:
+    """The span of one streamed call and the accumulator of its chunks."""
+
+    __slots__ = ("__weakref__", "accumulator", "chunks", "done", "span")
+
+    def __init__(self, span: Span, accumulator: Accumulator) -> None:
+        self.span = span
+        self.accumulator = accumulator
+        self.chunks = 0
+        self.done = False
+
+    def chunk(self, item: Any) -> None:
+        with guard("stream chunk"):
+            if self.chunks == 0:
+                ttfc = (_runtime.clock() - self.span.start_time_ns) / 1e9
+                self.span.set_attribute("tracekit.time_to_first_chunk_s", ttfc)
+            self.chunks += 1
+            self.accumulator.add(item)
+
+    def end(self, exc: BaseException | None = None, how: str | None = None) -> None:
+        """End the span once; later calls do nothing. `how` names an early exit."""
+        if self.done:
+            return
+        self.done = True
+        with guard("stream end"):
+            span = self.span
+            span.set_attributes({"tracekit.stream": True, "tracekit.stream.chunks": self.chunks})
+            if how:
+                span.set_attribute("tracekit.stream.ended_by", how)
+            self.accumulator.finish(span)
+            finish(span, exc)
+
+
+_capture: ContextVar[list[StreamCall] | None] = ContextVar("tracekit_stream_capture", default=None)
+
+
+def _register(call: StreamCall) -> None:
+    slot = _capture.get()
+    if slot is not None:
+        slot.append(call)
+
+
+def _abandon(call: StreamCall) -> None:
+    call.end(None, "garbage_collected")
+
+
+def _finalize_on_drop(proxy: object, call: StreamCall) -> None:
+    finalizer = weakref.finalize(proxy, _abandon, call)
+    finalizer.atexit = False  # at exit the buffer force-ends what is open
+
+
+class TracedStream(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
+    """A synchronous SDK stream whose span ends exactly once."""
+
+    def __init__(self, wrapped: Any, call: StreamCall) -> None:
+        super().__init__(wrapped)
+        self._self_call = call
+        _register(call)
+        _finalize_on_drop(self, call)
+
+    def __iter__(self) -> TracedStream:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            item = self.__wrapped__.__next__()
+        except StopIteration:
+            self._self_call.end(None)
+            raise
+        except BaseException as exc:
+            self._self_call.end(exc)
+            raise
+        self._self_call.chunk(item)
+        return item
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            self._self_call.end(None, "close")
+
+    def __enter__(self) -> TracedStream:
+        self.__wrapped__.__enter__()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> Any:
+        try:
+            return self.__wrapped__.__exit__(et, exc, tb)
+        finally:
+            self._self_call.end(exc, "context_exit")
+
+
+class TracedAsyncStream(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
+    """An asynchronous SDK stream whose span ends exactly once."""
+
+    def __init__(self, wrapped: Any, call: StreamCall) -> None:
+        super().__init__(wrapped)
+        self._self_call = call
+        _register(call)
+        _finalize_on_drop(self, call)
+
+    def __aiter__(self) -> TracedAsyncStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            item = await self.__wrapped__.__anext__()
+        except StopAsyncIteration:
+            self._self_call.end(None)
+            raise
+        except BaseException as exc:
+            self._self_call.end(exc)
+            raise
+        self._self_call.chunk(item)
+        return item
+
+    async def close(self) -> Any:
+        try:
+            return await self.__wrapped__.close()
+        finally:
+            self._self_call.end(None, "close")
+
+    async def aclose(self) -> Any:
+        try:
+            return await self.__wrapped__.aclose()
+        finally:
+            self._self_call.end(None, "close")
+
+    async def __aenter__(self) -> TracedAsyncStream:
+        await self.__wrapped__.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(et, exc, tb)
+        finally:
+            self._self_call.end(exc, "context_exit")
+
+
+class StreamManager(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
+    """Wraps an SDK stream helper's context manager (`client.chat.completions.stream()`).
+
+    The helper starts the request on `__enter__` (through the traced `create`)
+    and closes the HTTP response on `__exit__` without closing the raw stream
+    object, so the streams started inside are ended here.
+    """
+
+    def __init__(self, wrapped: Any) -> None:
+        super().__init__(wrapped)
+        self._self_calls: list[StreamCall] = []
+
+    def _self_enter(self, enter: Callable[[], Any]) -> Any:
+        token = _capture.set(self._self_calls)
+        try:
+            return enter()
+        finally:
+            _capture.reset(token)
+
+    def _self_end(self, exc: BaseException | None) -> None:
+        for call in self._self_calls:
+            call.end(exc, "context_exit")
+
+    def __enter__(self) -> Any:
+        return self._self_enter(self.__wrapped__.__enter__)
+
+    def __exit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> Any:
+        try:
+            return self.__wrapped__.__exit__(et, exc, tb)
+        finally:
+            self._self_end(exc)
+
+    async def __aenter__(self) -> Any:
+        token = _capture.set(self._self_calls)
+        try:
+            return await self.__wrapped__.__aenter__()
+        finally:
+            _capture.reset(token)
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(et, exc, tb)
+        finally:
+            self._self_end(exc)

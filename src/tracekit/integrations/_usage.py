@@ -1,0 +1,101 @@
+"""Token usage normalization (DESIGN.md's table), shared by the provider mappers.
+
+Provider objects may be pydantic models or plain dicts (OpenAI-compatible
+servers add fields of their own); `field()` reads either. A key is present in
+the result only when the provider sent it: zeros are never invented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def field(obj: Any, name: str) -> Any:
+    """`obj.name` or `obj[name]`, None when absent."""
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def openai_chat(usage: Any) -> dict[str, int] | None:
+    """Chat completions and legacy completions (`prompt_tokens`/`completion_tokens`)."""
+    if usage is None:
+        return None
+    out: dict[str, int] = {}
+    for key, source in (
+        ("input_tokens", "prompt_tokens"),
+        ("output_tokens", "completion_tokens"),
+        ("total_tokens", "total_tokens"),
+    ):
+        value = _int(field(usage, source))
+        if value is not None:
+            out[key] = value
+    cached = _int(field(field(usage, "prompt_tokens_details"), "cached_tokens"))
+    if cached is not None:
+        out["cache_read_input_tokens"] = cached
+    reasoning = _int(field(field(usage, "completion_tokens_details"), "reasoning_tokens"))
+    if reasoning is not None:
+        out["reasoning_tokens"] = reasoning
+    return _with_total(out)
+
+
+def openai_responses(usage: Any) -> dict[str, int] | None:
+    """The Responses API (`input_tokens`/`output_tokens`)."""
+    if usage is None:
+        return None
+    out: dict[str, int] = {}
+    for key in ("input_tokens", "output_tokens", "total_tokens"):
+        value = _int(field(usage, key))
+        if value is not None:
+            out[key] = value
+    cached = _int(field(field(usage, "input_tokens_details"), "cached_tokens"))
+    if cached is not None:
+        out["cache_read_input_tokens"] = cached
+    reasoning = _int(field(field(usage, "output_tokens_details"), "reasoning_tokens"))
+    if reasoning is not None:
+        out["reasoning_tokens"] = reasoning
+    return _with_total(out)
+
+
+def openai_embeddings(usage: Any) -> dict[str, int] | None:
+    """Embeddings: input only; output is 0 by definition."""
+    if usage is None:
+        return None
+    prompt = _int(field(usage, "prompt_tokens"))
+    if prompt is None:
+        return None
+    total = _int(field(usage, "total_tokens"))
+    return {"input_tokens": prompt, "output_tokens": 0, "total_tokens": total or prompt}
+
+
+def _with_total(out: dict[str, int]) -> dict[str, int] | None:
+    if not out:
+        return None
+    if "total_tokens" not in out and "input_tokens" in out and "output_tokens" in out:
+        out["total_tokens"] = out["input_tokens"] + out["output_tokens"]
+    return out
+
+
+def usage_attributes(usage: Mapping[str, int]) -> dict[str, int]:
+    """The OpenTelemetry `gen_ai.usage.*` attributes for normalized usage."""
+    attributes = {}
+    if "input_tokens" in usage:
+        attributes["gen_ai.usage.input_tokens"] = usage["input_tokens"]
+    if "output_tokens" in usage:
+        attributes["gen_ai.usage.output_tokens"] = usage["output_tokens"]
+    if "cache_read_input_tokens" in usage:
+        attributes["gen_ai.usage.cache_read.input_tokens"] = usage["cache_read_input_tokens"]
+    if "cache_creation_input_tokens" in usage:
+        attributes["gen_ai.usage.cache_creation.input_tokens"] = usage[
+            "cache_creation_input_tokens"
+        ]
+    if "reasoning_tokens" in usage:
+        attributes["gen_ai.usage.reasoning.output_tokens"] = usage["reasoning_tokens"]
+    return attributes

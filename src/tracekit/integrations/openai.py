@@ -1,0 +1,288 @@
+"""OpenAI mapper: chat completions, Responses, embeddings, legacy completions.
+
+Only maps: what a request records, what a response and a stream's chunks
+record. Wrapping, timing, errors and stream ends live in `_engine`.
+Works for OpenAI, Azure OpenAI and OpenAI-compatible endpoints (Databricks,
+MLflow AI Gateway, vLLM, OpenRouter), whose address is recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tracekit._span import Span, SpanType
+from tracekit.integrations import _usage
+from tracekit.integrations._engine import Endpoint, Integration, Request
+from tracekit.integrations._usage import field
+
+_CHAT = "openai.resources.chat.completions.completions"
+_RESPONSES = "openai.resources.responses.responses"
+_EMBEDDINGS = "openai.resources.embeddings"
+_COMPLETIONS = "openai.resources.completions"
+
+# Request parameters recorded as gen_ai.request.* attributes.
+_PARAMS = {
+    "temperature": "gen_ai.request.temperature",
+    "top_p": "gen_ai.request.top_p",
+    "max_tokens": "gen_ai.request.max_tokens",
+    "max_completion_tokens": "gen_ai.request.max_tokens",
+    "max_output_tokens": "gen_ai.request.max_tokens",
+    "frequency_penalty": "gen_ai.request.frequency_penalty",
+    "presence_penalty": "gen_ai.request.presence_penalty",
+    "seed": "gen_ai.request.seed",
+    "n": "gen_ai.request.choice.count",
+    "stop": "gen_ai.request.stop_sequences",
+    "dimensions": "gen_ai.embeddings.dimension.count",
+    "encoding_format": "gen_ai.request.encoding_formats",
+}
+_NOT_RECORDED = frozenset({"extra_headers", "extra_query", "timeout"})
+
+
+def _given(value: Any) -> bool:
+    return type(value).__name__ not in ("NotGiven", "Omit")
+
+
+def _server(instance: Any) -> tuple[str, dict[str, Any]]:
+    """Provider name and server.* attributes from the resource's client."""
+    # `_client` is the resource's link to its client in every Stainless SDK;
+    # `base_url` on the client is public.
+    client = getattr(instance, "_client", None)
+    provider = "azure.ai.openai" if "Azure" in type(client).__name__ else "openai"
+    url = getattr(client, "base_url", None)
+    attributes: dict[str, Any] = {}
+    host = getattr(url, "host", None)
+    if host:
+        attributes["server.address"] = host
+        port = getattr(url, "port", None)
+        if port:
+            attributes["server.port"] = port
+    return provider, attributes
+
+
+def _request(operation: str, span_type: str) -> Any:
+    def request(instance: Any, kwargs: Mapping[str, Any]) -> Request:
+        inputs = {k: v for k, v in kwargs.items() if k not in _NOT_RECORDED and _given(v)}
+        model = inputs.get("model")
+        provider, attributes = _server(instance)
+        attributes["gen_ai.provider.name"] = provider
+        attributes["gen_ai.operation.name"] = operation
+        if model is not None:
+            attributes["gen_ai.request.model"] = model
+        for param, attribute in _PARAMS.items():
+            if param in inputs:
+                attributes[attribute] = inputs[param]
+        if inputs.get("tools"):
+            attributes["gen_ai.tool.definitions"] = inputs["tools"]
+        stream = bool(inputs.get("stream"))
+        name = f"{operation} {model}" if model else operation
+        return Request(name, span_type, inputs, attributes, stream=stream)
+
+    return request
+
+
+def _record(
+    span: Span, response: Any, usage: dict[str, int] | None, finish_reasons: list[Any]
+) -> None:
+    attributes: dict[str, Any] = {}
+    for key, source in (("gen_ai.response.id", "id"), ("gen_ai.response.model", "model")):
+        value = field(response, source)
+        if value is not None:
+            attributes[key] = value
+    if finish_reasons:
+        attributes["gen_ai.response.finish_reasons"] = finish_reasons
+    if usage:
+        attributes.update(_usage.usage_attributes(usage))
+        span.set_token_usage(usage)
+    span.set_attributes(attributes)
+
+
+def _chat_response(span: Span, response: Any) -> None:
+    span.set_outputs(response)
+    reasons = [field(c, "finish_reason") for c in field(response, "choices") or []]
+    _record(span, response, _usage.openai_chat(field(response, "usage")), [r for r in reasons if r])
+
+
+def _responses_response(span: Span, response: Any) -> None:
+    span.set_outputs(response)
+    status = field(response, "status")
+    usage = _usage.openai_responses(field(response, "usage"))
+    _record(span, response, usage, [status] if status else [])
+
+
+def _embeddings_response(span: Span, response: Any) -> None:
+    # Vectors are large and rarely read from a trace: keep their shape only.
+    data = field(response, "data") or []
+    vectors = [field(item, "embedding") for item in data]
+    span.set_outputs(
+        {
+            "model": field(response, "model"),
+            "count": len(data),
+            "dimensions": len(vectors[0]) if vectors and hasattr(vectors[0], "__len__") else None,
+        }
+    )
+    _record(span, response, _usage.openai_embeddings(field(response, "usage")), [])
+
+
+class ChatAccumulator:
+    """Assembles chat (and legacy completion) chunks into one response."""
+
+    def __init__(self, request: Request) -> None:
+        self.id: str | None = None
+        self.model: str | None = None
+        self.usage: Any = None
+        self.choices: dict[int, dict[str, Any]] = {}
+
+    def add(self, chunk: Any) -> None:
+        self.id = field(chunk, "id") or self.id
+        self.model = field(chunk, "model") or self.model
+        usage = field(chunk, "usage")
+        if usage is not None:
+            self.usage = usage  # the last report is cumulative
+        for choice in field(chunk, "choices") or []:
+            index = field(choice, "index") or 0
+            state = self.choices.setdefault(index, {"index": index, "parts": [], "tools": {}})
+            reason = field(choice, "finish_reason")
+            if reason:
+                state["finish_reason"] = reason
+            text = field(choice, "text")  # legacy completions
+            if text:
+                state["parts"].append(text)
+            delta = field(choice, "delta")
+            if delta is None:
+                continue
+            self._delta(state, delta)
+
+    def _delta(self, state: dict[str, Any], delta: Any) -> None:
+        role = field(delta, "role")
+        if role:
+            state["role"] = role
+        content = field(delta, "content")
+        if content:
+            state["parts"].append(content)
+        for key in ("reasoning", "reasoning_content", "refusal"):  # compatible servers
+            value = field(delta, key)
+            if isinstance(value, str) and value:
+                state.setdefault(key, []).append(value)
+        for call in field(delta, "tool_calls") or []:
+            slot = state["tools"].setdefault(
+                field(call, "index") or 0, {"id": None, "type": "function", "name": "", "args": []}
+            )
+            slot["id"] = field(call, "id") or slot["id"]
+            function = field(call, "function")
+            if function is not None:
+                slot["name"] += field(function, "name") or ""
+                slot["args"].append(field(function, "arguments") or "")
+
+    def finish(self, span: Span) -> None:
+        choices = []
+        for index in sorted(self.choices):
+            state = self.choices[index]
+            message: dict[str, Any] = {
+                "role": state.get("role", "assistant"),
+                "content": "".join(state["parts"]),
+            }
+            for key in ("reasoning", "reasoning_content", "refusal"):
+                if key in state:
+                    message[key] = "".join(state[key])
+            if state["tools"]:
+                message["tool_calls"] = [
+                    {
+                        "id": slot["id"],
+                        "type": slot["type"],
+                        "function": {"name": slot["name"], "arguments": "".join(slot["args"])},
+                    }
+                    for _, slot in sorted(state["tools"].items())
+                ]
+            choices.append(
+                {"index": index, "message": message, "finish_reason": state.get("finish_reason")}
+            )
+        usage = _usage.openai_chat(self.usage)
+        outputs: dict[str, Any] = {"id": self.id, "model": self.model, "choices": choices}
+        if self.usage is not None:
+            outputs["usage"] = self.usage
+        span.set_outputs(outputs)
+        reasons = [c["finish_reason"] for c in choices if c["finish_reason"]]
+        _record(span, {"id": self.id, "model": self.model}, usage, reasons)
+
+
+class ResponsesAccumulator:
+    """Keeps the final response of a Responses stream (`response.completed`)."""
+
+    _FINAL = ("response.completed", "response.incomplete", "response.failed")
+
+    def __init__(self, request: Request) -> None:
+        self.response: Any = None
+        self.text: list[str] = []
+
+    def add(self, event: Any) -> None:
+        kind = field(event, "type")
+        if kind in self._FINAL or (kind == "response.created" and self.response is None):
+            self.response = field(event, "response")
+        elif kind == "response.output_text.delta":
+            self.text.append(field(event, "delta") or "")
+
+    def finish(self, span: Span) -> None:
+        if self.response is not None and field(self.response, "usage") is not None:
+            _responses_response(span, self.response)
+            return
+        # Ended before `response.completed`: what arrived so far.
+        span.set_outputs({"output_text": "".join(self.text)})
+        if self.response is not None:
+            _record(span, self.response, None, [])
+
+
+def _is_stream(result: Any) -> bool:
+    import openai
+
+    return isinstance(result, (openai.Stream, openai.AsyncStream))
+
+
+def _endpoints() -> list[Endpoint]:
+    chat = _request("chat", SpanType.CHAT_MODEL)
+    endpoints = []
+    for cls, is_async in (("Completions", False), ("AsyncCompletions", True)):
+        endpoints += [
+            Endpoint(
+                _CHAT, f"{cls}.create", is_async, chat, _chat_response, ChatAccumulator, _is_stream
+            ),
+            Endpoint(_CHAT, f"{cls}.parse", is_async, chat, _chat_response),
+            Endpoint(_CHAT, f"{cls}.stream", stream_manager=True),
+            Endpoint(
+                _COMPLETIONS,
+                f"{cls}.create",
+                is_async,
+                _request("text_completion", SpanType.LLM),
+                _chat_response,
+                ChatAccumulator,
+                _is_stream,
+            ),
+        ]
+    for cls, is_async in (("Responses", False), ("AsyncResponses", True)):
+        endpoints += [
+            Endpoint(
+                _RESPONSES,
+                f"{cls}.create",
+                is_async,
+                chat,
+                _responses_response,
+                ResponsesAccumulator,
+                _is_stream,
+            ),
+            Endpoint(_RESPONSES, f"{cls}.parse", is_async, chat, _responses_response),
+            Endpoint(_RESPONSES, f"{cls}.stream", stream_manager=True),
+        ]
+    for cls, is_async in (("Embeddings", False), ("AsyncEmbeddings", True)):
+        endpoints.append(
+            Endpoint(
+                _EMBEDDINGS,
+                f"{cls}.create",
+                is_async,
+                _request("embeddings", SpanType.EMBEDDING),
+                _embeddings_response,
+            )
+        )
+    return endpoints
+
+
+integration = Integration("openai", "openai", _endpoints())
