@@ -71,8 +71,8 @@ class _Walk:
         limit = min(self.max_chars, self.budget)
         self.budget -= min(n, limit)
         if n > limit:
-            return s[:limit] + "... " + marker(f"truncated {n - limit} chars")
-        return s
+            s = s[:limit] + "... " + marker(f"truncated {n - limit} chars")
+        return s if s.isascii() else _valid_unicode(s)
 
     def _compound(self, v: Any, t: type, depth: int) -> Any:
         if t is dict:
@@ -162,8 +162,8 @@ class _Walk:
         self.budget -= min(len(key), MAX_NAME_CHARS)
         if len(key) > MAX_NAME_CHARS:
             cut = len(key) - MAX_NAME_CHARS
-            return key[:MAX_NAME_CHARS] + "... " + marker(f"truncated {cut} chars")
-        return key
+            key = key[:MAX_NAME_CHARS] + "... " + marker(f"truncated {cut} chars")
+        return key if key.isascii() else _valid_unicode(key)
 
     def _repr(self, v: Any) -> str:
         try:
@@ -176,10 +176,21 @@ class _Walk:
             return marker(f"unserializable {name}")
 
 
+def _valid_unicode(s: str) -> str:
+    """Lone surrogates (half an emoji cut by a slice) cannot be encoded anywhere:
+    spell them as their `\\udXXX` escape instead."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "backslashreplace").decode("utf-8")
+    return s
+
+
 def name(value: Any) -> str:
     """A span or trace name: a string of at most MAX_NAME_CHARS characters."""
     text = value if type(value) is str else _Walk(MAX_NAME_CHARS, MAX_NAME_CHARS).value(value)
     text = text if isinstance(text, str) else json.dumps(text)
+    text = text if text.isascii() else _valid_unicode(text)
     if len(text) > MAX_NAME_CHARS:
         return (
             text[:MAX_NAME_CHARS] + "... " + marker(f"truncated {len(text) - MAX_NAME_CHARS} chars")

@@ -56,11 +56,11 @@ def store_directory(uri: str) -> Path | None:
 
 
 def _one(uri: str) -> Exporter:
-    if uri == "console":
+    if uri.lower() == "console":
         from tracekit.exporters.console import ConsoleExporter
 
         return ConsoleExporter()
-    if uri == "memory":
+    if uri.lower() == "memory":
         from tracekit.exporters.memory import default_exporter
 
         return default_exporter()

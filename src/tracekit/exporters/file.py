@@ -87,7 +87,7 @@ class FileExporter(BaseExporter):
                     break
                 fd = self._rotate(fd)
                 size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
+            if size and hasattr(os, "pread") and os.pread(fd, 1, size - 1) != b"\n":
                 # A writer died mid-line: end its torn line so ours stays readable.
                 data = b"\n" + data
             view = memoryview(data)
