@@ -15,6 +15,21 @@ def _age(path: Path) -> tuple[float, str]:
         return 0.0, path.name
 
 
+def _well_formed(record: Any) -> bool:
+    """A trace record, not some other JSON a hand or a tool put in the store."""
+    if not isinstance(record, dict):
+        return False
+    spans = record.get("spans")
+    times = (record.get("start_time_ns"), record.get("end_time_ns"))
+    return (
+        isinstance(record.get("trace_id"), str)
+        and bool(record["trace_id"])
+        and isinstance(spans, list)
+        and all(isinstance(span, dict) for span in spans)
+        and all(t is None or (isinstance(t, int) and not isinstance(t, bool)) for t in times)
+    )
+
+
 def iter_records(directory: Path) -> Iterator[dict[str, Any]]:
     """Every trace record in the store, oldest file first; unreadable lines skipped."""
     for path in sorted(directory.glob("*.jsonl"), key=_age):
@@ -25,7 +40,7 @@ def iter_records(directory: Path) -> Iterator[dict[str, Any]]:
                         record = json.loads(line)
                     except ValueError:
                         continue  # a torn line from a crashed writer: skip it, keep reading
-                    if isinstance(record, dict) and "trace_id" in record:
+                    if _well_formed(record):
                         yield record
         except OSError:
             continue
@@ -36,6 +51,7 @@ def merge(fragments: list[dict[str, Any]]) -> dict[str, Any]:
     if len(fragments) == 1:
         return fragments[0]
     roots = [f for f in fragments if f["spans"] and f["spans"][0].get("parent_id") is None]
+
     first = roots[0] if roots else min(fragments, key=lambda f: f.get("start_time_ns") or 0)
     main: dict[str, Any] = dict(first)
     main["spans"] = [span for f in fragments for span in f.get("spans", [])]
