@@ -7,6 +7,7 @@ real sockets, no network. Point an SDK at `server.base_url + "/v1"`.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -38,6 +39,11 @@ def _tokens(text: str) -> int:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: FakeProviderServer
+
+    def setup(self) -> None:
+        super().setup()
+        # Small SSE writes must not wait for delayed ACKs (Nagle): ~40 ms each otherwise.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
