@@ -2,6 +2,7 @@
 
     tracekit ls [--store DIR] [--limit N] [--json]
     tracekit show TRACE_ID [--store DIR] [--json]
+    tracekit demo
 
 The store is `--store`, else the first file destination in
 `TRACEKIT_TRACKING_URI`, else `./.tracekit`.
@@ -146,7 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", parents=[common], help="show one trace as a tree")
     show.add_argument("trace_id", help="trace id (a unique prefix is enough)")
     show.set_defaults(func=cmd_show)
+    demo = sub.add_parser("demo", help="run a small traced LLM agent against a local fake server")
+    demo.set_defaults(func=cmd_demo)
     return parser
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from tracekit.demo import main as run_demo
+
+    run_demo()
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -68,6 +68,15 @@ class Endpoint:
     accumulator: Callable[[Request], Accumulator] | None = None
     is_stream: Callable[[Any], bool] = lambda result: False
     stream_manager: bool = False
+    prepare: Callable[[Mapping[str, Any], dict[str, Any]], Prepared | None] | None = None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An opt-in change to the request, and how to hide its effect from the caller."""
+
+    kwargs: dict[str, Any]
+    hide: Callable[[Any], bool]  # chunks the caller would not have received
 
 
 class Integration:
@@ -78,16 +87,20 @@ class Integration:
         self.package = package
         self.endpoints = endpoints
         self.enabled = False
+        self.options: dict[str, Any] = {}
         self._patched: list[tuple[Any, str, Any]] = []
 
     def active(self) -> bool:
         return self.enabled and (_state._config_value or _state.config()).enabled
 
-    def autolog(self, disable: bool = False, log_traces: bool = True, silent: bool = False) -> None:
+    def autolog(
+        self, disable: bool = False, log_traces: bool = True, silent: bool = False, **options: Any
+    ) -> None:
         """Turn tracing of this SDK on (patching it once) or off (not unpatching)."""
         if disable or not log_traces:
             self.enabled = False
             return
+        self.options = {k: v for k, v in options.items() if v}
         try:
             importlib.import_module(self.package)
         except ImportError:
@@ -148,12 +161,13 @@ class Integration:
             call = _Call.begin(endpoint, instance, kwargs)
             if call is None:
                 return wrapped(*args, **kwargs)
+            prepared = call.prepare(self.options)
             try:
-                result = wrapped(*args, **kwargs)
+                result = wrapped(*args, **(prepared.kwargs if prepared else kwargs))
             except BaseException as exc:
                 call.fail(exc)
                 raise
-            return call.succeed(result, is_async=False)
+            return call.succeed(result, is_async=False, prepared=prepared)
 
         return wrapper
 
@@ -164,12 +178,13 @@ class Integration:
             call = _Call.begin(endpoint, instance, kwargs)
             if call is None:
                 return await wrapped(*args, **kwargs)
+            prepared = call.prepare(self.options)
             try:
-                result = await wrapped(*args, **kwargs)
+                result = await wrapped(*args, **(prepared.kwargs if prepared else kwargs))
             except BaseException as exc:
                 call.fail(exc)
                 raise
-            return call.succeed(result, is_async=True)
+            return call.succeed(result, is_async=True, prepared=prepared)
 
         return wrapper
 
@@ -209,14 +224,28 @@ class _Call:
         with contextlib.suppress(ValueError):
             current_span.reset(self.token)
 
+    def prepare(self, options: Mapping[str, Any]) -> Prepared | None:
+        """The opt-in request change, if any (never the original kwargs object)."""
+        if not options or self.endpoint.prepare is None:
+            return None
+        try:
+            return self.endpoint.prepare(options, dict(self.kwargs))
+        except Exception as exc:
+            internal_error(f"{self.endpoint.target} prepare", exc)
+            return None
+
     def fail(self, exc: BaseException) -> None:
         self._detach()
         try:
+            status = getattr(exc, "status_code", None)
+            if isinstance(status, int):
+                self.span.set_attribute("http.response.status_code", status)
+            self.span.set_attribute("error.type", type(exc).__qualname__)
             _api.finish(self.span, exc)
         except Exception as error:
             internal_error(f"{self.endpoint.target} error", error)
 
-    def succeed(self, result: Any, *, is_async: bool) -> Any:
+    def succeed(self, result: Any, *, is_async: bool, prepared: Prepared | None = None) -> Any:
         self._detach()
         try:
             endpoint = self.endpoint
@@ -230,7 +259,8 @@ class _Call:
                 else:
                     self.span.set_attribute("tracekit.raw_response", raw)
             elif endpoint.accumulator is not None and endpoint.is_stream(result):
-                call = StreamCall(self.span, endpoint.accumulator(self.request))
+                hide = prepared.hide if prepared else None
+                call = StreamCall(self.span, endpoint.accumulator(self.request), hide)
                 return TracedAsyncStream(result, call) if is_async else TracedStream(result, call)
             elif endpoint.response is not None:
                 endpoint.response(self.span, result)

@@ -34,21 +34,27 @@ class Accumulator(Protocol):
 class StreamCall:
     """The span of one streamed call and the accumulator of its chunks."""
 
-    __slots__ = ("__weakref__", "accumulator", "chunks", "done", "span")
+    __slots__ = ("__weakref__", "accumulator", "chunks", "done", "hide", "span")
 
-    def __init__(self, span: Span, accumulator: Accumulator) -> None:
+    def __init__(
+        self, span: Span, accumulator: Accumulator, hide: Callable[[Any], bool] | None = None
+    ) -> None:
         self.span = span
         self.accumulator = accumulator
+        self.hide = hide
         self.chunks = 0
         self.done = False
 
-    def chunk(self, item: Any) -> None:
+    def chunk(self, item: Any) -> bool:
+        """Record a chunk; True when the caller must not see it (an opt-in extra)."""
         with guard("stream chunk"):
             if self.chunks == 0:
                 ttfc = (_runtime.clock() - self.span.start_time_ns) / 1e9
                 self.span.set_attribute("tracekit.time_to_first_chunk_s", ttfc)
             self.chunks += 1
             self.accumulator.add(item)
+            return self.hide is not None and self.hide(item)
+        return False
 
     def end(self, exc: BaseException | None = None, how: str | None = None) -> None:
         """End the span once; later calls do nothing. `how` names an early exit."""
@@ -95,16 +101,17 @@ class TracedStream(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
         return self
 
     def __next__(self) -> Any:
-        try:
-            item = self.__wrapped__.__next__()
-        except StopIteration:
-            self._self_call.end(None)
-            raise
-        except BaseException as exc:
-            self._self_call.end(exc)
-            raise
-        self._self_call.chunk(item)
-        return item
+        while True:
+            try:
+                item = self.__wrapped__.__next__()
+            except StopIteration:
+                self._self_call.end(None)
+                raise
+            except BaseException as exc:
+                self._self_call.end(exc)
+                raise
+            if not self._self_call.chunk(item):
+                return item
 
     def close(self) -> Any:
         try:
@@ -138,16 +145,17 @@ class TracedAsyncStream(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
         return self
 
     async def __anext__(self) -> Any:
-        try:
-            item = await self.__wrapped__.__anext__()
-        except StopAsyncIteration:
-            self._self_call.end(None)
-            raise
-        except BaseException as exc:
-            self._self_call.end(exc)
-            raise
-        self._self_call.chunk(item)
-        return item
+        while True:
+            try:
+                item = await self.__wrapped__.__anext__()
+            except StopAsyncIteration:
+                self._self_call.end(None)
+                raise
+            except BaseException as exc:
+                self._self_call.end(exc)
+                raise
+            if not self._self_call.chunk(item):
+                return item
 
     async def close(self) -> Any:
         try:

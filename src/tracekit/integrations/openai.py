@@ -13,7 +13,7 @@ from typing import Any
 
 from tracekit._span import Span, SpanType
 from tracekit.integrations import _usage
-from tracekit.integrations._engine import Endpoint, Integration, Request
+from tracekit.integrations._engine import Endpoint, Integration, Prepared, Request
 from tracekit.integrations._usage import field
 
 _CHAT = "openai.resources.chat.completions.completions"
@@ -232,6 +232,21 @@ class ResponsesAccumulator:
             _record(span, self.response, None, [])
 
 
+def _ask_stream_usage(options: Mapping[str, Any], kwargs: dict[str, Any]) -> Prepared | None:
+    """`autolog(stream_usage=True)`: ask a chat stream for usage, hide the extra chunk."""
+    if not options.get("stream_usage") or kwargs.get("stream") is not True:
+        return None
+    stream_options = kwargs.get("stream_options")
+    if isinstance(stream_options, Mapping) and "include_usage" in stream_options:
+        return None  # the caller decided
+    kwargs["stream_options"] = {**(stream_options or {}), "include_usage": True}
+    return Prepared(kwargs, _usage_only)
+
+
+def _usage_only(chunk: Any) -> bool:
+    return not field(chunk, "choices") and field(chunk, "usage") is not None
+
+
 def _is_stream(result: Any) -> bool:
     import openai
 
@@ -244,7 +259,14 @@ def _endpoints() -> list[Endpoint]:
     for cls, is_async in (("Completions", False), ("AsyncCompletions", True)):
         endpoints += [
             Endpoint(
-                _CHAT, f"{cls}.create", is_async, chat, _chat_response, ChatAccumulator, _is_stream
+                _CHAT,
+                f"{cls}.create",
+                is_async,
+                chat,
+                _chat_response,
+                ChatAccumulator,
+                _is_stream,
+                prepare=_ask_stream_usage,
             ),
             Endpoint(_CHAT, f"{cls}.parse", is_async, chat, _chat_response),
             Endpoint(_CHAT, f"{cls}.stream", stream_manager=True),
