@@ -333,6 +333,7 @@ class FakeProviderServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True
+    request_queue_size = 512  # bursts of concurrent clients (the default backlog is 5)
 
     def __init__(self, port: int = 0, chunk_delay: float = 0.0) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
