@@ -75,6 +75,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._embeddings(body)
         elif path.endswith("/completions"):
             self._completions(body)
+        elif path.endswith("/messages/count_tokens"):
+            self._json(200, {"input_tokens": _tokens(json.dumps(body.get("messages")))})
+        elif path.endswith("/messages"):
+            self._messages(body)
         else:
             self._json(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
 
@@ -222,6 +226,64 @@ class _Handler(BaseHTTPRequestHandler):
             },
         )
 
+    # -- Anthropic Messages ---------------------------------------------------------
+
+    def _messages(self, body: dict[str, Any]) -> None:
+        messages = body.get("messages") or []
+        question = _last_user_text(messages)
+        answer = self.server.answer(question, messages)
+        prompt = sum(_tokens(json.dumps(m)) for m in messages)
+        usage = {
+            "input_tokens": prompt,
+            "output_tokens": _tokens(answer),
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        }
+        message = {
+            "id": "msg_fake",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model"),
+            "content": [{"type": "text", "text": answer}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": usage,
+        }
+        if not body.get("stream"):
+            self._json(200, message)
+            return
+
+        def events() -> Iterator[dict[str, Any]]:
+            start = {
+                **message,
+                "content": [],
+                "stop_reason": None,
+                "usage": {**usage, "output_tokens": 1},
+            }
+            yield {"type": "message_start", "message": start}
+            yield {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            }
+            words = _words(answer)
+            for i, word in enumerate(words):
+                text = word if i == len(words) - 1 else word + " "
+                yield {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": text},
+                }
+            yield {"type": "content_block_stop", "index": 0}
+            yield {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": usage["output_tokens"]},
+            }
+            yield {"type": "message_stop"}
+
+        self._sse(events(), named=True, numbered=False)
+
     # -- OpenAI Responses ---------------------------------------------------------
 
     def _responses(self, body: dict[str, Any]) -> None:
@@ -298,14 +360,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _sse(
-        self, events: Iterator[dict[str, Any]], done: bool = False, named: bool = False
+        self,
+        events: Iterator[dict[str, Any]],
+        done: bool = False,
+        named: bool = False,
+        numbered: bool = True,
     ) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         for number, event in enumerate(events):
-            if named:
+            if named and numbered:
                 event["sequence_number"] = number
             head = f"event: {event['type']}\n" if named else ""
             self._chunk(f"{head}data: {json.dumps(event)}\n\n".encode())
@@ -321,7 +387,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class FakeProviderServer(ThreadingHTTPServer):
-    """An OpenAI-compatible server on 127.0.0.1 with deterministic answers.
+    """A fake provider on 127.0.0.1 with deterministic answers.
+
+    Speaks OpenAI chat completions, Responses, embeddings and legacy completions
+    (`base_url + "/v1"` for the OpenAI SDK) and Anthropic Messages with
+    count_tokens (`base_url` for the Anthropic SDK), as JSON and as SSE.
 
     Example:
         with FakeProviderServer() as server:

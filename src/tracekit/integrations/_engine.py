@@ -25,6 +25,8 @@ from tracekit._guard import internal_error
 from tracekit._span import NON_RECORDING, Span
 from tracekit.integrations._streams import (
     Accumulator,
+    AsyncHelperStream,
+    HelperStream,
     StreamCall,
     StreamManager,
     TracedAsyncStream,
@@ -57,7 +59,11 @@ class Endpoint:
         response: records a non-streamed result on the span.
         accumulator: makes the accumulator for a streamed result.
         is_stream: tells a streamed result from a plain one.
-        stream_manager: the method returns a stream helper context manager.
+        stream_manager: the method returns a stream helper context manager whose
+            request goes through another traced method (OpenAI's `stream()`).
+        helper: the method returns a context manager that makes the request itself
+            on enter and yields a helper stream (Anthropic's `messages.stream()`);
+            `helper(stream)` makes the accumulator that reads it at the end.
     """
 
     module: str
@@ -69,6 +75,7 @@ class Endpoint:
     is_stream: Callable[[Any], bool] = lambda result: False
     stream_manager: bool = False
     prepare: Callable[[Mapping[str, Any], dict[str, Any]], Prepared | None] | None = None
+    helper: Callable[[Any], Accumulator] | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +147,8 @@ class Integration:
     def _wrapper(self, endpoint: Endpoint) -> Callable[..., Any]:
         if endpoint.stream_manager:
             return self._manager_wrapper()
+        if endpoint.helper is not None:
+            return self._helper_wrapper(endpoint)
         return self._async_wrapper(endpoint) if endpoint.is_async else self._sync_wrapper(endpoint)
 
     def _skip(self) -> bool:
@@ -151,6 +160,15 @@ class Integration:
             if self._skip():
                 return manager
             return StreamManager(manager)
+
+        return wrapper
+
+    def _helper_wrapper(self, endpoint: Endpoint) -> Callable[..., Any]:
+        def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            manager = wrapped(*args, **kwargs)
+            if self._skip():
+                return manager
+            return HelperManager(manager, endpoint, instance, kwargs)
 
         return wrapper
 
@@ -219,7 +237,7 @@ class _Call:
             internal_error(f"{endpoint.target} request", exc)
             return None
 
-    def _detach(self) -> None:
+    def detach(self) -> None:
         # Resumed in another context (ValueError): leave the variable to that context.
         with contextlib.suppress(ValueError):
             current_span.reset(self.token)
@@ -235,7 +253,7 @@ class _Call:
             return None
 
     def fail(self, exc: BaseException) -> None:
-        self._detach()
+        self.detach()
         try:
             status = getattr(exc, "status_code", None)
             if isinstance(status, int):
@@ -246,7 +264,7 @@ class _Call:
             internal_error(f"{self.endpoint.target} error", error)
 
     def succeed(self, result: Any, *, is_async: bool, prepared: Prepared | None = None) -> Any:
-        self._detach()
+        self.detach()
         try:
             endpoint = self.endpoint
             raw = _raw_mode(self.kwargs)
@@ -277,3 +295,70 @@ def _raw_mode(kwargs: Mapping[str, Any]) -> str | None:
         value = headers.get(_RAW_HEADER)
         return str(value) if value is not None else None
     return None
+
+
+class HelperManager(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
+    """Wraps a stream helper's context manager that makes its request on enter.
+
+    The span starts when the block is entered (the request is made then, with
+    the span current) and ends exactly once: when the helper stream is read to
+    the end, closed, dropped, or when the block exits.
+    """
+
+    def __init__(self, wrapped: Any, endpoint: Endpoint, instance: Any, kwargs: Any) -> None:
+        super().__init__(wrapped)
+        self._self_endpoint = endpoint
+        self._self_instance = instance
+        self._self_kwargs = kwargs
+        self._self_call: StreamCall | None = None
+
+    def _self_wrap(self, call: _Call, stream: Any, is_async: bool) -> Any:
+        try:
+            assert self._self_endpoint.helper is not None
+            self._self_call = StreamCall(call.span, self._self_endpoint.helper(stream))
+            proxy = AsyncHelperStream if is_async else HelperStream
+            return proxy(stream, self._self_call)
+        except Exception as exc:
+            internal_error(f"{self._self_endpoint.target} helper", exc)
+            call.span.end()
+            return stream
+
+    def _self_end(self, exc: BaseException | None) -> None:
+        if self._self_call is not None:
+            self._self_call.end(exc, "context_exit")
+
+    def __enter__(self) -> Any:
+        call = _Call.begin(self._self_endpoint, self._self_instance, self._self_kwargs)
+        if call is None:
+            return self.__wrapped__.__enter__()
+        try:
+            stream = self.__wrapped__.__enter__()
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        call.detach()
+        return self._self_wrap(call, stream, is_async=False)
+
+    def __exit__(self, et: Any, exc: BaseException | None, tb: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(et, exc, tb)
+        finally:
+            self._self_end(exc)
+
+    async def __aenter__(self) -> Any:
+        call = _Call.begin(self._self_endpoint, self._self_instance, self._self_kwargs)
+        if call is None:
+            return await self.__wrapped__.__aenter__()
+        try:
+            stream = await self.__wrapped__.__aenter__()
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        call.detach()
+        return self._self_wrap(call, stream, is_async=True)
+
+    async def __aexit__(self, et: Any, exc: BaseException | None, tb: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(et, exc, tb)
+        finally:
+            self._self_end(exc)

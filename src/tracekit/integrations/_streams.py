@@ -230,3 +230,85 @@ class StreamManager(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
             return await self.__wrapped__.__aexit__(et, exc, tb)
         finally:
             self._self_end(exc)
+
+
+def _ending(iterator: Any, call: StreamCall) -> Any:
+    """Iterate an SDK helper's derived iterator (`text_stream`), ending the span with it."""
+    try:
+        for item in iterator:
+            call.chunk(item)
+            yield item
+    except GeneratorExit:
+        call.end(None, "close")
+        raise
+    except BaseException as exc:
+        call.end(exc)
+        raise
+    call.end(None)
+
+
+async def _aending(iterator: Any, call: StreamCall) -> Any:
+    try:
+        async for item in iterator:
+            call.chunk(item)
+            yield item
+    except GeneratorExit:
+        call.end(None, "close")
+        raise
+    except BaseException as exc:
+        call.end(exc)
+        raise
+    call.end(None)
+
+
+class HelperStream(TracedStream):
+    """An SDK helper stream (Anthropic's `MessageStream`): also ends when a method
+    that reads it to the end returns, or when its `text_stream` is exhausted."""
+
+    @property
+    def text_stream(self) -> Any:
+        return _ending(self.__wrapped__.text_stream, self._self_call)
+
+    def _self_consume(self, name: str, args: Any, kwargs: Any) -> Any:
+        try:
+            result = getattr(self.__wrapped__, name)(*args, **kwargs)
+        except BaseException as exc:
+            self._self_call.end(exc)
+            raise
+        self._self_call.end(None)
+        return result
+
+    def get_final_message(self, *args: Any, **kwargs: Any) -> Any:
+        return self._self_consume("get_final_message", args, kwargs)
+
+    def get_final_text(self, *args: Any, **kwargs: Any) -> Any:
+        return self._self_consume("get_final_text", args, kwargs)
+
+    def until_done(self, *args: Any, **kwargs: Any) -> Any:
+        return self._self_consume("until_done", args, kwargs)
+
+
+class AsyncHelperStream(TracedAsyncStream):
+    """The asynchronous twin of `HelperStream`."""
+
+    @property
+    def text_stream(self) -> Any:
+        return _aending(self.__wrapped__.text_stream, self._self_call)
+
+    async def _self_consume(self, name: str, args: Any, kwargs: Any) -> Any:
+        try:
+            result = await getattr(self.__wrapped__, name)(*args, **kwargs)
+        except BaseException as exc:
+            self._self_call.end(exc)
+            raise
+        self._self_call.end(None)
+        return result
+
+    async def get_final_message(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._self_consume("get_final_message", args, kwargs)
+
+    async def get_final_text(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._self_consume("get_final_text", args, kwargs)
+
+    async def until_done(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._self_consume("until_done", args, kwargs)

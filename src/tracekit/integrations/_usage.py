@@ -75,6 +75,26 @@ def openai_embeddings(usage: Any) -> dict[str, int] | None:
     return {"input_tokens": prompt, "output_tokens": 0, "total_tokens": total or prompt}
 
 
+def anthropic(usage: Any) -> dict[str, int] | None:
+    """Anthropic: input includes cache reads and cache writes; both cache fields kept."""
+    if usage is None:
+        return None
+    base = _int(field(usage, "input_tokens"))
+    output = _int(field(usage, "output_tokens"))
+    read = _int(field(usage, "cache_read_input_tokens"))
+    created = _int(field(usage, "cache_creation_input_tokens"))
+    out: dict[str, int] = {}
+    if base is not None:
+        out["input_tokens"] = base + (read or 0) + (created or 0)
+    if output is not None:
+        out["output_tokens"] = output
+    if read is not None:
+        out["cache_read_input_tokens"] = read
+    if created is not None:
+        out["cache_creation_input_tokens"] = created
+    return _with_total(out)
+
+
 def _with_total(out: dict[str, int]) -> dict[str, int] | None:
     if not out:
         return None

@@ -13,6 +13,13 @@ from typing import Any
 
 from tracekit._span import Span, SpanType
 from tracekit.integrations import _usage
+from tracekit.integrations._common import (
+    call_inputs,
+    client_of,
+    record_response,
+    request_attributes,
+    server_attributes,
+)
 from tracekit.integrations._engine import Endpoint, Integration, Prepared, Request
 from tracekit.integrations._usage import field
 
@@ -36,78 +43,38 @@ _PARAMS = {
     "dimensions": "gen_ai.embeddings.dimension.count",
     "encoding_format": "gen_ai.request.encoding_formats",
 }
-_NOT_RECORDED = frozenset({"extra_headers", "extra_query", "timeout"})
 
 
-def _given(value: Any) -> bool:
-    return type(value).__name__ not in ("NotGiven", "Omit")
-
-
-def _server(instance: Any) -> tuple[str, dict[str, Any]]:
-    """Provider name and server.* attributes from the resource's client."""
-    # `_client` is the resource's link to its client in every Stainless SDK;
-    # `base_url` on the client is public.
-    client = getattr(instance, "_client", None)
-    provider = "azure.ai.openai" if "Azure" in type(client).__name__ else "openai"
-    url = getattr(client, "base_url", None)
-    attributes: dict[str, Any] = {}
-    host = getattr(url, "host", None)
-    if host:
-        attributes["server.address"] = host
-        port = getattr(url, "port", None)
-        if port:
-            attributes["server.port"] = port
-    return provider, attributes
+def _provider(client: Any) -> str:
+    return "azure.ai.openai" if "Azure" in type(client).__name__ else "openai"
 
 
 def _request(operation: str, span_type: str) -> Any:
     def request(instance: Any, kwargs: Mapping[str, Any]) -> Request:
-        inputs = {k: v for k, v in kwargs.items() if k not in _NOT_RECORDED and _given(v)}
+        inputs = call_inputs(kwargs)
+        client = client_of(instance)
+        attributes = request_attributes(_provider(client), operation, inputs, _PARAMS)
+        attributes.update(server_attributes(client))
         model = inputs.get("model")
-        provider, attributes = _server(instance)
-        attributes["gen_ai.provider.name"] = provider
-        attributes["gen_ai.operation.name"] = operation
-        if model is not None:
-            attributes["gen_ai.request.model"] = model
-        for param, attribute in _PARAMS.items():
-            if param in inputs:
-                attributes[attribute] = inputs[param]
-        if inputs.get("tools"):
-            attributes["gen_ai.tool.definitions"] = inputs["tools"]
-        stream = bool(inputs.get("stream"))
         name = f"{operation} {model}" if model else operation
-        return Request(name, span_type, inputs, attributes, stream=stream)
+        return Request(name, span_type, inputs, attributes, stream=bool(inputs.get("stream")))
 
     return request
-
-
-def _record(
-    span: Span, response: Any, usage: dict[str, int] | None, finish_reasons: list[Any]
-) -> None:
-    attributes: dict[str, Any] = {}
-    for key, source in (("gen_ai.response.id", "id"), ("gen_ai.response.model", "model")):
-        value = field(response, source)
-        if value is not None:
-            attributes[key] = value
-    if finish_reasons:
-        attributes["gen_ai.response.finish_reasons"] = finish_reasons
-    if usage:
-        attributes.update(_usage.usage_attributes(usage))
-        span.set_token_usage(usage)
-    span.set_attributes(attributes)
 
 
 def _chat_response(span: Span, response: Any) -> None:
     span.set_outputs(response)
     reasons = [field(c, "finish_reason") for c in field(response, "choices") or []]
-    _record(span, response, _usage.openai_chat(field(response, "usage")), [r for r in reasons if r])
+    record_response(
+        span, response, _usage.openai_chat(field(response, "usage")), [r for r in reasons if r]
+    )
 
 
 def _responses_response(span: Span, response: Any) -> None:
     span.set_outputs(response)
     status = field(response, "status")
     usage = _usage.openai_responses(field(response, "usage"))
-    _record(span, response, usage, [status] if status else [])
+    record_response(span, response, usage, [status] if status else [])
 
 
 def _embeddings_response(span: Span, response: Any) -> None:
@@ -121,7 +88,7 @@ def _embeddings_response(span: Span, response: Any) -> None:
             "dimensions": len(vectors[0]) if vectors and hasattr(vectors[0], "__len__") else None,
         }
     )
-    _record(span, response, _usage.openai_embeddings(field(response, "usage")), [])
+    record_response(span, response, _usage.openai_embeddings(field(response, "usage")), [])
 
 
 class ChatAccumulator:
@@ -203,7 +170,7 @@ class ChatAccumulator:
             outputs["usage"] = self.usage
         span.set_outputs(outputs)
         reasons = [c["finish_reason"] for c in choices if c["finish_reason"]]
-        _record(span, {"id": self.id, "model": self.model}, usage, reasons)
+        record_response(span, {"id": self.id, "model": self.model}, usage, reasons)
 
 
 class ResponsesAccumulator:
@@ -229,7 +196,7 @@ class ResponsesAccumulator:
         # Ended before `response.completed`: what arrived so far.
         span.set_outputs({"output_text": "".join(self.text)})
         if self.response is not None:
-            _record(span, self.response, None, [])
+            record_response(span, self.response, None, [])
 
 
 def _ask_stream_usage(options: Mapping[str, Any], kwargs: dict[str, Any]) -> Prepared | None:
