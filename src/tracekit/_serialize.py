@@ -108,7 +108,7 @@ class _Walk:
         # Look the method up on the class: instance __getattr__ (mocks, proxies)
         # must not fool us into calling something that is not there.
         if callable(getattr(t, "model_dump", None)):  # pydantic v2
-            return self._enter(v, lambda: self.value(v.model_dump(), depth))
+            return self._enter(v, lambda: self.value(v.model_dump(warnings=False), depth))
         if dataclasses.is_dataclass(v):
             return self._enter(
                 v,

@@ -27,7 +27,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from tracekit import _config, _runtime, _state
+from tracekit._fake_server import FakeProviderServer
 from tracekit.exporters.memory import InMemoryExporter
+
+__all__ = ["Capture", "CountingIdGenerator", "FakeClock", "FakeProviderServer", "capture"]
 
 START_NS = 1_700_000_000_000_000_000
 STEP_NS = 1_000_000
