@@ -67,7 +67,9 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
             return
-        if path.endswith("/chat/completions"):
+        if ":generateContent" in path or ":streamGenerateContent" in path:
+            self._gemini(path, body)
+        elif path.endswith("/chat/completions"):
             self._chat(body)
         elif path.endswith("/responses"):
             self._responses(body)
@@ -225,6 +227,73 @@ class _Handler(BaseHTTPRequestHandler):
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             },
         )
+
+    # -- Gemini generateContent ------------------------------------------------------
+
+    def _gemini(self, path: str, body: dict[str, Any]) -> None:
+        model = path.split("/models/", 1)[-1].split(":", 1)[0]
+        if model.startswith("missing"):
+            self._json(
+                404,
+                {
+                    "error": {
+                        "code": 404,
+                        "status": "NOT_FOUND",
+                        "message": f"models/{model} is not found",
+                    }
+                },
+            )
+            return
+        contents = body.get("contents") or []
+        texts = [
+            p.get("text", "")
+            for c in contents
+            if isinstance(c, dict)
+            for p in c.get("parts") or []
+            if isinstance(p, dict)
+        ]
+        question = texts[-1] if texts else ""
+        answer = self.server.answer(question, [])
+        prompt = sum(_tokens(t) for t in texts) or 1
+
+        def usage(words: int) -> dict[str, Any]:
+            return {
+                "promptTokenCount": prompt,
+                "candidatesTokenCount": words,
+                "totalTokenCount": prompt + words,
+            }
+
+        base = {"modelVersion": model, "responseId": "fake-response"}
+        if ":generateContent" in path:
+            self._json(
+                200,
+                {
+                    **base,
+                    "usageMetadata": usage(_tokens(answer)),
+                    "candidates": [
+                        {
+                            "content": {"role": "model", "parts": [{"text": answer}]},
+                            "finishReason": "STOP",
+                            "index": 0,
+                        }
+                    ],
+                },
+            )
+            return
+        words = _words(answer)
+
+        def events() -> Iterator[dict[str, Any]]:
+            for i, word in enumerate(words):
+                last = i == len(words) - 1
+                candidate: dict[str, Any] = {
+                    "content": {"role": "model", "parts": [{"text": word if last else word + " "}]},
+                    "index": 0,
+                }
+                if last:
+                    candidate["finishReason"] = "STOP"
+                yield {**base, "candidates": [candidate], "usageMetadata": usage(i + 1)}
+
+        self._sse(events())
 
     # -- Anthropic Messages ---------------------------------------------------------
 
@@ -391,7 +460,9 @@ class FakeProviderServer(ThreadingHTTPServer):
 
     Speaks OpenAI chat completions, Responses, embeddings and legacy completions
     (`base_url + "/v1"` for the OpenAI SDK) and Anthropic Messages with
-    count_tokens (`base_url` for the Anthropic SDK), as JSON and as SSE.
+    count_tokens (`base_url` for the Anthropic SDK), and Gemini generateContent and
+    streamGenerateContent (`HttpOptions(base_url=base_url, api_version="v1beta")`),
+    as JSON and as SSE.
 
     Example:
         with FakeProviderServer() as server:

@@ -53,7 +53,7 @@ class Endpoint:
 
     Attributes:
         module: the module that defines the class (imported by `autolog`).
-        target: `"Class.method"` inside `module`.
+        target: `"Class.method"` (or a function name) inside `module`.
         is_async: the method returns an awaitable (choose by class, not inspect).
         request: maps (instance, kwargs) to a `Request`.
         response: records a non-streamed result on the span.
@@ -76,6 +76,8 @@ class Endpoint:
     stream_manager: bool = False
     prepare: Callable[[Mapping[str, Any], dict[str, Any]], Prepared | None] | None = None
     helper: Callable[[Any], Accumulator] | None = None
+    positional: tuple[str, ...] = ()  # names of positional parameters, for `request`
+    when: Callable[[], bool] | None = None  # trace only when this holds at call time
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ class Integration:
             try:
                 module = importlib.import_module(endpoint.module)
                 owner_name, _, method = endpoint.target.rpartition(".")
-                owner = getattr(module, owner_name)
+                owner = getattr(module, owner_name) if owner_name else module
                 original = owner.__dict__[method]
             except (ImportError, AttributeError, KeyError):
                 logger.debug("tracekit: %s has no %s; skipped", endpoint.module, endpoint.target)
@@ -151,8 +153,10 @@ class Integration:
             return self._helper_wrapper(endpoint)
         return self._async_wrapper(endpoint) if endpoint.is_async else self._sync_wrapper(endpoint)
 
-    def _skip(self) -> bool:
-        return not self.active() or is_suppressed()
+    def _skip(self, endpoint: Endpoint | None = None) -> bool:
+        if not self.active() or is_suppressed():
+            return True
+        return endpoint is not None and endpoint.when is not None and not endpoint.when()
 
     def _manager_wrapper(self) -> Callable[..., Any]:
         def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -174,9 +178,9 @@ class Integration:
 
     def _sync_wrapper(self, endpoint: Endpoint) -> Callable[..., Any]:
         def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            if self._skip():
+            if self._skip(endpoint):
                 return wrapped(*args, **kwargs)
-            call = _Call.begin(endpoint, instance, kwargs)
+            call = _Call.begin(endpoint, instance, _named(endpoint, args, kwargs))
             if call is None:
                 return wrapped(*args, **kwargs)
             prepared = call.prepare(self.options)
@@ -191,9 +195,9 @@ class Integration:
 
     def _async_wrapper(self, endpoint: Endpoint) -> Callable[..., Any]:
         async def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            if self._skip():
+            if self._skip(endpoint):
                 return await wrapped(*args, **kwargs)
-            call = _Call.begin(endpoint, instance, kwargs)
+            call = _Call.begin(endpoint, instance, _named(endpoint, args, kwargs))
             if call is None:
                 return await wrapped(*args, **kwargs)
             prepared = call.prepare(self.options)
@@ -205,6 +209,13 @@ class Integration:
             return call.succeed(result, is_async=True, prepared=prepared)
 
         return wrapper
+
+
+def _named(endpoint: Endpoint, args: Any, kwargs: Any) -> Any:
+    """Keyword view of a call for the request mapper (most SDK methods are keyword-only)."""
+    if not args or not endpoint.positional:
+        return kwargs
+    return {**dict(zip(endpoint.positional, args, strict=False)), **kwargs}
 
 
 _RAW_HEADER = "X-Stainless-Raw-Response"  # set by the SDKs' with_raw_response forms
@@ -255,8 +266,10 @@ class _Call:
     def fail(self, exc: BaseException) -> None:
         self.detach()
         try:
-            status = getattr(exc, "status_code", None)
-            if isinstance(status, int):
+            status = getattr(exc, "status_code", None)  # OpenAI, Anthropic
+            if not isinstance(status, int):
+                status = getattr(exc, "code", None)  # google-genai
+            if isinstance(status, int) and not isinstance(status, bool):
                 self.span.set_attribute("http.response.status_code", status)
             self.span.set_attribute("error.type", type(exc).__qualname__)
             _api.finish(self.span, exc)

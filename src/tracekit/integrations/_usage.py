@@ -95,6 +95,30 @@ def anthropic(usage: Any) -> dict[str, int] | None:
     return _with_total(out)
 
 
+def gemini(usage: Any) -> dict[str, int] | None:
+    """Gemini `usage_metadata`: input counts tool-use prompts, output counts thoughts."""
+    if usage is None:
+        return None
+    prompt = _int(field(usage, "prompt_token_count"))
+    tool_prompt = _int(field(usage, "tool_use_prompt_token_count"))
+    candidates = _int(field(usage, "candidates_token_count"))
+    thoughts = _int(field(usage, "thoughts_token_count"))
+    total = _int(field(usage, "total_token_count"))
+    cached = _int(field(usage, "cached_content_token_count"))
+    out: dict[str, int] = {}
+    if prompt is not None or tool_prompt is not None:
+        out["input_tokens"] = (prompt or 0) + (tool_prompt or 0)
+    if candidates is not None or thoughts is not None:
+        out["output_tokens"] = (candidates or 0) + (thoughts or 0)
+    if total is not None:
+        out["total_tokens"] = total
+    if cached is not None:
+        out["cache_read_input_tokens"] = cached
+    if thoughts is not None:
+        out["reasoning_tokens"] = thoughts
+    return _with_total(out)
+
+
 def _with_total(out: dict[str, int]) -> dict[str, int] | None:
     if not out:
         return None

@@ -1,0 +1,281 @@
+"""Gemini mapper (google-genai): generate_content, streams, embeddings, count_tokens.
+
+`client.models` and `client.aio.models` (chats go through them). With automatic
+function calling the public `generate_content` span holds one child span per
+model call and a `TOOL` span per Python function the SDK runs; without it,
+one call gives one span.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tracekit._context import current_span
+from tracekit._span import Span, SpanType
+from tracekit.integrations import _usage
+from tracekit.integrations._common import record_response, request_attributes
+from tracekit.integrations._engine import Endpoint, Integration, Request
+from tracekit.integrations._usage import field
+
+_MODELS = "google.genai.models"
+_EXTRA = "google.genai._extra_utils"
+_AFC = "tracekit.gemini.automatic_function_calling"
+
+_CONFIG_PARAMS = {
+    "temperature": "gen_ai.request.temperature",
+    "top_p": "gen_ai.request.top_p",
+    "top_k": "gen_ai.request.top_k",
+    "max_output_tokens": "gen_ai.request.max_tokens",
+    "stop_sequences": "gen_ai.request.stop_sequences",
+    "seed": "gen_ai.request.seed",
+    "candidate_count": "gen_ai.request.choice.count",
+}
+
+
+def _client_info(instance: Any) -> tuple[str, dict[str, Any]]:
+    # The module's `_api_client` is its only link to the client's settings.
+    api = getattr(instance, "_api_client", None)
+    provider = "gcp.vertex_ai" if getattr(api, "vertexai", False) else "gcp.gemini"
+    attributes: dict[str, Any] = {}
+    options = getattr(api, "_http_options", None)
+    base_url = field(options, "base_url")
+    if isinstance(base_url, str) and "://" in base_url:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(base_url)
+        if parts.hostname:
+            attributes["server.address"] = parts.hostname
+            if parts.port:
+                attributes["server.port"] = parts.port
+    return provider, attributes
+
+
+def _model_name(model: Any) -> str | None:
+    if not isinstance(model, str):
+        return None
+    return model.rsplit("/", 1)[-1]  # "models/gemini-2.5-flash" -> "gemini-2.5-flash"
+
+
+def _afc_enabled(config: Any) -> bool:
+    """Whether the SDK will run Python tools itself (automatic function calling)."""
+    tools = field(config, "tools") or []
+    if not any(callable(tool) for tool in tools):
+        return False
+    afc = field(config, "automatic_function_calling")
+    return not field(afc, "disable")
+
+
+def _request(operation: str, span_type: str, outer: bool = True) -> Any:
+    def request(instance: Any, kwargs: Mapping[str, Any]) -> Request:
+        inputs = dict(kwargs)
+        provider, attributes = _client_info(instance)
+        model = _model_name(inputs.get("model"))
+        config = inputs.get("config")
+        params = {k: field(config, k) for k in _CONFIG_PARAMS if field(config, k) is not None}
+        attributes.update(
+            request_attributes(provider, operation, {"model": model, **params}, _CONFIG_PARAMS)
+        )
+        tools = field(config, "tools")
+        if tools:
+            attributes["gen_ai.tool.definitions"] = tools
+        if outer and operation == "generate_content" and _afc_enabled(config):
+            attributes[_AFC] = True
+        name = f"{operation} {model}" if model else operation
+        return Request(name, span_type, inputs, attributes)
+
+    return request
+
+
+def _finish_reasons(response: Any) -> list[Any]:
+    reasons = []
+    for candidate in field(response, "candidates") or []:
+        reason = field(candidate, "finish_reason")
+        if reason is not None:
+            reasons.append(getattr(reason, "value", reason))
+    return reasons
+
+
+_RESPONSE_FIELDS = (
+    "candidates",
+    "prompt_feedback",
+    "usage_metadata",
+    "model_version",
+    "response_id",
+    "automatic_function_calling_history",
+)
+
+
+def _generate_response(span: Span, response: Any) -> None:
+    # References to the response's fields, not its HTTP envelope (sdk_http_response).
+    span.set_outputs({k: field(response, k) for k in _RESPONSE_FIELDS if field(response, k)})
+    # With automatic function calling the model calls are child spans that carry
+    # their own usage; the response here repeats only the last one's.
+    afc = bool(span.attributes and span.attributes.get(_AFC))
+    usage = None if afc else _usage.gemini(field(response, "usage_metadata"))
+    record_response(span, _ids(response), usage, _finish_reasons(response))
+
+
+def _ids(response: Any) -> dict[str, Any]:
+    return {"id": field(response, "response_id"), "model": field(response, "model_version")}
+
+
+def _embed_response(span: Span, response: Any) -> None:
+    embeddings = field(response, "embeddings") or []
+    values = field(embeddings[0], "values") if embeddings else None
+    span.set_outputs(
+        {"count": len(embeddings), "dimensions": len(values) if values is not None else None}
+    )
+
+
+def _count_response(span: Span, response: Any) -> None:
+    # Counting consumes no tokens: outputs only, never token usage.
+    span.set_outputs(
+        {
+            "total_tokens": field(response, "total_tokens"),
+            "cached_content_token_count": field(response, "cached_content_token_count"),
+        }
+    )
+
+
+class StreamAccumulator:
+    """Gemini stream chunks: text and function calls appended, usage taken from the
+    last chunk that has it (it is cumulative: never summed)."""
+
+    def __init__(self, request: Request) -> None:
+        self.parts: list[dict[str, Any]] = []
+        self.usage: Any = None
+        self.finish_reasons: list[Any] = []
+        self.ids: dict[str, Any] = {}
+
+    def add(self, chunk: Any) -> None:
+        for key, value in _ids(chunk).items():
+            if value is not None:
+                self.ids[key] = value
+        usage = field(chunk, "usage_metadata")
+        if usage is not None:
+            self.usage = usage
+        reasons = _finish_reasons(chunk)
+        if reasons:
+            self.finish_reasons = reasons
+        candidates = field(chunk, "candidates") or []
+        content = field(candidates[0], "content") if candidates else None
+        for part in field(content, "parts") or []:
+            self._part(part)
+
+    def _part(self, part: Any) -> None:
+        text = field(part, "text")
+        thought = bool(field(part, "thought"))
+        last = self.parts[-1] if self.parts else None
+        if text is not None:
+            if last is not None and "text" in last and last.get("thought", False) == thought:
+                last["text"] += text
+            else:
+                self.parts.append({"text": text, **({"thought": True} if thought else {})})
+            return
+        dumped = part.model_dump(exclude_none=True) if hasattr(part, "model_dump") else part
+        self.parts.append(dumped)
+
+    def finish(self, span: Span) -> None:
+        outputs: dict[str, Any] = {
+            "candidates": [
+                {
+                    "content": {"role": "model", "parts": self.parts},
+                    "finish_reason": self.finish_reasons[0] if self.finish_reasons else None,
+                }
+            ],
+            "response_id": self.ids.get("id"),
+            "model_version": self.ids.get("model"),
+        }
+        if self.usage is not None:
+            outputs["usage_metadata"] = self.usage
+        span.set_outputs(outputs)
+        record_response(span, self.ids, _usage.gemini(self.usage), self.finish_reasons)
+
+
+def _in_afc_call() -> bool:
+    """True inside a traced `generate_content` that runs Python tools itself."""
+    span = current_span.get()
+    return bool(span is not None and span.attributes and span.attributes.get(_AFC))
+
+
+def _tool_request(instance: Any, kwargs: Mapping[str, Any]) -> Request:
+    function = kwargs.get("function_to_invoke")
+    name = getattr(function, "__name__", None) or "tool"
+    attributes = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name}
+    return Request(name, SpanType.TOOL, kwargs.get("args"), attributes)
+
+
+def _tool_response(span: Span, result: Any) -> None:
+    span.set_outputs(result)
+
+
+def _is_stream(result: Any) -> bool:
+    return hasattr(result, "__next__") or hasattr(result, "__anext__")
+
+
+def _endpoints() -> list[Endpoint]:
+    generate = _request("generate_content", SpanType.CHAT_MODEL)
+    model_call = _request("generate_content", SpanType.CHAT_MODEL, outer=False)
+    endpoints = []
+    for cls, is_async in (("Models", False), ("AsyncModels", True)):
+        endpoints += [
+            Endpoint(_MODELS, f"{cls}.generate_content", is_async, generate, _generate_response),
+            Endpoint(
+                _MODELS,
+                f"{cls}.generate_content_stream",
+                is_async,
+                generate,
+                None,
+                StreamAccumulator,
+                _is_stream,
+            ),
+            # The model calls inside automatic function calling (and only those).
+            Endpoint(
+                _MODELS,
+                f"{cls}._generate_content",
+                is_async,
+                model_call,
+                _generate_response,
+                when=_in_afc_call,
+            ),
+            Endpoint(
+                _MODELS,
+                f"{cls}.embed_content",
+                is_async,
+                _request("embeddings", SpanType.EMBEDDING),
+                _embed_response,
+            ),
+            Endpoint(
+                _MODELS,
+                f"{cls}.count_tokens",
+                is_async,
+                _request("count_tokens", SpanType.UNKNOWN),
+                _count_response,
+            ),
+        ]
+    tool = ("args", "function_to_invoke")
+    endpoints += [
+        Endpoint(
+            _EXTRA,
+            "invoke_function_from_dict_args",
+            False,
+            _tool_request,
+            _tool_response,
+            positional=tool,
+            when=_in_afc_call,
+        ),
+        Endpoint(
+            _EXTRA,
+            "invoke_function_from_dict_args_async",
+            True,
+            _tool_request,
+            _tool_response,
+            positional=tool,
+            when=_in_afc_call,
+        ),
+    ]
+    return endpoints
+
+
+integration = Integration("gemini", "google.genai", _endpoints())
