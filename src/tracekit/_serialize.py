@@ -104,6 +104,9 @@ class _Walk:
         if isinstance(v, str):
             return self.text(str(v))
         if isinstance(v, type):
+            schema = getattr(v, "model_json_schema", None)  # a pydantic model class
+            if callable(schema):
+                return self._enter(v, lambda: self.value(schema(), depth))
             return f"{v.__module__}.{v.__qualname__}"
         # Look the method up on the class: instance __getattr__ (mocks, proxies)
         # must not fool us into calling something that is not there.
