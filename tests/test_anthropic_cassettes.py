@@ -50,6 +50,9 @@ COVERED = {
     "messages_tool_use_stream_parallel.yaml",
 }
 
+# Recorded models the SDK now calls deprecated: not what these tests are about.
+pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
+
 MODES = ["sync", "async"]
 # create: `messages.create(**recorded)`; helper: `messages.stream(**recorded minus stream)`.
 STREAM_WAYS = [
@@ -297,9 +300,7 @@ def check_chat_span(
     assert outputs["model"] == recorded["model"]
     assert outputs["role"] == "assistant"
     assert outputs["stop_reason"] == recorded["stop_reason"]
-    assert [essential(b) for b in outputs["content"]] == [
-        essential(b) for b in recorded["content"]
-    ]
+    assert [essential(b) for b in outputs["content"]] == [essential(b) for b in recorded["content"]]
     # The caller got the same message the span recorded.
     if call.events is None or how == "helper":
         assert [essential(b.model_dump()) for b in call.result.content] == [
@@ -461,7 +462,6 @@ def test_prompt_caching_stream_write_then_read(traced: Capture, mode: str, how: 
     }
 
 
-@pytest.mark.filterwarnings("ignore:The model 'claude-3-7-sonnet-20250219' is deprecated")
 @pytest.mark.parametrize(("mode", "how"), STREAM_WAYS)
 def test_extended_thinking_stream(traced: Capture, mode: str, how: str) -> None:
     cassette = load_or_skip("anthropic/messages_extended_thinking_stream.yaml")
@@ -471,7 +471,9 @@ def test_extended_thinking_stream(traced: Capture, mode: str, how: str) -> None:
     thinking, text = span["outputs"]["content"]
     assert thinking["type"] == "thinking"
     assert thinking["thinking"].startswith("Let me count the occurrences of the letter 'r'")
-    assert thinking["thinking"].endswith("So the letter 'r' appears 3 times in the word \"strawberry\".")
+    assert thinking["thinking"].endswith(
+        "So the letter 'r' appears 3 times in the word \"strawberry\"."
+    )
     assert thinking["signature"].startswith("ErUBCkYIARgCIkCepoF8CXqd")
     assert thinking["signature"].endswith("nuNx8Yg==")
     assert text["type"] == "text"
@@ -517,4 +519,3 @@ def test_404_model_not_found(traced: Capture, mode: str, how: str) -> None:
         "server.address": "127.0.0.1",
         "server.port": server_port,
     }
-

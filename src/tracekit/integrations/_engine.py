@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -189,7 +190,8 @@ class Integration:
             except BaseException as exc:
                 call.fail(exc)
                 raise
-            return call.succeed(result, is_async=False, prepared=prepared)
+            parsed = call.parse_raw(result)
+            return call.succeed(result, is_async=False, prepared=prepared, parsed=parsed)
 
         return wrapper
 
@@ -206,7 +208,14 @@ class Integration:
             except BaseException as exc:
                 call.fail(exc)
                 raise
-            return call.succeed(result, is_async=True, prepared=prepared)
+            parsed = call.parse_raw(result)
+            if inspect.isawaitable(parsed):  # async raw responses parse with a coroutine
+                try:
+                    parsed = await parsed
+                except Exception as exc:
+                    internal_error(f"{endpoint.target} raw parse", exc)
+                    parsed = None
+            return call.succeed(result, is_async=True, prepared=prepared, parsed=parsed)
 
         return wrapper
 
@@ -219,6 +228,7 @@ def _named(endpoint: Endpoint, args: Any, kwargs: Any) -> Any:
 
 
 _RAW_HEADER = "X-Stainless-Raw-Response"  # set by the SDKs' with_raw_response forms
+_PARSEABLE_RAW = ("true", "raw")  # with_raw_response (OpenAI, Anthropic); not "stream"
 
 
 class _Call:
@@ -276,17 +286,32 @@ class _Call:
         except Exception as error:
             internal_error(f"{self.endpoint.target} error", error)
 
-    def succeed(self, result: Any, *, is_async: bool, prepared: Prepared | None = None) -> Any:
+    def parse_raw(self, result: Any) -> Any:
+        """For `with_raw_response` calls (not streamed): the parsed response, which the
+        SDK caches, so the caller's own `.parse()` gets the same object."""
+        if self.request.stream or _raw_mode(self.kwargs) not in _PARSEABLE_RAW:
+            return None
+        try:
+            return result.parse()
+        except Exception as exc:
+            internal_error(f"{self.endpoint.target} raw parse", exc)
+            return None
+
+    def succeed(
+        self,
+        result: Any,
+        *,
+        is_async: bool,
+        prepared: Prepared | None = None,
+        parsed: Any = None,
+    ) -> Any:
         self.detach()
         try:
             endpoint = self.endpoint
             raw = _raw_mode(self.kwargs)
             if raw is not None:
-                result_to_map = (
-                    result.parse() if raw == "true" and not self.request.stream else None
-                )
-                if result_to_map is not None and endpoint.response is not None:
-                    endpoint.response(self.span, result_to_map)
+                if parsed is not None and endpoint.response is not None:
+                    endpoint.response(self.span, parsed)
                 else:
                     self.span.set_attribute("tracekit.raw_response", raw)
             elif endpoint.accumulator is not None and endpoint.is_stream(result):

@@ -270,6 +270,8 @@ class HelperStream(TracedStream):
         return _ending(self.__wrapped__.text_stream, self._self_call)
 
     def _self_consume(self, name: str, args: Any, kwargs: Any) -> Any:
+        for _ in self:  # read the rest through the proxy, so chunks are counted
+            pass
         try:
             result = getattr(self.__wrapped__, name)(*args, **kwargs)
         except BaseException as exc:
@@ -296,6 +298,8 @@ class AsyncHelperStream(TracedAsyncStream):
         return _aending(self.__wrapped__.text_stream, self._self_call)
 
     async def _self_consume(self, name: str, args: Any, kwargs: Any) -> Any:
+        async for _ in self:  # read the rest through the proxy, so chunks are counted
+            pass
         try:
             result = await getattr(self.__wrapped__, name)(*args, **kwargs)
         except BaseException as exc:

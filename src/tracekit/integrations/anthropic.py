@@ -168,7 +168,8 @@ class SnapshotAccumulator:
             snapshot = self.stream.current_message_snapshot
         except AssertionError:  # the SDK asserts when no event arrived yet
             return
-        _message(span, snapshot)
+        # The SDK keeps updating its snapshot if the app reads on: keep this moment's.
+        _message(span, snapshot.model_copy(deep=True))
 
 
 def _is_stream(result: Any) -> bool:
