@@ -111,7 +111,7 @@ class _Walk:
         # Look the method up on the class: instance __getattr__ (mocks, proxies)
         # must not fool us into calling something that is not there.
         if callable(getattr(t, "model_dump", None)):  # pydantic v2
-            return self._enter(v, lambda: self.value(v.model_dump(warnings=False), depth))
+            return self._enter(v, lambda: self._model(v, depth))
         if dataclasses.is_dataclass(v):
             return self._enter(
                 v,
@@ -122,6 +122,38 @@ class _Walk:
         if callable(getattr(t, "dict", None)) and hasattr(t, "__fields__"):  # pydantic v1
             return self._enter(v, lambda: self.value(v.dict(), depth))
         return self._repr(v)
+
+    def _model(self, v: Any, depth: int) -> Any:
+        """A pydantic model: pydantic's own (compiled) JSON-mode dump, then the cheap
+        walk for JSON-native data. Models holding arbitrary types take the slow path."""
+        try:
+            dumped = v.model_dump(mode="json", warnings=False)
+        except Exception:
+            return self.value(v.model_dump(warnings=False), depth)
+        return self.plain(dumped, depth)
+
+    def plain(self, v: Any, depth: int = 0) -> Any:
+        """Bound JSON-native data (dicts, lists, strings, numbers): no type dispatch,
+        no cycle checks (JSON-native data has none)."""
+        t = type(v)
+        if t is str:
+            if len(v) <= self.max_chars and len(v) < self.budget and v.isascii():
+                self.budget -= len(v)
+                return v
+            return self.text(v)
+        if depth >= MAX_DEPTH:
+            return marker("max depth reached")
+        if t is dict:
+            if len(v) > MAX_ITEMS:
+                return self._mapping(v, depth + 1)
+            return {self._key(k): self.plain(x, depth + 1) for k, x in v.items()}
+        if t is list:
+            if len(v) > MAX_ITEMS:
+                return self._sequence(v, depth + 1)
+            return [self.plain(x, depth + 1) for x in v]
+        if t is float and not math.isfinite(v):
+            return str(v)
+        return v if t in (int, float, bool, type(None)) else self.value(v, depth)
 
     def _enter(self, v: Any, build: Any) -> Any:
         key = id(v)

@@ -12,9 +12,22 @@ from typing import Any
 
 
 def field(obj: Any, name: str) -> Any:
-    """`obj.name` or `obj[name]`, None when absent."""
+    """`obj.name` or `obj[name]`, None when absent.
+
+    Runs per stream chunk, so it avoids the slow paths: a missing attribute on a
+    pydantic model raises inside pydantic's `__getattr__` (microseconds), and an
+    ABC `isinstance` check costs more than the lookup itself.
+    """
     if obj is None:
         return None
+    if type(obj) is dict:
+        return obj.get(name)
+    values = getattr(obj, "__dict__", None)
+    if values is not None and name in values:
+        return values[name]
+    if hasattr(type(obj), "__pydantic_fields__"):
+        extra = obj.__pydantic_extra__  # fields an OpenAI-compatible server added
+        return extra.get(name) if extra else None
     if isinstance(obj, Mapping):
         return obj.get(name)
     return getattr(obj, name, None)
