@@ -20,6 +20,8 @@ from decimal import Decimal
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
+from tracekit._guard import internal_error
+
 if TYPE_CHECKING:
     from tracekit._buffer import TraceState
     from tracekit._span import Span
@@ -238,6 +240,20 @@ def to_jsonable(value: Any, max_chars: int = 100_000, budget: int = 10_000_000) 
     return _Walk(max_chars, budget).value(value)
 
 
+def _fill(span: Span) -> None:
+    """Run the span's deferred mapping (see `Span.defer`) with its setters open."""
+    fills, span.deferred = span.deferred or [], None
+    end, span.end_time_ns = span.end_time_ns, None
+    try:
+        for fill in fills:
+            try:
+                fill()
+            except Exception as exc:
+                internal_error(f"deferred mapping of {span.name!r}", exc)
+    finally:
+        span.end_time_ns = end
+
+
 def sum_usage(spans: list[Span]) -> dict[str, int] | None:
     """Add up span token usage, skipping spans whose ancestor already carries usage."""
     by_id = {s.span_id: s for s in spans}
@@ -285,6 +301,9 @@ def trace_record(
     """The `tracekit.trace/1` record of a finished trace."""
     walk = _Walk(max_value_chars, max_trace_chars)
     spans = list(trace.spans)
+    for span in spans:
+        if span.deferred:
+            _fill(span)
     root = trace.root if trace.root is not None else spans[0]
     metadata = dict(trace.metadata)
     if trace.dropped_spans:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from tracekit import _runtime
@@ -53,6 +53,7 @@ class Span:
     __slots__ = (
         "_trace",
         "attributes",
+        "deferred",
         "end_time_ns",
         "events",
         "inputs",
@@ -90,6 +91,7 @@ class Span:
         self.attributes: dict[str, Any] | None = None
         self.events: list[dict[str, Any]] | None = None
         self.token_usage: dict[str, int] | None = None
+        self.deferred: list[Callable[[], None]] | None = None
 
     @property
     def trace_id(self) -> str:
@@ -176,6 +178,17 @@ class Span:
         if set_status:
             self.set_status(SpanStatus.ERROR, f"{type(exc).__name__}: {_safe_str(exc)}")
 
+    def defer(self, fill: Callable[[], None]) -> None:
+        """Run `fill` on the export worker, just before the span is serialized.
+
+        For integrations: mapping a response or a stream's chunks into outputs,
+        attributes and usage is work the traced call need not wait for. `fill`
+        may use the setters although the span has ended by then.
+        """
+        if self.deferred is None:
+            self.deferred = []
+        self.deferred.append(fill)
+
     def end(self, end_time_ns: int | None = None) -> None:
         """End the span (idempotent; later calls are ignored). The status is kept
         as set: `start_span` and `@trace` set `OK` on a normal exit."""
@@ -233,6 +246,9 @@ class NonRecordingSpan(Span):
         pass
 
     def record_exception(self, exc: BaseException, *, set_status: bool = True) -> None:
+        pass
+
+    def defer(self, fill: Callable[[], None]) -> None:
         pass
 
     def end(self, end_time_ns: int | None = None) -> None:

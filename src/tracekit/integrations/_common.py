@@ -59,6 +59,18 @@ def request_attributes(
     return attributes
 
 
+def record_error(span: Span, exc: BaseException) -> None:
+    """`error.type` and, when the SDK's exception carries one, the HTTP status."""
+    if isinstance(exc, GeneratorExit):
+        return
+    status = getattr(exc, "status_code", None)  # OpenAI, Anthropic
+    if not isinstance(status, int):
+        status = getattr(exc, "code", None)  # google-genai
+    if isinstance(status, int) and not isinstance(status, bool):
+        span.set_attribute("http.response.status_code", status)
+    span.set_attribute("error.type", type(exc).__qualname__)
+
+
 def record_response(
     span: Span, response: Any, usage: dict[str, int] | None, finish_reasons: list[Any]
 ) -> None:

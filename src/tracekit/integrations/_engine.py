@@ -11,6 +11,7 @@ and its exceptions reach the caller unchanged.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import inspect
 import logging
@@ -24,6 +25,7 @@ from tracekit import _api, _state
 from tracekit._context import current_span, is_suppressed
 from tracekit._guard import internal_error
 from tracekit._span import NON_RECORDING, Span
+from tracekit.integrations._common import record_error
 from tracekit.integrations._streams import (
     Accumulator,
     AsyncHelperStream,
@@ -276,12 +278,7 @@ class _Call:
     def fail(self, exc: BaseException) -> None:
         self.detach()
         try:
-            status = getattr(exc, "status_code", None)  # OpenAI, Anthropic
-            if not isinstance(status, int):
-                status = getattr(exc, "code", None)  # google-genai
-            if isinstance(status, int) and not isinstance(status, bool):
-                self.span.set_attribute("http.response.status_code", status)
-            self.span.set_attribute("error.type", type(exc).__qualname__)
+            record_error(self.span, exc)
             _api.finish(self.span, exc)
         except Exception as error:
             internal_error(f"{self.endpoint.target} error", error)
@@ -311,7 +308,7 @@ class _Call:
             raw = _raw_mode(self.kwargs)
             if raw is not None:
                 if parsed is not None and endpoint.response is not None:
-                    endpoint.response(self.span, parsed)
+                    self.span.defer(functools.partial(endpoint.response, self.span, parsed))
                 else:
                     self.span.set_attribute("tracekit.raw_response", raw)
             elif endpoint.accumulator is not None and endpoint.is_stream(result):
@@ -319,7 +316,7 @@ class _Call:
                 call = StreamCall(self.span, endpoint.accumulator(self.request), hide)
                 return TracedAsyncStream(result, call) if is_async else TracedStream(result, call)
             elif endpoint.response is not None:
-                endpoint.response(self.span, result)
+                self.span.defer(functools.partial(endpoint.response, self.span, result))
             _api.finish(self.span, None)
         except Exception as error:
             internal_error(f"{self.endpoint.target} response", error)

@@ -21,6 +21,7 @@ from tracekit import _runtime
 from tracekit._api import finish
 from tracekit._guard import guard
 from tracekit._span import Span
+from tracekit.integrations._common import record_error
 
 
 class Accumulator(Protocol):
@@ -31,10 +32,13 @@ class Accumulator(Protocol):
     def finish(self, span: Span) -> None: ...
 
 
+MAX_PENDING_CHUNKS = 10_000
+
+
 class StreamCall:
     """The span of one streamed call and the accumulator of its chunks."""
 
-    __slots__ = ("__weakref__", "accumulator", "chunks", "done", "hide", "span")
+    __slots__ = ("__weakref__", "accumulator", "chunks", "done", "hide", "pending", "span")
 
     def __init__(
         self, span: Span, accumulator: Accumulator, hide: Callable[[Any], bool] | None = None
@@ -44,6 +48,9 @@ class StreamCall:
         self.hide = hide
         self.chunks = 0
         self.done = False
+        # Chunks are kept by reference and folded on the export worker, unless the
+        # accumulator must read live SDK state at the end (`immediate`).
+        self.pending: list[Any] | None = None if getattr(accumulator, "immediate", False) else []
 
     def chunk(self, item: Any) -> bool:
         """Record a chunk; True when the caller must not see it (an opt-in extra)."""
@@ -52,7 +59,14 @@ class StreamCall:
                 ttfc = (_runtime.clock() - self.span.start_time_ns) / 1e9
                 self.span.set_attribute("tracekit.time_to_first_chunk_s", ttfc)
             self.chunks += 1
-            self.accumulator.add(item)
+            pending = self.pending
+            if pending is None:
+                self.accumulator.add(item)
+            else:
+                pending.append(item)
+                if len(pending) >= MAX_PENDING_CHUNKS:  # a very long stream: fold as we go
+                    self._fold()
+                    self.pending = None
             return self.hide is not None and self.hide(item)
         return False
 
@@ -66,8 +80,22 @@ class StreamCall:
             span.set_attributes({"tracekit.stream": True, "tracekit.stream.chunks": self.chunks})
             if how:
                 span.set_attribute("tracekit.stream.ended_by", how)
-            self.accumulator.finish(span)
+            if exc is not None:
+                record_error(span, exc)
+            if getattr(self.accumulator, "immediate", False):
+                self.accumulator.finish(span)
+            else:
+                span.defer(self._fold_and_finish)
             finish(span, exc)
+
+    def _fold(self) -> None:
+        for item in self.pending or ():
+            self.accumulator.add(item)
+
+    def _fold_and_finish(self) -> None:
+        self._fold()
+        self.pending = None
+        self.accumulator.finish(self.span)
 
 
 _capture: ContextVar[list[StreamCall] | None] = ContextVar("tracekit_stream_capture", default=None)

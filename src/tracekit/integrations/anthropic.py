@@ -157,6 +157,8 @@ class EventAccumulator:
 class SnapshotAccumulator:
     """For `messages.stream()`: the SDK assembles the message; read it at the end."""
 
+    immediate = True  # the snapshot is live SDK state: read it when the stream ends
+
     def __init__(self, stream: Any) -> None:
         self.stream = stream
 

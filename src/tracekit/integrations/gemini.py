@@ -57,6 +57,13 @@ def _model_name(model: Any) -> str | None:
     return model.rsplit("/", 1)[-1]  # "models/gemini-2.5-flash" -> "gemini-2.5-flash"
 
 
+def _without_http_options(config: Any) -> Any:
+    """Per-call `http_options` may carry API keys and headers: never recorded."""
+    if isinstance(config, Mapping):
+        return {k: v for k, v in config.items() if k != "http_options"}
+    return config.model_copy(update={"http_options": None})
+
+
 def _afc_enabled(config: Any) -> bool:
     """Whether the SDK will run Python tools itself (automatic function calling)."""
     tools = field(config, "tools") or []
@@ -69,6 +76,8 @@ def _afc_enabled(config: Any) -> bool:
 def _request(operation: str, span_type: str, outer: bool = True) -> Any:
     def request(instance: Any, kwargs: Mapping[str, Any]) -> Request:
         inputs = dict(kwargs)
+        if field(inputs.get("config"), "http_options") is not None:
+            inputs["config"] = _without_http_options(inputs["config"])
         provider, attributes = _client_info(instance)
         model = _model_name(inputs.get("model"))
         config = inputs.get("config")
