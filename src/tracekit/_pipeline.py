@@ -64,8 +64,8 @@ class ExportPipeline:
                     old = self._queue.popleft()
                     self._queued_spans -= len(old.spans)
                     dropped.append(old)
-                if self._worker is None:
-                    self._start()
+                if self._worker is None or not self._worker.is_alive():
+                    self._start()  # first use, or the worker died of an internal error
                 if self._queued_spans >= self._batch_spans:
                     self._cond.notify()
         if dropped:
@@ -158,12 +158,14 @@ class ExportPipeline:
                 due = time.monotonic() + interval
                 with guard("sweep"):
                     self._sweep()
-            if batch:
-                self._export(batch)
+            try:
+                if batch:
+                    self._export(batch)
+                if waiters:
+                    with guard("force_flush"):
+                        self.exporter.force_flush(None)
+            finally:  # an internal error raised under tests must not hang flush()
                 self._exporting = 0
-            if waiters:
-                with guard("force_flush"):
-                    self.exporter.force_flush(None)
                 for waiter in waiters:
                     waiter.set()
             if stopping and drained:

@@ -42,12 +42,13 @@ def marker(text: str) -> str:
 class _Walk:
     """One serialization pass, sharing a character budget across a trace."""
 
-    __slots__ = ("budget", "max_chars", "path")
+    __slots__ = ("budget", "max_chars", "path", "short")
 
     def __init__(self, max_chars: int, budget: int) -> None:
         self.max_chars = max_chars
         self.budget = budget
         self.path: set[int] = set()
+        self.short = min(256, max_chars)
 
     def value(self, v: Any, depth: int = 0) -> Any:
         t = type(v)
@@ -68,6 +69,9 @@ class _Walk:
 
     def text(self, s: str) -> str:
         n = len(s)
+        if n <= self.short and n < self.budget and s.isascii():  # the common case, cheaply
+            self.budget -= n
+            return s
         if self.budget <= 0:
             return marker(f"trace size limit reached, {n} chars dropped")
         limit = min(self.max_chars, self.budget)
@@ -126,13 +130,18 @@ class _Walk:
         return self._repr(v)
 
     def _model(self, v: Any, depth: int) -> Any:
-        """A pydantic model: pydantic's own (compiled) JSON-mode dump, then the cheap
-        walk for JSON-native data. Models holding arbitrary types take the slow path."""
+        """A pydantic model: pydantic's own (compiled) JSON dump, parsed back (both in
+        C), walked only when it is large enough to need truncating. Models holding
+        arbitrary types take the slow path."""
         try:
-            dumped = v.model_dump(mode="json", warnings=False)
+            text = v.model_dump_json(warnings=False)
         except Exception:
             return self.value(v.model_dump(warnings=False), depth)
-        return self.plain(dumped, depth)
+        if len(text) <= self.max_chars and len(text) < self.budget:
+            # No string inside can be longer than the whole: nothing to truncate.
+            self.budget -= len(text)
+            return json.loads(text)
+        return self.plain(json.loads(text), depth)
 
     def plain(self, v: Any, depth: int = 0) -> Any:
         """Bound JSON-native data (dicts, lists, strings, numbers): no type dispatch,
@@ -148,11 +157,17 @@ class _Walk:
         if t is dict:
             if len(v) > MAX_ITEMS:
                 return self._mapping(v, depth + 1)
-            return {self._key(k): self.plain(x, depth + 1) for k, x in v.items()}
+            key, plain, inner = self._key, self.plain, depth + 1
+            self.budget -= 8 * len(v)  # keys, roughly: the exact count is not worth its cost
+            return {
+                (k if type(k) is str and len(k) <= 64 and k.isascii() else key(k)): plain(x, inner)
+                for k, x in v.items()
+            }
         if t is list:
             if len(v) > MAX_ITEMS:
                 return self._sequence(v, depth + 1)
-            return [self.plain(x, depth + 1) for x in v]
+            plain, inner = self.plain, depth + 1
+            return [plain(x, inner) for x in v]
         if t is float and not math.isfinite(v):
             return str(v)
         return v if t in (int, float, bool, type(None)) else self.value(v, depth)
@@ -168,8 +183,15 @@ class _Walk:
             self.path.discard(key)
 
     def _mapping(self, m: Mapping[Any, Any], depth: int) -> dict[str, Any]:
+        items = list(m.items())  # one C-level snapshot, safe if another thread writes
+        if len(items) <= MAX_ITEMS:
+            key, value = self._key, self.value
+            self.budget -= 8 * len(items)  # keys, roughly
+            return {
+                (k if type(k) is str and len(k) <= 64 and k.isascii() else key(k)): value(x, depth)
+                for k, x in items
+            }
         out: dict[str, Any] = {}
-        items = list(m.items())
         for i, (k, x) in enumerate(items):
             if i >= MAX_ITEMS:
                 out[marker("truncated")] = f"{len(items) - i} more items"
