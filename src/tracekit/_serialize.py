@@ -185,10 +185,12 @@ class _Walk:
     def _mapping(self, m: Mapping[Any, Any], depth: int) -> dict[str, Any]:
         items = list(m.items())  # one C-level snapshot, safe if another thread writes
         if len(items) <= MAX_ITEMS:
-            key, value = self._key, self.value
+            to_key, value = self._key, self.value
             self.budget -= 8 * len(items)  # keys, roughly
             return {
-                (k if type(k) is str and len(k) <= 64 and k.isascii() else key(k)): value(x, depth)
+                (k if type(k) is str and len(k) <= 64 and k.isascii() else to_key(k)): value(
+                    x, depth
+                )
                 for k, x in items
             }
         out: dict[str, Any] = {}
