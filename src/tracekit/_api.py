@@ -80,7 +80,7 @@ class start_span:  # noqa: N801 - used like a function, as in OpenTelemetry
 
     def __enter__(self) -> Span:
         config = _state._config_value or _state.config()
-        if not config.enabled:
+        if not config.enabled or (config.sampling_ratio == 0.0 and current_span.get() is None):
             return NON_RECORDING  # token stays None: __exit__ has nothing to undo
         span = self._span = start(self._name, self._span_type)
         self._token = current_span.set(span)
