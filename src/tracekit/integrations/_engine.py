@@ -16,7 +16,7 @@ import importlib
 import inspect
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import wrapt
@@ -25,7 +25,7 @@ from tracekit import _api, _state
 from tracekit._context import current_span, is_suppressed
 from tracekit._guard import internal_error
 from tracekit._span import NON_RECORDING, Span
-from tracekit.integrations._common import record_error
+from tracekit.integrations._common import Request, record_error
 from tracekit.integrations._streams import (
     Accumulator,
     AsyncHelperStream,
@@ -37,17 +37,6 @@ from tracekit.integrations._streams import (
 )
 
 logger = logging.getLogger("tracekit")
-
-
-@dataclass
-class Request:
-    """What a mapper reads from a call before it is made."""
-
-    name: str
-    span_type: str
-    inputs: Any
-    attributes: dict[str, Any] = field(default_factory=dict)
-    stream: bool = False
 
 
 @dataclass(frozen=True)

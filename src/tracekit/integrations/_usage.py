@@ -37,44 +37,35 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def openai_chat(usage: Any) -> dict[str, int] | None:
-    """Chat completions and legacy completions (`prompt_tokens`/`completion_tokens`)."""
+def _openai(usage: Any, prefix_in: str, prefix_out: str) -> dict[str, int] | None:
     if usage is None:
         return None
     out: dict[str, int] = {}
     for key, source in (
-        ("input_tokens", "prompt_tokens"),
-        ("output_tokens", "completion_tokens"),
+        ("input_tokens", f"{prefix_in}_tokens"),
+        ("output_tokens", f"{prefix_out}_tokens"),
         ("total_tokens", "total_tokens"),
     ):
         value = _int(field(usage, source))
         if value is not None:
             out[key] = value
-    cached = _int(field(field(usage, "prompt_tokens_details"), "cached_tokens"))
+    cached = _int(field(field(usage, f"{prefix_in}_tokens_details"), "cached_tokens"))
     if cached is not None:
         out["cache_read_input_tokens"] = cached
-    reasoning = _int(field(field(usage, "completion_tokens_details"), "reasoning_tokens"))
+    reasoning = _int(field(field(usage, f"{prefix_out}_tokens_details"), "reasoning_tokens"))
     if reasoning is not None:
         out["reasoning_tokens"] = reasoning
     return _with_total(out)
+
+
+def openai_chat(usage: Any) -> dict[str, int] | None:
+    """Chat completions and legacy completions (`prompt_tokens`/`completion_tokens`)."""
+    return _openai(usage, "prompt", "completion")
 
 
 def openai_responses(usage: Any) -> dict[str, int] | None:
     """The Responses API (`input_tokens`/`output_tokens`)."""
-    if usage is None:
-        return None
-    out: dict[str, int] = {}
-    for key in ("input_tokens", "output_tokens", "total_tokens"):
-        value = _int(field(usage, key))
-        if value is not None:
-            out[key] = value
-    cached = _int(field(field(usage, "input_tokens_details"), "cached_tokens"))
-    if cached is not None:
-        out["cache_read_input_tokens"] = cached
-    reasoning = _int(field(field(usage, "output_tokens_details"), "reasoning_tokens"))
-    if reasoning is not None:
-        out["reasoning_tokens"] = reasoning
-    return _with_total(out)
+    return _openai(usage, "input", "output")
 
 
 def openai_embeddings(usage: Any) -> dict[str, int] | None:

@@ -7,19 +7,12 @@ which share the same resources. Only maps; the engine wraps.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from tracekit._span import Span, SpanType
 from tracekit.integrations import _usage
-from tracekit.integrations._common import (
-    call_inputs,
-    client_of,
-    record_response,
-    request_attributes,
-    server_attributes,
-)
-from tracekit.integrations._engine import Endpoint, Integration, Request
+from tracekit.integrations._common import Request, record_response, stainless_request
+from tracekit.integrations._engine import Endpoint, Integration
 from tracekit.integrations._usage import field
 
 _MESSAGES = "anthropic.resources.messages.messages"
@@ -44,16 +37,7 @@ def _provider(client: Any) -> str:
 
 
 def _request(operation: str, span_type: str) -> Any:
-    def request(instance: Any, kwargs: Mapping[str, Any]) -> Request:
-        inputs = call_inputs(kwargs)
-        client = client_of(instance)
-        attributes = request_attributes(_provider(client), operation, inputs, _PARAMS)
-        attributes.update(server_attributes(client))
-        model = inputs.get("model")
-        name = f"{operation} {model}" if model else operation
-        return Request(name, span_type, inputs, attributes, stream=bool(inputs.get("stream")))
-
-    return request
+    return stainless_request(_provider, operation, span_type, _PARAMS)
 
 
 def _message(span: Span, message: Any) -> None:

@@ -14,8 +14,8 @@ from typing import Any
 from tracekit._context import current_span
 from tracekit._span import Span, SpanType
 from tracekit.integrations import _usage
-from tracekit.integrations._common import record_response, request_attributes
-from tracekit.integrations._engine import Endpoint, Integration, Request
+from tracekit.integrations._common import Request, record_response, request_attributes
+from tracekit.integrations._engine import Endpoint, Integration
 from tracekit.integrations._usage import field
 
 _MODELS = "google.genai.models"

@@ -13,14 +13,8 @@ from typing import Any
 
 from tracekit._span import Span, SpanType
 from tracekit.integrations import _usage
-from tracekit.integrations._common import (
-    call_inputs,
-    client_of,
-    record_response,
-    request_attributes,
-    server_attributes,
-)
-from tracekit.integrations._engine import Endpoint, Integration, Prepared, Request
+from tracekit.integrations._common import Request, record_response, stainless_request
+from tracekit.integrations._engine import Endpoint, Integration, Prepared
 from tracekit.integrations._usage import field
 
 _CHAT = "openai.resources.chat.completions.completions"
@@ -50,16 +44,7 @@ def _provider(client: Any) -> str:
 
 
 def _request(operation: str, span_type: str) -> Any:
-    def request(instance: Any, kwargs: Mapping[str, Any]) -> Request:
-        inputs = call_inputs(kwargs)
-        client = client_of(instance)
-        attributes = request_attributes(_provider(client), operation, inputs, _PARAMS)
-        attributes.update(server_attributes(client))
-        model = inputs.get("model")
-        name = f"{operation} {model}" if model else operation
-        return Request(name, span_type, inputs, attributes, stream=bool(inputs.get("stream")))
-
-    return request
+    return stainless_request(_provider, operation, span_type, _PARAMS)
 
 
 def _chat_response(span: Span, response: Any) -> None:
