@@ -48,7 +48,7 @@ __all__ = [
     "update_current_trace",
 ]
 
-_LAZY_SUBMODULES = frozenset({"exporters", "testing", "openai", "anthropic", "gemini"})
+_LAZY_SUBMODULES = frozenset({"exporters", "testing", "openai", "anthropic", "gemini", "langchain"})
 
 
 def __getattr__(name: str) -> Any:

@@ -123,6 +123,29 @@ def gemini(usage: Any) -> dict[str, int] | None:
     return _with_total(out)
 
 
+def langchain(usage: Any) -> dict[str, int] | None:
+    """LangChain's `usage_metadata` (already normalized by LangChain: input counts
+    cache reads and writes, output counts reasoning)."""
+    if not usage:
+        return None
+    out: dict[str, int] = {}
+    for key in ("input_tokens", "output_tokens", "total_tokens"):
+        value = _int(field(usage, key))
+        if value is not None:
+            out[key] = value
+    details_in = field(usage, "input_token_details")
+    details_out = field(usage, "output_token_details")
+    for key, source, details in (
+        ("cache_read_input_tokens", "cache_read", details_in),
+        ("cache_creation_input_tokens", "cache_creation", details_in),
+        ("reasoning_tokens", "reasoning", details_out),
+    ):
+        value = _int(field(details, source))
+        if value is not None:
+            out[key] = value
+    return _with_total(out)
+
+
 def _with_total(out: dict[str, int]) -> dict[str, int] | None:
     if not out:
         return None

@@ -1,0 +1,369 @@
+"""LangChain: a callback handler that every callback manager carries.
+
+`autolog()` patches `BaseCallbackManager.__init__` so that each manager gets the
+tracekit handler as an inheritable handler: every runnable (chains, chat models,
+LLMs, tools, retrievers, LangGraph graphs and nodes) is traced without the user
+passing callbacks. A run's span is current while the run executes, so provider
+spans (`tracekit.openai.autolog()` ...) and the user's own `@tracekit.trace`
+spans nest inside it; the trace counts a provider call's tokens once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+from tracekit import _api
+from tracekit._context import current_span
+from tracekit._guard import guard, internal_error
+from tracekit._span import NON_RECORDING, Span, SpanType
+from tracekit.integrations import _usage
+from tracekit.integrations._usage import field
+
+MAX_OPEN_RUNS = 10_000  # runs that never end (abandoned streams) cannot grow memory
+
+
+class _Run:
+    __slots__ = ("parent", "span", "token")
+
+    def __init__(self, span: Span, token: Any, parent: Span | None) -> None:
+        self.span = span
+        self.token = token
+        self.parent = parent
+
+
+def _name(serialized: Mapping[str, Any] | None, kwargs: Mapping[str, Any], default: str) -> str:
+    name = kwargs.get("name")
+    if isinstance(name, str) and name:
+        return name
+    if isinstance(serialized, Mapping):
+        if isinstance(serialized.get("name"), str):
+            return str(serialized["name"])
+        ids = serialized.get("id")
+        if isinstance(ids, list) and ids:
+            return str(ids[-1])
+    return default
+
+
+def _message_usage(response: Any) -> dict[str, int] | None:
+    """Usage of an LLMResult: the messages' usage_metadata (final, never summed per
+    chunk by us), else the provider's `llm_output.token_usage`."""
+    total: dict[str, int] = {}
+    for generations in field(response, "generations") or []:
+        for generation in generations or []:
+            usage = _usage.langchain(field(field(generation, "message"), "usage_metadata"))
+            for key, n in (usage or {}).items():
+                total[key] = total.get(key, 0) + n
+    if total:
+        return total
+    llm_output = field(response, "llm_output") or {}
+    return _usage.openai_chat(field(llm_output, "token_usage") or field(llm_output, "usage"))
+
+
+class TracekitCallbackHandler:
+    """Maps LangChain run events to tracekit spans (one span per run)."""
+
+    # LangChain reads these attributes of every handler.
+    raise_error = False
+    run_inline = True  # called in the run's own thread and context, not an executor
+    ignore_llm = ignore_chain = ignore_agent = ignore_retriever = False
+    ignore_chat_model = ignore_retry = ignore_custom_event = False
+
+    def __init__(self, active: Any) -> None:
+        self._active = active
+        self._lock = threading.Lock()
+        self._runs: OrderedDict[UUID, _Run] = OrderedDict()
+
+    # -- bookkeeping -------------------------------------------------------------
+
+    def _start(
+        self,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        name: str,
+        span_type: str,
+        inputs: Any,
+        attributes: dict[str, Any] | None = None,
+    ) -> None:
+        if not self._active():
+            return
+        with guard("langchain start"):
+            with self._lock:
+                parent_run = self._runs.get(parent_run_id) if parent_run_id else None
+            # LangChain's own thread pools may lose contextvars: the parent run wins.
+            parent = parent_run.span if parent_run is not None else current_span.get()
+            span = _api.start(name, span_type, parent)
+            if span is NON_RECORDING:
+                return
+            span.set_inputs(inputs)
+            if attributes:
+                span.set_attributes(attributes)
+            token = current_span.set(span)
+            with self._lock:
+                self._runs[run_id] = _Run(span, token, parent)
+                while len(self._runs) > MAX_OPEN_RUNS:
+                    _, dropped = self._runs.popitem(last=False)
+                    dropped.span.set_attribute("tracekit.force_ended", "too many open runs")
+                    dropped.span.end()
+
+    def _end(
+        self,
+        run_id: UUID,
+        outputs: Any = None,
+        error: BaseException | None = None,
+        usage: dict[str, int] | None = None,
+    ) -> None:
+        with self._lock:
+            run = self._runs.pop(run_id, None)
+        if run is None:
+            return
+        with guard("langchain end"):
+            try:
+                current_span.reset(run.token)
+            except ValueError:  # ended in another context than it started
+                if current_span.get() is run.span:
+                    current_span.set(run.parent)
+            if outputs is not None and error is None:
+                run.span.set_outputs(outputs)
+            if usage:
+                run.span.set_token_usage(usage)
+                run.span.set_attributes(_usage.usage_attributes(usage))
+            _api.finish(run.span, error)
+
+    def _span(self, run_id: UUID) -> Span | None:
+        with self._lock:
+            run = self._runs.get(run_id)
+        return run.span if run is not None else None
+
+    # -- chains, agents, graph nodes -----------------------------------------------
+
+    def on_chain_start(
+        self,
+        serialized: Any,
+        inputs: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: Any = None,
+        metadata: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        name = _name(serialized, kwargs, "chain")
+        span_type = SpanType.AGENT if "agent" in name.lower() else SpanType.CHAIN
+        attributes = {}
+        if isinstance(metadata, Mapping) and metadata.get("langgraph_node"):
+            attributes["langgraph.node"] = metadata["langgraph_node"]
+        self._start(run_id, parent_run_id, name, span_type, inputs, attributes)
+
+    def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end(run_id, outputs)
+
+    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end(run_id, error=error)
+
+    # -- models ----------------------------------------------------------------------
+
+    def _model_attributes(self, kwargs: Mapping[str, Any], metadata: Any) -> dict[str, Any]:
+        params = kwargs.get("invocation_params") or {}
+        meta = metadata if isinstance(metadata, Mapping) else {}
+        model = meta.get("ls_model_name") or field(params, "model") or field(params, "model_name")
+        attributes: dict[str, Any] = {"gen_ai.operation.name": "chat"}
+        if model:
+            attributes["gen_ai.request.model"] = model
+        if meta.get("ls_provider"):
+            attributes["gen_ai.provider.name"] = meta["ls_provider"]
+        for key, attribute in (
+            ("ls_temperature", "gen_ai.request.temperature"),
+            ("ls_max_tokens", "gen_ai.request.max_tokens"),
+        ):
+            if meta.get(key) is not None:
+                attributes[attribute] = meta[key]
+        if params:
+            attributes["langchain.invocation_params"] = params
+        return attributes
+
+    def on_chat_model_start(
+        self,
+        serialized: Any,
+        messages: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: Any = None,
+        metadata: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        attributes = self._model_attributes(kwargs, metadata)
+        name = _name(serialized, kwargs, "chat_model")
+        self._start(
+            run_id, parent_run_id, name, SpanType.CHAT_MODEL, {"messages": messages}, attributes
+        )
+
+    def on_llm_start(
+        self,
+        serialized: Any,
+        prompts: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: Any = None,
+        metadata: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        attributes = self._model_attributes(kwargs, metadata)
+        attributes["gen_ai.operation.name"] = "text_completion"
+        name = _name(serialized, kwargs, "llm")
+        self._start(run_id, parent_run_id, name, SpanType.LLM, {"prompts": prompts}, attributes)
+
+    def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
+        span = self._span(run_id)
+        if span is None or (span.attributes or {}).get("tracekit.time_to_first_chunk_s"):
+            return
+        from tracekit import _runtime
+
+        ttfc = (_runtime.clock() - span.start_time_ns) / 1e9
+        span.set_attributes({"tracekit.stream": True, "tracekit.time_to_first_chunk_s": ttfc})
+
+    def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        usage = None
+        try:
+            usage = _message_usage(response)
+        except Exception as exc:
+            internal_error("langchain usage", exc)
+        self._end(run_id, response, usage=usage)
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end(run_id, error=error)
+
+    # -- tools and retrievers ----------------------------------------------------------
+
+    def on_tool_start(
+        self,
+        serialized: Any,
+        input_str: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: Any = None,
+        metadata: Any = None,
+        inputs: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        name = _name(serialized, kwargs, "tool")
+        attributes = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name}
+        self._start(
+            run_id,
+            parent_run_id,
+            name,
+            SpanType.TOOL,
+            inputs if inputs is not None else input_str,
+            attributes,
+        )
+
+    def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end(run_id, output)
+
+    def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end(run_id, error=error)
+
+    def on_retriever_start(
+        self,
+        serialized: Any,
+        query: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: Any = None,
+        metadata: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        name = _name(serialized, kwargs, "retriever")
+        self._start(run_id, parent_run_id, name, SpanType.RETRIEVER, {"query": query})
+
+    def on_retriever_end(self, documents: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end(run_id, documents)
+
+    def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end(run_id, error=error)
+
+    # -- events tracekit does not map ------------------------------------------------------
+
+    def on_agent_action(self, action: Any, **kwargs: Any) -> None:
+        pass
+
+    def on_agent_finish(self, finish: Any, **kwargs: Any) -> None:
+        pass
+
+    def on_text(self, text: str, **kwargs: Any) -> None:
+        pass
+
+    def on_retry(self, retry_state: Any, **kwargs: Any) -> None:
+        pass
+
+    def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
+        pass
+
+    def on_stream_event(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+class LangChainIntegration:
+    """Adds the handler to every callback manager; switched at call time."""
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self.handler: Any = None
+        self._original: Any = None
+
+    def active(self) -> bool:
+        from tracekit import _state
+
+        return self.enabled and (_state._config_value or _state.config()).enabled
+
+    def autolog(self, disable: bool = False, log_traces: bool = True, silent: bool = False) -> None:
+        if disable or not log_traces:
+            self.enabled = False
+            return
+        try:
+            from langchain_core.callbacks import base
+        except ImportError:
+            if not silent:
+                import logging
+
+                logging.getLogger("tracekit").warning(
+                    "tracekit: langchain autolog: langchain-core is not installed; nothing to "
+                    "trace (pip install 'tracekit[langchain]')"
+                )
+            return
+        if self.handler is None:
+            handler_cls = type(
+                "TracekitCallbackHandler", (TracekitCallbackHandler, base.BaseCallbackHandler), {}
+            )
+            self.handler = handler_cls(self.active)
+        if self._original is None:
+            import wrapt
+
+            self._original = base.BaseCallbackManager.__dict__["__init__"]
+            wrapt.wrap_function_wrapper(base, "BaseCallbackManager.__init__", self._init)
+        self.enabled = True
+
+    def _init(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> None:
+        wrapped(*args, **kwargs)
+        with guard("langchain manager"):
+            if self.enabled and not any(h is self.handler for h in instance.handlers):
+                instance.add_handler(self.handler, True)
+
+    def revert(self) -> None:
+        """Remove the patch (tests); `autolog()` patches again."""
+        if self._original is not None:
+            from langchain_core.callbacks import base
+
+            setattr(base.BaseCallbackManager, "__init__", self._original)  # noqa: B010
+            self._original = None
+        self.enabled = False
+
+
+integration = LangChainIntegration()
