@@ -7,7 +7,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from tracekit import _state, _stats
-from tracekit._context import current_span
+from tracekit._context import current_parent, current_span
 from tracekit._guard import guard, warn_limited
 from tracekit._span import NON_RECORDING, Span, SpanStatus, SpanType
 
@@ -38,7 +38,7 @@ def start(name: str, span_type: str = SpanType.UNKNOWN, parent: Span | None = No
         return _state.buffer.start_span(
             name,
             span_type,
-            current_span.get() if parent is None else parent,
+            current_parent() if parent is None else parent,
             _state._config_value or _state.config(),
         )
     return NON_RECORDING

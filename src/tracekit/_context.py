@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
@@ -12,6 +12,26 @@ if TYPE_CHECKING:
 
 current_span: ContextVar[Span | None] = ContextVar("tracekit_current_span", default=None)
 _suppressed: ContextVar[bool] = ContextVar("tracekit_suppressed", default=False)
+
+
+# A framework that keeps its own notion of the running step (LangChain) can name it;
+# it is used when it started later than the current span, i.e. is nested deeper.
+parent_resolver: Callable[[], Span | None] | None = None
+
+
+def current_parent() -> Span | None:
+    """The span new spans nest under: the current span, or a framework's running
+    step when that is deeper."""
+    span = current_span.get()
+    resolver = parent_resolver
+    if resolver is None:
+        return span
+    other = resolver()
+    if other is None or other is span or other.end_time_ns is not None:
+        return span
+    if span is None or other.start_time_ns >= span.start_time_ns:
+        return other
+    return span
 
 
 def is_suppressed() -> bool:

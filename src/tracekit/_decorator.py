@@ -8,7 +8,7 @@ from typing import Any, TypeVar, overload
 
 from tracekit import _state
 from tracekit._api import finish
-from tracekit._context import current_span
+from tracekit._context import current_parent, current_span
 from tracekit._guard import guard, internal_error
 from tracekit._span import NON_RECORDING, Span, SpanType
 
@@ -84,7 +84,7 @@ def _begin(
 ) -> Span:
     try:
         span = _state.buffer.start_span(
-            name, span_type, current_span.get(), _state._config_value or _state.config()
+            name, span_type, current_parent(), _state._config_value or _state.config()
         )
         if span is not NON_RECORDING:
             if span._trace.capture_content:

@@ -134,7 +134,9 @@ class _Walk:
         C), walked only when it is large enough to need truncating. Models holding
         arbitrary types take the slow path."""
         try:
-            text = v.model_dump_json(warnings=False)
+            # serialize_as_any: a subclass stored in a field typed as its base (LangChain's
+            # ChatGeneration in LLMResult.generations) keeps its own fields.
+            text = v.model_dump_json(warnings=False, serialize_as_any=True)
         except Exception:
             return self.value(v.model_dump(warnings=False), depth)
         if len(text) <= self.max_chars and len(text) < self.budget:

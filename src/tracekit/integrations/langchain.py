@@ -13,17 +13,62 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 from uuid import UUID
 
-from tracekit import _api
-from tracekit._context import current_span
+from tracekit import _api, _context
+from tracekit._context import current_parent, current_span
 from tracekit._guard import guard, internal_error
 from tracekit._span import NON_RECORDING, Span, SpanType
 from tracekit.integrations import _usage
 from tracekit.integrations._usage import field
 
 MAX_OPEN_RUNS = 10_000  # runs that never end (abandoned streams) cannot grow memory
+
+
+# Set while a chat model's `stream()`/`astream()` takes a step: the model run that
+# starts inside lands here, so its span can be current during the following steps.
+_model_stream: ContextVar[list[Span] | None] = ContextVar("tracekit_lc_stream", default=None)
+
+
+def _drive_stream(gen: Any) -> Any:
+    """Step a chat model's `stream()` with its run's span current during each step."""
+    holder: list[Span] = []
+    while True:
+        t1 = _model_stream.set(holder)
+        t2 = current_span.set(holder[0] if holder else current_span.get())
+        try:
+            item = next(gen)
+        except StopIteration:
+            return
+        finally:
+            current_span.reset(t2)
+            _model_stream.reset(t1)
+        try:
+            yield item
+        except GeneratorExit:
+            gen.close()
+            raise
+
+
+async def _adrive_stream(gen: Any) -> Any:
+    holder: list[Span] = []
+    while True:
+        t1 = _model_stream.set(holder)
+        t2 = current_span.set(holder[0] if holder else current_span.get())
+        try:
+            item = await gen.__anext__()
+        except StopAsyncIteration:
+            return
+        finally:
+            current_span.reset(t2)
+            _model_stream.reset(t1)
+        try:
+            yield item
+        except GeneratorExit:
+            await gen.aclose()
+            raise
 
 
 class _Run:
@@ -53,10 +98,11 @@ def _message_usage(response: Any) -> dict[str, int] | None:
     chunk by us), else the provider's `llm_output.token_usage`."""
     total: dict[str, int] = {}
     for generations in field(response, "generations") or []:
-        for generation in generations or []:
-            usage = _usage.langchain(field(field(generation, "message"), "usage_metadata"))
-            for key, n in (usage or {}).items():
-                total[key] = total.get(key, 0) + n
+        # Several choices (n > 1) of one prompt repeat the call's usage: count it once.
+        first = generations[0] if generations else None
+        usage = _usage.langchain(field(field(first, "message"), "usage_metadata"))
+        for key, n in (usage or {}).items():
+            total[key] = total.get(key, 0) + n
     if total:
         return total
     llm_output = field(response, "llm_output") or {}
@@ -87,6 +133,7 @@ class TracekitCallbackHandler:
         span_type: str,
         inputs: Any,
         attributes: dict[str, Any] | None = None,
+        current: bool = False,
     ) -> None:
         if not self._active():
             return
@@ -94,14 +141,23 @@ class TracekitCallbackHandler:
             with self._lock:
                 parent_run = self._runs.get(parent_run_id) if parent_run_id else None
             # LangChain's own thread pools may lose contextvars: the parent run wins.
-            parent = parent_run.span if parent_run is not None else current_span.get()
+            parent = parent_run.span if parent_run is not None else current_parent()
             span = _api.start(name, span_type, parent)
             if span is NON_RECORDING:
                 return
             span.set_inputs(inputs)
             if attributes:
                 span.set_attributes(attributes)
-            token = current_span.set(span)
+            # Runs are never made current here: LangChain may start several runs in
+            # one context (`batch`) and end them in others. Spans find their LangChain
+            # parent through LangChain's own context (`running_span`), and a chat
+            # model's span is made current around its provider call (`_around_model`).
+            token = current_span.set(span) if current else None
+            if span_type == SpanType.CHAT_MODEL:
+                holder = _model_stream.get()
+                if holder is not None and not holder:  # inside a traced `stream()` step
+                    holder.append(span)
+                    current_span.set(span)  # the step's own token restores it afterwards
             with self._lock:
                 self._runs[run_id] = _Run(span, token, parent)
                 while len(self._runs) > MAX_OPEN_RUNS:
@@ -121,17 +177,33 @@ class TracekitCallbackHandler:
         if run is None:
             return
         with guard("langchain end"):
-            try:
-                current_span.reset(run.token)
-            except ValueError:  # ended in another context than it started
-                if current_span.get() is run.span:
-                    current_span.set(run.parent)
+            if run.token is not None:
+                try:
+                    current_span.reset(run.token)
+                except ValueError:  # ended in another context than it started
+                    if current_span.get() is run.span:
+                        current_span.set(run.parent)
             if outputs is not None and error is None:
                 run.span.set_outputs(outputs)
             if usage:
                 run.span.set_token_usage(usage)
                 run.span.set_attributes(_usage.usage_attributes(usage))
             _api.finish(run.span, error)
+
+    def run_span(self, run_manager: Any) -> Span | None:
+        run_id = getattr(run_manager, "run_id", None)
+        return self._span(run_id) if run_id is not None else None
+
+    def running_span(self) -> Span | None:
+        """The span of the LangChain run executing in this context, if any."""
+        if not self._runs:
+            return None
+        from langchain_core.runnables.config import var_child_runnable_config
+
+        config = var_child_runnable_config.get()
+        manager = config.get("callbacks") if config else None
+        run_id = getattr(manager, "parent_run_id", None)
+        return self._span(run_id) if run_id is not None else None
 
     def _span(self, run_id: UUID) -> Span | None:
         with self._lock:
@@ -158,10 +230,19 @@ class TracekitCallbackHandler:
             attributes["langgraph.node"] = metadata["langgraph_node"]
         self._start(run_id, parent_run_id, name, span_type, inputs, attributes)
 
+    def _late_inputs(self, run_id: UUID, kwargs: Mapping[str, Any]) -> None:
+        # A streamed chain learns its input only at the end (it starts with "").
+        if kwargs.get("inputs") is not None:
+            span = self._span(run_id)
+            if span is not None:
+                span.set_inputs(kwargs["inputs"])
+
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._late_inputs(run_id, kwargs)
         self._end(run_id, outputs)
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._late_inputs(run_id, kwargs)
         self._end(run_id, error=error)
 
     # -- models ----------------------------------------------------------------------
@@ -199,7 +280,12 @@ class TracekitCallbackHandler:
         attributes = self._model_attributes(kwargs, metadata)
         name = _name(serialized, kwargs, "chat_model")
         self._start(
-            run_id, parent_run_id, name, SpanType.CHAT_MODEL, {"messages": messages}, attributes
+            run_id,
+            parent_run_id,
+            name,
+            SpanType.CHAT_MODEL,
+            {"messages": messages},
+            attributes,
         )
 
     def on_llm_start(
@@ -216,7 +302,14 @@ class TracekitCallbackHandler:
         attributes = self._model_attributes(kwargs, metadata)
         attributes["gen_ai.operation.name"] = "text_completion"
         name = _name(serialized, kwargs, "llm")
-        self._start(run_id, parent_run_id, name, SpanType.LLM, {"prompts": prompts}, attributes)
+        self._start(
+            run_id,
+            parent_run_id,
+            name,
+            SpanType.LLM,
+            {"prompts": prompts},
+            attributes,
+        )
 
     def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
         span = self._span(run_id)
@@ -317,6 +410,43 @@ class LangChainIntegration:
         self.enabled = False
         self.handler: Any = None
         self._original: Any = None
+        self._model_originals: dict[str, Any] = {}
+
+    def _model_span(self, kwargs: Mapping[str, Any]) -> Span | None:
+        handler = self.handler
+        if handler is None or not self.enabled:
+            return None
+        return handler.run_span(kwargs.get("run_manager"))  # type: ignore[no-any-return]
+
+    def _around_model(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        """Make the chat model run's span current while it calls its provider
+        (a LangChain-internal seam: the one place that holds the run and the call)."""
+        span = self._model_span(kwargs)
+        if span is None:
+            return wrapped(*args, **kwargs)
+        token = current_span.set(span)
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            current_span.reset(token)
+
+    def _around_stream(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        gen = wrapped(*args, **kwargs)
+        return _drive_stream(gen) if self.active() else gen
+
+    def _around_astream(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        gen = wrapped(*args, **kwargs)
+        return _adrive_stream(gen) if self.active() else gen
+
+    async def _around_amodel(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        span = self._model_span(kwargs)
+        if span is None:
+            return await wrapped(*args, **kwargs)
+        token = current_span.set(span)
+        try:
+            return await wrapped(*args, **kwargs)
+        finally:
+            current_span.reset(token)
 
     def active(self) -> bool:
         from tracekit import _state
@@ -343,17 +473,32 @@ class LangChainIntegration:
                 "TracekitCallbackHandler", (TracekitCallbackHandler, base.BaseCallbackHandler), {}
             )
             self.handler = handler_cls(self.active)
+        _context.parent_resolver = self.handler.running_span
         if self._original is None:
             import wrapt
+            from langchain_core.language_models import chat_models
 
             self._original = base.BaseCallbackManager.__dict__["__init__"]
             wrapt.wrap_function_wrapper(base, "BaseCallbackManager.__init__", self._init)
+            model = chat_models.BaseChatModel
+            for method, wrapper in (
+                ("_generate_with_cache", self._around_model),
+                ("_agenerate_with_cache", self._around_amodel),
+                ("stream", self._around_stream),
+                ("astream", self._around_astream),
+            ):
+                if method in model.__dict__:
+                    self._model_originals[method] = model.__dict__[method]
+                    wrapt.wrap_function_wrapper(chat_models, f"BaseChatModel.{method}", wrapper)
         self.enabled = True
 
     def _init(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> None:
         wrapped(*args, **kwargs)
         with guard("langchain manager"):
             if self.enabled and not any(h is self.handler for h in instance.handlers):
+                # Copies: the lists may be the user's own `callbacks=[...]`.
+                instance.handlers = list(instance.handlers)
+                instance.inheritable_handlers = list(instance.inheritable_handlers)
                 instance.add_handler(self.handler, True)
 
     def revert(self) -> None:
@@ -363,6 +508,13 @@ class LangChainIntegration:
 
             setattr(base.BaseCallbackManager, "__init__", self._original)  # noqa: B010
             self._original = None
+            from langchain_core.language_models import chat_models
+
+            for method, original in self._model_originals.items():
+                setattr(chat_models.BaseChatModel, method, original)
+            self._model_originals.clear()
+        _context.parent_resolver = None
+        self.handler = None
         self.enabled = False
 
 
