@@ -646,6 +646,73 @@ def test_parallel_branches_in_langchains_thread_pool(traced: Capture, mode: str)
     assert record["token_usage"] == USAGE
 
 
+@pytest.mark.parametrize("mode", ["invoke", "ainvoke"])
+def test_langchain_run_inside_a_user_span_inside_a_langchain_run(
+    traced: Capture, mode: str
+) -> None:
+    """lambda -> the user's span -> a nested chain: the chain nests under the user's
+    span, not beside it under the lambda."""
+    inner = RunnableLambda(lambda x: x + "!", name="inner")
+
+    @tracekit.trace
+    def helper(x: str) -> str:
+        return inner.invoke(x)
+
+    @tracekit.trace(name="helper")
+    async def ahelper(x: str) -> str:
+        return await inner.ainvoke(x)
+
+    chain = RunnableLambda(str.strip, name="clean") | RunnableLambda(
+        helper, afunc=ahelper, name="step"
+    )
+    assert _run(chain, " a ", mode) == "a!"
+    record = traced.single()
+    check_tree(record)
+    assert by_name(record, "helper")["parent_id"] == by_name(record, "step")["span_id"]
+    assert by_name(record, "inner")["parent_id"] == by_name(record, "helper")["span_id"]
+
+
+@pytest.mark.parametrize("host", ["lambda", "tool", "langgraph"])
+def test_chat_model_inside_a_user_span_inside_a_langchain_run(
+    with_openai: Capture, server: FakeProviderServer, host: str
+) -> None:
+    """A node, tool or lambda calls the user's function, which calls ChatOpenAI: the
+    model span nests under the user's span, the provider span under the model's."""
+    model = _chat_openai(server)
+
+    @tracekit.trace
+    def ask(question: str) -> str:
+        return model.invoke(question).content
+
+    if host == "lambda":
+        assert RunnableLambda(ask, name="host").invoke("yo") == "You asked: yo"
+    elif host == "tool":
+
+        @tool
+        def host_tool(question: str) -> str:
+            """Asks the model."""
+            return ask(question)
+
+        assert host_tool.with_config(run_name="host").invoke({"question": "yo"}) == (
+            "You asked: yo"
+        )
+    else:
+        graph_module = pytest.importorskip("langgraph.graph")
+        graph = graph_module.StateGraph(_State)
+        graph.add_node("host", lambda state: {"answer": ask(state["question"])})
+        graph.add_edge(graph_module.START, "host")
+        graph.add_edge("host", graph_module.END)
+        assert graph.compile().invoke({"question": "yo"})["answer"] == "You asked: yo"
+
+    record = with_openai.single()
+    check_tree(record)
+    user = by_name(record, "ask")
+    assert user["parent_id"] == by_name(record, "host")["span_id"]
+    chat = by_name(record, "ChatOpenAI")
+    assert chat["parent_id"] == user["span_id"]
+    _assert_counted_once(record, chat)
+
+
 def test_user_span_inside_a_tool_nests_under_it(traced: Capture) -> None:
     @tracekit.trace
     def compute(a: int) -> int:
@@ -872,6 +939,39 @@ def test_chatopenai_batch_under_user_span(with_openai: Capture, server: FakeProv
         assert inner["inputs"]["messages"][0]["content"] == question
     single = chats[0]["token_usage"]["total_tokens"]
     assert record["token_usage"]["total_tokens"] == 4 * single
+
+
+@pytest.mark.parametrize("mode", ["invoke", "ainvoke", "chain"])
+def test_llm_with_openai_autolog_nests_and_counts_once(
+    with_openai: Capture, server: FakeProviderServer, mode: str
+) -> None:
+    """A LangChain LLM (completions) is a model span too: the provider call inside it
+    nests there, in the same trace, and its tokens count once."""
+    openai = pytest.importorskip("openai")
+    langchain_openai = pytest.importorskip("langchain_openai")
+    llm = langchain_openai.OpenAI(
+        base_url=server.base_url + "/v1",
+        api_key="k",
+        model="fake-instruct",
+        max_retries=0,
+        http_async_client=openai.DefaultAsyncHttpxClient(),
+    )
+    if mode == "invoke":
+        answer = llm.invoke("hi")
+    elif mode == "ainvoke":
+        answer = asyncio.run(llm.ainvoke("hi"))
+    else:
+        answer = (RunnableLambda(str.strip, name="clean") | llm).invoke(" hi ")
+    assert answer.startswith("You asked:")
+
+    record = with_openai.single()
+    check_tree(record)
+    span = by_name(record, "OpenAI")
+    assert span["span_type"] == "LLM"
+    inner = by_name(record, "text_completion fake-instruct")
+    assert inner["parent_id"] == span["span_id"]
+    assert span["token_usage"]["total_tokens"] == inner["token_usage"]["total_tokens"]
+    assert record["token_usage"]["total_tokens"] == inner["token_usage"]["total_tokens"]
 
 
 def test_several_choices_are_one_call_counted_once(with_openai: Capture) -> None:
@@ -1236,7 +1336,9 @@ def test_user_callback_list_is_not_changed(traced: Capture) -> None:
 @pytest.mark.parametrize("switch", [{"disable": True}, {"log_traces": False}])
 def test_autolog_disable_records_nothing(traced: Capture, switch: dict[str, bool]) -> None:
     chain = qa_chain(UsageChatModel())
+    early = CallbackManager(handlers=[])  # made while tracing was on
     tracekit.langchain.autolog(**switch)
+    assert chain.invoke({"q": "hey"}, config={"callbacks": early}) == "hello there friend"
     assert chain.invoke({"q": "hey"}) == "hello there friend"
     assert "".join(chain.stream({"q": "hey"})) == "hello there friend"
     assert asyncio.run(chain.ainvoke({"q": "hey"})) == "hello there friend"

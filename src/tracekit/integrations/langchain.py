@@ -71,6 +71,17 @@ async def _adrive_stream(gen: Any) -> Any:
             raise
 
 
+def _inside(span: Span | None, run_span: Span) -> bool:
+    """Whether `span` (the current one) started within `run_span` and is still open."""
+    return (
+        span is not None
+        and span is not run_span
+        and span.end_time_ns is None
+        and span.trace_id == run_span.trace_id
+        and span.start_time_ns >= run_span.start_time_ns
+    )
+
+
 class _Run:
     __slots__ = ("parent", "span", "token")
 
@@ -141,7 +152,9 @@ class TracekitCallbackHandler:
             with self._lock:
                 parent_run = self._runs.get(parent_run_id) if parent_run_id else None
             # LangChain's own thread pools may lose contextvars: the parent run wins.
-            parent = parent_run.span if parent_run is not None else current_parent()
+            parent = current_parent()
+            if parent_run is not None and not _inside(parent, parent_run.span):
+                parent = parent_run.span  # the user's current span is not nested in it
             span = _api.start(name, span_type, parent)
             if span is NON_RECORDING:
                 return
@@ -153,7 +166,7 @@ class TracekitCallbackHandler:
             # parent through LangChain's own context (`running_span`), and a chat
             # model's span is made current around its provider call (`_around_model`).
             token = current_span.set(span) if current else None
-            if span_type == SpanType.CHAT_MODEL:
+            if span_type in (SpanType.CHAT_MODEL, SpanType.LLM):
                 holder = _model_stream.get()
                 if holder is not None and not holder:  # inside a traced `stream()` step
                     holder.append(span)
@@ -410,18 +423,22 @@ class LangChainIntegration:
         self.enabled = False
         self.handler: Any = None
         self._original: Any = None
-        self._model_originals: dict[str, Any] = {}
+        self._model_originals: dict[tuple[type, str], Any] = {}
 
-    def _model_span(self, kwargs: Mapping[str, Any]) -> Span | None:
+    def _model_span(self, args: Any, kwargs: Mapping[str, Any]) -> Span | None:
         handler = self.handler
         if handler is None or not self.enabled:
             return None
-        return handler.run_span(kwargs.get("run_manager"))  # type: ignore[no-any-return]
+        manager = kwargs.get("run_manager")
+        if manager is None:  # LLMs: one call may serve several prompts; the first run wins
+            managers = kwargs.get("run_managers", args[2] if len(args) > 2 else None)
+            manager = managers[0] if isinstance(managers, list) and managers else None
+        return handler.run_span(manager)  # type: ignore[no-any-return]
 
     def _around_model(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         """Make the chat model run's span current while it calls its provider
         (a LangChain-internal seam: the one place that holds the run and the call)."""
-        span = self._model_span(kwargs)
+        span = self._model_span(args, kwargs)
         if span is None:
             return wrapped(*args, **kwargs)
         token = current_span.set(span)
@@ -439,7 +456,7 @@ class LangChainIntegration:
         return _adrive_stream(gen) if self.active() else gen
 
     async def _around_amodel(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        span = self._model_span(kwargs)
+        span = self._model_span(args, kwargs)
         if span is None:
             return await wrapped(*args, **kwargs)
         token = current_span.set(span)
@@ -480,16 +497,21 @@ class LangChainIntegration:
 
             self._original = base.BaseCallbackManager.__dict__["__init__"]
             wrapt.wrap_function_wrapper(base, "BaseCallbackManager.__init__", self._init)
-            model = chat_models.BaseChatModel
-            for method, wrapper in (
-                ("_generate_with_cache", self._around_model),
-                ("_agenerate_with_cache", self._around_amodel),
-                ("stream", self._around_stream),
-                ("astream", self._around_astream),
+            from langchain_core.language_models import llms
+
+            for cls, generate in (
+                (chat_models.BaseChatModel, "_generate_with_cache"),
+                (llms.BaseLLM, "_generate_helper"),
             ):
-                if method in model.__dict__:
-                    self._model_originals[method] = model.__dict__[method]
-                    wrapt.wrap_function_wrapper(chat_models, f"BaseChatModel.{method}", wrapper)
+                for method, wrapper in (
+                    (generate, self._around_model),
+                    (f"_a{generate[1:]}", self._around_amodel),
+                    ("stream", self._around_stream),
+                    ("astream", self._around_astream),
+                ):
+                    if method in cls.__dict__:
+                        self._model_originals[(cls, method)] = cls.__dict__[method]
+                        wrapt.wrap_function_wrapper(cls, method, wrapper)
         self.enabled = True
 
     def _init(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> None:
@@ -508,10 +530,8 @@ class LangChainIntegration:
 
             setattr(base.BaseCallbackManager, "__init__", self._original)  # noqa: B010
             self._original = None
-            from langchain_core.language_models import chat_models
-
-            for method, original in self._model_originals.items():
-                setattr(chat_models.BaseChatModel, method, original)
+            for (cls, method), original in self._model_originals.items():
+                setattr(cls, method, original)
             self._model_originals.clear()
         _context.parent_resolver = None
         self.handler = None
