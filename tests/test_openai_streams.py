@@ -83,27 +83,11 @@ def server() -> Iterator[FakeProviderServer]:
 
 
 class DroppingServer(FakeProviderServer):
-    """Sends the first `keep` SSE chunks of a streamed answer, then hangs up mid-response."""
+    """Sends the first `keep` SSE events of a streamed answer, then hangs up mid-response."""
 
     def __init__(self, keep: int) -> None:
-        self.keep = keep
-        self._sent = 0
         super().__init__()
-
-    @property  # type: ignore[override]
-    def chunk_delay(self) -> float:  # the handler reads it after writing each SSE chunk
-        self._sent += 1
-        if self._sent >= self.keep:
-            raise ConnectionResetError("test: the server hung up mid-stream")
-        return 0.0
-
-    @chunk_delay.setter
-    def chunk_delay(self, value: float) -> None:
-        pass
-
-    def record(self, path: str, headers: dict[str, str], body: Any) -> None:
-        self._sent = 0
-        super().record(path, headers, body)
+        self.drop_after = keep
 
 
 @pytest.fixture(scope="module")

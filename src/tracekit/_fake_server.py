@@ -444,6 +444,9 @@ class _Handler(BaseHTTPRequestHandler):
                 event["sequence_number"] = number
             head = f"event: {event['type']}\n" if named else ""
             self._chunk(f"{head}data: {json.dumps(event)}\n\n".encode())
+            if self.server.drop_after is not None and number + 1 >= self.server.drop_after:
+                # A provider that hangs up mid-stream: the client sees a broken body.
+                raise ConnectionResetError("fake provider: hung up mid-stream (drop_after)")
             if self.server.chunk_delay:
                 time.sleep(self.server.chunk_delay)
         if done:
@@ -470,15 +473,20 @@ class FakeProviderServer(ThreadingHTTPServer):
             client.chat.completions.create(model="fake-mini", messages=[...])
             server.requests[-1]["body"]   # what the SDK sent
 
-    A model whose name starts with `missing` gets a 404 error.
+    A model whose name starts with `missing` gets a 404 error; `drop_after=N` makes
+    the server hang up after N events of every stream (a provider failing mid-stream);
+    `chunk_delay` spaces the events out.
     """
 
     daemon_threads = True
     request_queue_size = 512  # bursts of concurrent clients (the default backlog is 5)
 
-    def __init__(self, port: int = 0, chunk_delay: float = 0.0) -> None:
+    def __init__(
+        self, port: int = 0, chunk_delay: float = 0.0, drop_after: int | None = None
+    ) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
         self.chunk_delay = chunk_delay
+        self.drop_after = drop_after  # hang up after this many events of each stream
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
