@@ -180,9 +180,12 @@ def get_stats() -> dict[str, int]:
     not yet exported).
 
     Drop reasons: `spans_per_trace`, `in_flight_traces`, `queue_full`,
-    `export_failed`, `not_exported_at_exit`, `force_ended_spans`.
+    `export_failed`, `not_exported_at_exit`, `spool_full`, `force_ended_spans`.
+    Not losses, also counted when they happen: `spooled` (traces kept on disk
+    while a remote destination was down) and `delivered_from_spool`.
     """
     stats = _stats.snapshot()
+    stats.update(_stats.events())
     stats["traces_in_flight"] = _state.buffer.in_flight()
     current = _state._pipeline
     stats["traces_queued"] = current.queued() if current is not None else 0

@@ -2,6 +2,9 @@
 
 Explicit arguments to `tracekit.configure()` beat the environment. A bad value
 logs one warning naming the variable and the fallback; nothing here raises.
+The credentials and transport settings of remote destinations (MLflow's and
+OpenTelemetry's own variables) are read by `exporters/_settings.py`, with the
+same helpers, when such a destination is configured.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ class Config:
     resource_attributes: Mapping[str, str] = field(default_factory=dict)
     shutdown_timeout: float = 5.0
     spool_dir: str | None = None
+    spool_max_mb: float = 256.0
+    export_timeout: float = 10.0  # seconds per request to a remote destination
     export_interval: float = 1.0
     exporter_factory: str | None = None
     exporters: tuple[Any, ...] = ()  # exporter objects given to configure()
@@ -170,6 +175,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         resource_attributes=_resource_attributes(env),
         shutdown_timeout=_float(env, "TRACEKIT_SHUTDOWN_TIMEOUT", 5.0, 0.0, 3600.0),
         spool_dir=spool[1] if spool else None,
+        spool_max_mb=_float(env, "TRACEKIT_SPOOL_MAX_MB", 256.0, 0.0, 1_000_000.0),
+        export_timeout=_float(env, "TRACEKIT_EXPORT_TIMEOUT", 10.0, 0.1, 600.0),
         export_interval=_float(env, "TRACEKIT_EXPORT_INTERVAL", 1.0, 0.01, 3600.0),
         exporter_factory=factory[1] if factory else None,
         propagate_context_to_threads=_bool(env, "TRACEKIT_THREAD_CONTEXT", True),

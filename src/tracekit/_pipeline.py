@@ -98,13 +98,20 @@ class ExportPipeline:
             self._stopping = True
             self._cond.notify()
             worker = self._worker
+        keep = getattr(self.exporter, "keep", None)
+        # A spooling exporter can keep what is left on disk: leave time for that.
+        reserve = min(1.0, timeout * 0.25) if callable(keep) else 0.0
         if worker is not None:
-            worker.join(max(0.0, deadline - time.monotonic()))
+            worker.join(max(0.0, deadline - reserve - time.monotonic()))
         with self._lock:
             self._closed = True
-            left = len(self._queue) + (self._exporting if worker and worker.is_alive() else 0)
+            leftovers = list(self._queue)
+            busy = self._exporting if worker and worker.is_alive() else 0
             self._queue.clear()
             self._queued_spans = 0
+        if leftovers and callable(keep):
+            leftovers = self._keep(leftovers, keep, deadline)
+        left = len(leftovers) + busy
         if left:
             _stats.count("not_exported_at_exit", left)
         with guard("exporter shutdown"):
@@ -112,6 +119,23 @@ class ExportPipeline:
             self.exporter.force_flush(remaining)
             self.exporter.shutdown(remaining)
         return left == 0
+
+    def _keep(
+        self, traces: list[TraceState], keep: Callable[[list[TraceRecord]], object], deadline: float
+    ) -> list[TraceState]:
+        """Serialize and spool what the worker did not reach; return what did not fit in time."""
+        records: list[TraceRecord] = []
+        while traces and time.monotonic() < deadline:
+            trace = traces.pop(0)
+            with guard("serialize"):
+                records.append(self._record(trace))
+            trace.release()
+        if records:
+            with guard("keep"):
+                keep(records)
+        for trace in traces:
+            trace.release()
+        return traces
 
     def start(self) -> None:
         """Start the worker if it is not running (it sweeps orphans as well)."""

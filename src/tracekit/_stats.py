@@ -12,6 +12,8 @@ _REASONS = {
     "finished traces were dropped",
     "export_failed": "an exporter failed to deliver traces",
     "not_exported_at_exit": "traces were still queued when the shutdown timeout ran out",
+    "spool_full": "the spool (TRACEKIT_SPOOL_DIR, bounded by TRACEKIT_SPOOL_MAX_MB) was full or "
+    "not writable while a destination was down; traces that did not fit were dropped",
     "force_ended_spans": "spans were still open when their trace had to be exported (abandoned "
     "streams, runaway threads, or the process exiting); tracekit ended them and exported their "
     "traces marked incomplete",
@@ -19,6 +21,7 @@ _REASONS = {
 
 _lock = threading.Lock()
 _counts: dict[str, int] = {}
+_events: dict[str, int] = {}  # what happened that is not a loss (spooled, delivered later)
 
 
 def count(reason: str, n: int = 1) -> None:
@@ -35,6 +38,18 @@ def count(reason: str, n: int = 1) -> None:
         )
 
 
+def note(event: str, n: int = 1) -> None:
+    """Count `n` occurrences of something that is not a loss (no warning)."""
+    with _lock:
+        _events[event] = _events.get(event, 0) + n
+
+
+def events() -> dict[str, int]:
+    """Counts of `note()`d events so far."""
+    with _lock:
+        return dict(_events)
+
+
 def snapshot() -> dict[str, int]:
     """Counts so far, by reason."""
     with _lock:
@@ -44,9 +59,11 @@ def snapshot() -> dict[str, int]:
 def reset() -> None:
     with _lock:
         _counts.clear()
+        _events.clear()
 
 
 def after_fork_in_child() -> None:
     global _lock
     _lock = threading.Lock()
     _counts.clear()
+    _events.clear()

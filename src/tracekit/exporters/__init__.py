@@ -39,7 +39,8 @@ __all__ = [
 ]
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
-_LATER = ("http", "https", "databricks", "otlp", "otlp+http", "otlp+https")
+_LATER = ("databricks",)
+_REMOTE = ("http", "https", "otlp", "otlp+http", "otlp+https")
 _WORDS = ("console", "memory", "databricks", "otlp")
 
 
@@ -55,7 +56,7 @@ def store_directory(uri: str) -> Path | None:
     return None
 
 
-def _one(uri: str) -> Exporter:
+def _one(uri: str, config: Config) -> Exporter:
     if uri.lower() == "console":
         from tracekit.exporters.console import ConsoleExporter
 
@@ -64,9 +65,26 @@ def _one(uri: str) -> Exporter:
         from tracekit.exporters.memory import default_exporter
 
         return default_exporter()
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else uri.lower()
+    if scheme in _REMOTE:
+        try:
+            from tracekit.exporters import remote
+
+            return remote.build(scheme, uri, config)
+        except Exception as exc:  # a URL we cannot use: say so, keep the traces locally
+            logger.warning(
+                "tracekit: cannot use the tracking URI %r (%s: %s); writing to the file store "
+                "%r instead",
+                uri,
+                type(exc).__name__,
+                exc,
+                DEFAULT_STORE,
+            )
+            from tracekit.exporters.file import FileExporter
+
+            return FileExporter(Path(DEFAULT_STORE))
     directory = store_directory(uri)
     if directory is None:
-        scheme = uri.split("://", 1)[0].lower()
         why = "is not supported yet" if scheme in _LATER else "is not a known destination"
         logger.warning(
             "tracekit: tracking URI (TRACEKIT_TRACKING_URI or configure(tracking_uri=)) %r %s; "
@@ -128,7 +146,7 @@ def _complete(obj: Any, origin: str) -> Exporter | None:
 
 def build(config: Config) -> Exporter:
     """The exporter the configuration asks for (never raises)."""
-    exporters: list[Exporter] = [_one(uri) for uri in config.tracking_uris]
+    exporters: list[Exporter] = [_one(uri, config) for uri in config.tracking_uris]
     if config.exporter_factory:
         custom = _from_factory(config.exporter_factory)
         if custom is not None:
@@ -137,5 +155,5 @@ def build(config: Config) -> Exporter:
         e for e in (_complete(obj, "configure(exporter=...)") for obj in config.exporters) if e
     )
     if not exporters:
-        exporters.append(_one(DEFAULT_STORE))
+        exporters.append(_one(DEFAULT_STORE, config))
     return exporters[0] if len(exporters) == 1 else FanoutExporter(exporters)

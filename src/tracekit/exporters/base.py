@@ -31,12 +31,14 @@ class ExportResult:
         retryable: a later attempt may succeed (network error, 429, 5xx).
         retry_after: seconds the destination asked us to wait, if it said.
         message: what went wrong, for the log.
+        status: the HTTP status of a failed request, when there was one.
     """
 
     ok: bool
     retryable: bool = False
     retry_after: float | None = None
     message: str = ""
+    status: int | None = None
 
 
 SUCCESS = ExportResult(ok=True)
@@ -98,8 +100,9 @@ class FanoutExporter(BaseExporter):
 class RetryingExporter(BaseExporter):
     """Retries retryable failures with exponential backoff, jitter and `Retry-After`.
 
-    Gives up after `max_attempts` or once `max_elapsed` seconds have passed,
-    returning the last failure (a spooling wrapper outside can keep the batch).
+    Gives up after `max_attempts`, once `max_elapsed` seconds have passed, or
+    when the destination asks for a longer wait than `max_backoff`, returning
+    the last failure (a circuit breaker and a spool outside take it from there).
     `shutdown()` cuts any wait short.
     """
 
@@ -127,8 +130,12 @@ class RetryingExporter(BaseExporter):
             result = _safe_export(self.exporter, traces)
             if result.ok or not result.retryable or attempt == self.max_attempts:
                 return result
-            delay = result.retry_after if result.retry_after is not None else backoff
-            delay = min(delay, self.max_backoff) * (1.0 if result.retry_after else _jitter())
+            if result.retry_after is not None:
+                if result.retry_after > self.max_backoff:
+                    return result  # longer than we wait here: a circuit breaker outside honours it
+                delay = result.retry_after
+            else:
+                delay = min(backoff, self.max_backoff) * _jitter()
             if time.monotonic() - start + delay > self.max_elapsed:
                 return result
             logger.debug(

@@ -1,0 +1,184 @@
+"""A small HTTP client for the remote exporters (standard library only).
+
+One keep-alive connection per client, reopened after errors; a timeout on
+every request; TLS settings; gzip. Imported only when a remote destination is
+configured. Failures come back as `ExportResult`s the delivery wrappers
+understand: connection errors, timeouts, 429 and 5xx are retryable, and
+`Retry-After` (seconds or an HTTP date) is carried along.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+
+from tracekit import __version__
+from tracekit.exporters.base import SUCCESS, ExportResult
+
+USER_AGENT = f"tracekit/{__version__}"
+_RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class TLSOptions:
+    """How to verify the server and whether to present a client certificate."""
+
+    verify: bool = True
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+
+
+@dataclass
+class Response:
+    """A finished HTTP exchange."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+@dataclass
+class HttpClient:
+    """Sends requests to one origin (`scheme://host:port`) over a reused connection.
+
+    Thread-safe: requests are serialized on one connection (the exporters run
+    on one worker thread; the spool drainer is the only other caller).
+    """
+
+    base_url: str
+    timeout: float = 10.0
+    headers: dict[str, str] = field(default_factory=dict)
+    tls: TLSOptions = field(default_factory=TLSOptions)
+    gzip_requests: bool = False
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {self.base_url!r}")
+        self.scheme = parts.scheme
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.prefix = parts.path.rstrip("/")
+        self._lock = threading.Lock()
+        self._conn: http.client.HTTPConnection | None = None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Response:
+        """Send one request; raises OSError (incl. timeouts) or http.client.HTTPException."""
+        all_headers = {"User-Agent": USER_AGENT, **self.headers, **(headers or {})}
+        if body is not None and self.gzip_requests:
+            body = gzip.compress(body, compresslevel=5)
+            all_headers["Content-Encoding"] = "gzip"
+        with self._lock:
+            for attempt in (1, 2):
+                conn = self._connection(timeout)
+                try:
+                    conn.request(method, self.prefix + path, body=body, headers=all_headers)
+                    raw = conn.getresponse()
+                    data = raw.read()
+                except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                    # A kept-alive connection the server closed: reconnect once.
+                    self._close()
+                    if attempt == 2:
+                        raise
+                    continue
+                except BaseException:
+                    self._close()
+                    raise
+                if raw.will_close:
+                    self._close()
+                return Response(raw.status, {k.lower(): v for k, v in raw.getheaders()}, data)
+        raise AssertionError("unreachable")
+
+    def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
+        wanted = self.timeout if timeout is None else timeout
+        if self._conn is None:
+            if self.scheme == "https":
+                self._conn = http.client.HTTPSConnection(
+                    self.host, self.port, timeout=wanted, context=_ssl_context(self.tls)
+                )
+            else:
+                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=wanted)
+        else:
+            self._conn.timeout = wanted
+            if self._conn.sock is not None:
+                self._conn.sock.settimeout(wanted)
+        return self._conn
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+
+def _ssl_context(tls: TLSOptions) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=tls.ca_file)
+    if not tls.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if tls.client_cert:
+        context.load_cert_chain(tls.client_cert, tls.client_key)
+    return context
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def result_of(response: Response, what: str) -> ExportResult:
+    """An ExportResult for a response: success, or a failure saying what and why."""
+    if response.ok:
+        return SUCCESS
+    detail = response.body[:300].decode("utf-8", "replace").strip()
+    return ExportResult(
+        ok=False,
+        retryable=response.status in _RETRYABLE_STATUS,
+        retry_after=retry_after(response.headers.get("retry-after")),
+        message=f"{what}: HTTP {response.status}" + (f" {detail}" if detail else ""),
+        status=response.status,
+    )
+
+
+def result_of_error(exc: BaseException, what: str) -> ExportResult:
+    """An ExportResult for a request that raised (refused, reset, timed out, bad TLS)."""
+    if isinstance(exc, TimeoutError):
+        reason = "timed out"
+    elif isinstance(exc, ConnectionRefusedError):
+        reason = "connection refused"
+    else:
+        reason = f"{type(exc).__name__}: {exc}"
+    retryable = not isinstance(exc, ssl.SSLCertVerificationError)
+    return ExportResult(ok=False, retryable=retryable, message=f"{what}: {reason}")

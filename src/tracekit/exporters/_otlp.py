@@ -1,0 +1,236 @@
+"""Trace records as OTLP: the JSON encoding, and protobuf when opentelemetry-proto is installed.
+
+`to_otlp(records)` maps `tracekit.trace/1` records to one
+`ExportTraceServiceRequest` in the OTLP/JSON shape (hex ids, integers as
+strings). `encode(request, protobuf=...)` turns it into request bytes.
+
+Attributes follow the OpenTelemetry GenAI conventions (`gen_ai.*`, already on
+the spans, plus `gen_ai.usage.*` from the token usage), carry inputs and
+outputs as `input.value`/`output.value` (what Phoenix, Langfuse and other
+OpenInference readers show) and the span type as `tracekit.span_type` and
+`openinference.span.kind`. With `mlflow=True` they also carry what an MLflow
+server reads: `mlflow.spanType`, `mlflow.spanInputs`, `mlflow.spanOutputs`,
+`mlflow.chat.tokenUsage`, `mlflow.llm.model`, `mlflow.llm.provider` (JSON
+strings), and on the root span the trace's tags, session and user.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from tracekit.exporters.base import TraceRecord
+
+OTLP_PATH = "/v1/traces"
+SCOPE = {"name": "tracekit"}
+KIND_INTERNAL = 1
+KIND_CLIENT = 3
+_CLIENT_TYPES = frozenset({"LLM", "CHAT_MODEL", "EMBEDDING", "RERANKER"})
+_STATUS = {"UNSET": 0, "OK": 1, "ERROR": 2}
+_OPENINFERENCE_KIND = {"CHAT_MODEL": "LLM", "PARSER": "CHAIN", "UNKNOWN": "UNKNOWN"}
+_USAGE_ATTRIBUTES = {
+    "input_tokens": "gen_ai.usage.input_tokens",
+    "output_tokens": "gen_ai.usage.output_tokens",
+    "cache_read_input_tokens": "gen_ai.usage.cache_read.input_tokens",
+    "cache_creation_input_tokens": "gen_ai.usage.cache_creation.input_tokens",
+    "reasoning_tokens": "gen_ai.usage.reasoning.output_tokens",
+}
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=repr)
+
+
+def any_value(value: Any) -> dict[str, Any]:
+    """An OTLP AnyValue; maps and mixed lists become JSON strings."""
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        if -(2**63) <= value < 2**63:
+            return {"intValue": str(value)}
+        return {"stringValue": str(value)}
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    if isinstance(value, str):
+        return {"stringValue": value}
+    if isinstance(value, (list, tuple)) and value:
+        first = type(value[0])
+        if first in (str, bool, int, float) and all(type(v) is first for v in value):
+            return {"arrayValue": {"values": [any_value(v) for v in value]}}
+    return {"stringValue": _json(value)}
+
+
+def _attributes(items: Iterable[tuple[str, Any]]) -> list[dict[str, Any]]:
+    return [{"key": key, "value": any_value(value)} for key, value in items if value is not None]
+
+
+def span_attributes(
+    span: Mapping[str, Any], record: Mapping[str, Any], mlflow: bool
+) -> dict[str, Any]:
+    """Every attribute of one span, as plain values (before AnyValue encoding)."""
+    attributes: dict[str, Any] = dict(span.get("attributes") or {})
+    span_type = span.get("span_type") or "UNKNOWN"
+    usage = span.get("token_usage") or {}
+    for key, name in _USAGE_ATTRIBUTES.items():
+        if key in usage:
+            attributes.setdefault(name, usage[key])
+    attributes["tracekit.span_type"] = span_type
+    attributes["openinference.span.kind"] = _OPENINFERENCE_KIND.get(span_type, span_type)
+    if mlflow:  # MLflow reads its own keys; the content is not sent twice
+        attributes.update(_mlflow_attributes(span, record, attributes))
+        return attributes
+    if span.get("inputs") is not None:
+        attributes["input.value"] = _json(span["inputs"])
+        attributes["input.mime_type"] = "application/json"
+    if span.get("outputs") is not None:
+        attributes["output.value"] = _json(span["outputs"])
+        attributes["output.mime_type"] = "application/json"
+    return attributes
+
+
+def _mlflow_attributes(
+    span: Mapping[str, Any], record: Mapping[str, Any], attributes: Mapping[str, Any]
+) -> dict[str, str]:
+    out = {
+        "mlflow.spanType": _json(span.get("span_type") or "UNKNOWN"),
+        "mlflow.spanInputs": _json(span.get("inputs")),
+        "mlflow.spanOutputs": _json(span.get("outputs")),
+    }
+    usage = span.get("token_usage")
+    if usage:
+        out["mlflow.chat.tokenUsage"] = _json(
+            {k: usage[k] for k in ("input_tokens", "output_tokens", "total_tokens") if k in usage}
+        )
+    model = attributes.get("gen_ai.response.model") or attributes.get("gen_ai.request.model")
+    if model:
+        out["mlflow.llm.model"] = _json(model)
+    provider = attributes.get("gen_ai.provider.name") or attributes.get("gen_ai.system")
+    if provider:
+        out["mlflow.llm.provider"] = _json(provider)
+    if span.get("parent_id") is None:
+        metadata = record.get("metadata") or {}
+        for key, value in (record.get("tags") or {}).items():
+            out["mlflow.traceTag." + key] = _json(value)
+        if metadata.get("session_id") is not None:
+            out["session.id"] = str(metadata["session_id"])
+        if metadata.get("user_id") is not None:
+            out["user.id"] = str(metadata["user_id"])
+    return out
+
+
+def _events(span: Mapping[str, Any]) -> list[dict[str, Any]]:
+    events = []
+    for event in span.get("events") or []:
+        if not isinstance(event, Mapping):
+            continue
+        attributes = event.get("attributes") or {}
+        events.append(
+            {
+                "timeUnixNano": str(event.get("timestamp_ns") or span.get("end_time_ns") or 0),
+                "name": str(event.get("name", "event")),
+                "attributes": _attributes(attributes.items()),
+            }
+        )
+    return events
+
+
+def otlp_span(span: Mapping[str, Any], record: Mapping[str, Any], mlflow: bool) -> dict[str, Any]:
+    """One span in OTLP/JSON."""
+    status = span.get("status") or {}
+    code = status.get("code", "UNSET") if isinstance(status, Mapping) else str(status)
+    out: dict[str, Any] = {
+        "traceId": record["trace_id"],
+        "spanId": span["span_id"],
+        "name": str(span.get("name", "")),
+        "kind": KIND_CLIENT if span.get("span_type") in _CLIENT_TYPES else KIND_INTERNAL,
+        "startTimeUnixNano": str(span.get("start_time_ns") or 0),
+        "endTimeUnixNano": str(span.get("end_time_ns") or span.get("start_time_ns") or 0),
+        "attributes": _attributes(span_attributes(span, record, mlflow).items()),
+        "status": {"code": _STATUS.get(code, 0)},
+    }
+    if span.get("parent_id"):
+        out["parentSpanId"] = span["parent_id"]
+    if isinstance(status, Mapping) and status.get("message"):
+        out["status"]["message"] = str(status["message"])
+    events = _events(span)
+    if events:
+        out["events"] = events
+    return out
+
+
+def to_otlp(records: Sequence[TraceRecord], mlflow: bool = False) -> dict[str, Any]:
+    """An ExportTraceServiceRequest (OTLP/JSON) holding every span of `records`.
+
+    Records with the same resource share one `resourceSpans` entry.
+    """
+    groups: dict[str, tuple[Mapping[str, Any], list[dict[str, Any]]]] = {}
+    for record in records:
+        resource = record.get("resource") or {}
+        key = _json(sorted(resource.items()))
+        spans = groups.setdefault(key, (resource, []))[1]
+        spans.extend(otlp_span(span, record, mlflow) for span in record.get("spans") or [])
+    return {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": _attributes(resource.items())},
+                "scopeSpans": [{"scope": SCOPE, "spans": spans}],
+            }
+            for resource, spans in groups.values()
+        ]
+    }
+
+
+def protobuf_available() -> bool:
+    """Whether opentelemetry-proto (the `otlp` extra) can be imported."""
+    try:
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def encode(request: dict[str, Any], protobuf: bool) -> tuple[bytes, str]:
+    """Request bytes and their content type."""
+    if not protobuf:
+        body = json.dumps(request, ensure_ascii=False, separators=(",", ":"), default=repr)
+        return body.encode("utf-8", "backslashreplace"), "application/json"
+    from google.protobuf.json_format import ParseDict
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    message = ParseDict(_base64_ids(request), ExportTraceServiceRequest())
+    return message.SerializeToString(), "application/x-protobuf"
+
+
+def _base64_ids(request: dict[str, Any]) -> dict[str, Any]:
+    """protobuf's JSON mapping reads `bytes` fields as base64, OTLP/JSON writes hex."""
+    out: dict[str, list[Any]] = {"resourceSpans": []}
+    for resource_spans in request["resourceSpans"]:
+        scopes = []
+        for scope in resource_spans["scopeSpans"]:
+            spans = []
+            for span in scope["spans"]:
+                span = dict(span)
+                for key in ("traceId", "spanId", "parentSpanId"):
+                    if key in span:
+                        span[key] = base64.b64encode(bytes.fromhex(span[key])).decode("ascii")
+                spans.append(span)
+            scopes.append({**scope, "spans": spans})
+        out["resourceSpans"].append({**resource_spans, "scopeSpans": scopes})
+    return out
+
+
+def chunks(records: Sequence[TraceRecord], max_spans: int) -> Iterator[Sequence[TraceRecord]]:
+    """Split a batch into requests of at most `max_spans` spans (a trace is never split)."""
+    start = spans = 0
+    for i, record in enumerate(records):
+        n = len(record.get("spans") or [])
+        if spans and spans + n > max_spans:
+            yield records[start:i]
+            start, spans = i, 0
+        spans += n
+    if start < len(records):
+        yield records[start:]

@@ -1,0 +1,231 @@
+"""The tracking-server exporter: an MLflow-compatible server over its REST API.
+
+A stock `mlflow server` stores and shows tracekit traces, with no MLflow in
+the application:
+
+1. the experiment is found by id, or by name (created if missing), through
+   `/api/2.0/mlflow/experiments/*`, once per exporter;
+2. the spans of a batch go as OTLP to `POST /v1/traces` with the header
+   `x-mlflow-experiment-id` (protobuf when opentelemetry-proto is installed,
+   OTLP/JSON otherwise), carrying the `mlflow.*` attributes MLflow's UI reads;
+3. each trace's info goes to `POST /api/3.0/mlflow/traces` (StartTraceV3):
+   name, state, timing, previews, tags, and metadata with the session, user
+   and token usage in the keys MLflow reads.
+
+Both writes are keyed by the trace and span ids, so delivering a batch twice
+(a retry after a timeout that did succeed, a replayed spool) stores it once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+from urllib.parse import quote
+
+from tracekit.exporters import _otlp
+from tracekit.exporters._http import HttpClient, Response, result_of, result_of_error
+from tracekit.exporters.base import SUCCESS, BaseExporter, ExportResult, TraceRecord
+
+Headers = dict[str, str]
+PREVIEW_CHARS = 1000
+EXPERIMENT_HEADER = "x-mlflow-experiment-id"
+DEFAULT_EXPERIMENT_ID = "0"  # MLflow's "Default" experiment
+_STATE = {"OK": "OK", "ERROR": "ERROR", "UNSET": "OK"}
+
+
+class ExperimentError(Exception):
+    """The experiment could not be found or created; carries the failed result."""
+
+    def __init__(self, result: ExportResult) -> None:
+        super().__init__(result.message)
+        self.result = result
+
+
+class TrackingServerExporter(BaseExporter):
+    """Sends trace records to an MLflow-compatible tracking server.
+
+    Args:
+        client: an `HttpClient` for the server's base URL (auth headers included).
+        experiment_id: the experiment to log to; wins over `experiment_name`.
+        experiment_name: found, or created if missing, on first export.
+        protobuf: send spans as OTLP protobuf (default: when opentelemetry-proto
+            is installed).
+        max_spans_per_request: spans per `/v1/traces` request (a trace is never split).
+    """
+
+    def __init__(
+        self,
+        client: HttpClient,
+        experiment_id: str | None = None,
+        experiment_name: str | None = None,
+        protobuf: bool | None = None,
+        max_spans_per_request: int = 1000,
+        auth_hint: str = "MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD",
+    ) -> None:
+        self.client = client
+        self.auth_hint = auth_hint
+        self.experiment_name = experiment_name
+        self._experiment_id = experiment_id
+        self.protobuf = _otlp.protobuf_available() if protobuf is None else protobuf
+        self.max_spans_per_request = max_spans_per_request
+
+    @property
+    def destination(self) -> str:
+        return self.client.base_url
+
+    def export(self, traces: Sequence[TraceRecord]) -> ExportResult:
+        if not traces:
+            return SUCCESS
+        try:
+            experiment_id = self.experiment_id()
+        except ExperimentError as exc:
+            return exc.result
+        for chunk in _otlp.chunks(traces, self.max_spans_per_request):
+            body, content_type = _otlp.encode(_otlp.to_otlp(chunk, mlflow=True), self.protobuf)
+            result = self._call(
+                "POST",
+                _otlp.OTLP_PATH,
+                body,
+                {"Content-Type": content_type, EXPERIMENT_HEADER: experiment_id},
+                "POST /v1/traces",
+            )
+            if not result.ok:
+                return result
+        for record in traces:
+            info = trace_info(record, experiment_id)
+            if info is None:  # a fragment from a forked child: its parent sends the info
+                continue
+            result = self._call(
+                "POST", "/api/3.0/mlflow/traces", _json_bytes(info), _JSON, "StartTraceV3"
+            )
+            if not result.ok:
+                return result
+        return SUCCESS
+
+    def experiment_id(self) -> str:
+        """The experiment's id, found or created on first use (raises ExperimentError)."""
+        if self._experiment_id is None:
+            self._experiment_id = (
+                self._find_or_create(self.experiment_name)
+                if self.experiment_name
+                else DEFAULT_EXPERIMENT_ID
+            )
+        return self._experiment_id
+
+    def _find_or_create(self, name: str) -> str:
+        for _ in range(2):  # a concurrent creator may win the race once
+            response = self._request(
+                "GET", "/api/2.0/mlflow/experiments/get-by-name?experiment_name=" + quote(name)
+            )
+            if response.ok:
+                experiment = json.loads(response.body)["experiment"]
+                if experiment.get("lifecycle_stage") == "deleted":
+                    raise ExperimentError(
+                        ExportResult(
+                            ok=False,
+                            message=f"experiment {name!r} is deleted on {self.destination}; "
+                            "restore it or set TRACEKIT_EXPERIMENT_NAME to another name",
+                        )
+                    )
+                return str(experiment["experiment_id"])
+            if response.status != 404:
+                raise ExperimentError(self._result(response, f"find experiment {name!r}"))
+            created = self._request(
+                "POST", "/api/2.0/mlflow/experiments/create", _json_bytes({"name": name}), _JSON
+            )
+            if created.ok:
+                return str(json.loads(created.body)["experiment_id"])
+            if b"RESOURCE_ALREADY_EXISTS" not in created.body:
+                raise ExperimentError(self._result(created, f"create experiment {name!r}"))
+        raise ExperimentError(ExportResult(ok=False, message=f"experiment {name!r} not found"))
+
+    def _request(
+        self, method: str, path: str, body: bytes | None = None, headers: Headers | None = None
+    ) -> Response:
+        try:
+            return self.client.request(method, path, body, headers)
+        except Exception as exc:  # OSError, HTTPException, TLS errors
+            raise ExperimentError(result_of_error(exc, f"{method} {path.split('?')[0]}")) from exc
+
+    def _call(
+        self, method: str, path: str, body: bytes, headers: dict[str, str], what: str
+    ) -> ExportResult:
+        try:
+            response = self.client.request(method, path, body, headers)
+        except Exception as exc:
+            return result_of_error(exc, what)
+        return self._result(response, what)
+
+    def _result(self, response: Response, what: str) -> ExportResult:
+        result = result_of(response, what)
+        if response.status in (401, 403):
+            return replace(result, message=f"{result.message} (check {self.auth_hint})")
+        return result
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        self.client.close()
+
+
+_JSON = {"Content-Type": "application/json"}
+
+
+def _json_bytes(value: Any) -> bytes:
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=repr)
+    return text.encode("utf-8", "backslashreplace")
+
+
+def _preview(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=repr)
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 3] + "..."
+
+
+def _timestamp(ns: int) -> str:
+    seconds, rest = divmod(int(ns), 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{rest // 1_000_000:03d}Z"
+
+
+def _string(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=repr)
+
+
+def trace_info(record: Mapping[str, Any], experiment_id: str) -> dict[str, Any] | None:
+    """The StartTraceV3 body for a record, or None for a fragment without its root."""
+    spans = record.get("spans") or []
+    root = next((s for s in spans if s.get("parent_id") is None), None)
+    if root is None:
+        return None
+    start = int(record.get("start_time_ns") or root.get("start_time_ns") or 0)
+    end = int(record.get("end_time_ns") or root.get("end_time_ns") or start)
+    metadata = {str(k): _string(v) for k, v in (record.get("metadata") or {}).items()}
+    if "session_id" in metadata:
+        metadata["mlflow.trace.session"] = metadata["session_id"]
+    if "user_id" in metadata:
+        metadata["mlflow.trace.user"] = metadata["user_id"]
+    if record.get("token_usage"):
+        metadata["mlflow.trace.tokenUsage"] = json.dumps(record["token_usage"])
+    metadata["mlflow.trace_schema.version"] = "3"
+    service = (record.get("resource") or {}).get("service.name")
+    if service:
+        metadata["tracekit.service_name"] = str(service)
+    tags = {str(k): _string(v) for k, v in (record.get("tags") or {}).items()}
+    tags["mlflow.traceName"] = str(record.get("name") or root.get("name") or "")
+    info: dict[str, Any] = {
+        "trace_id": "tr-" + str(record["trace_id"]),
+        "trace_location": {
+            "type": "MLFLOW_EXPERIMENT",
+            "mlflow_experiment": {"experiment_id": experiment_id},
+        },
+        "request_time": _timestamp(start),
+        "execution_duration": f"{max(0, end - start) / 1e9:.9f}s",
+        "state": _STATE.get(str(record.get("status")), "OK"),
+        "trace_metadata": metadata,
+        "tags": tags,
+    }
+    if root.get("inputs") is not None:
+        info["request_preview"] = _preview(root["inputs"])
+    if root.get("outputs") is not None:
+        info["response_preview"] = _preview(root["outputs"])
+    return {"trace": {"trace_info": info}}
