@@ -3,9 +3,13 @@
     tracekit ls [--store DIR] [--limit N] [--json]
     tracekit show TRACE_ID [--store DIR] [--json]
     tracekit demo
+    tracekit upload [--spool DIR] [--to URI]
+    tracekit upload --store DIR --to URI
 
 The store is `--store`, else the first file destination in
-`TRACEKIT_TRACKING_URI`, else `./.tracekit`.
+`TRACEKIT_TRACKING_URI`, else `./.tracekit`. `upload` delivers what a remote
+destination could not take (the spool, `TRACEKIT_SPOOL_DIR`), or sends a whole
+file store to a tracking server or OTLP backend.
 """
 
 from __future__ import annotations
@@ -149,7 +153,46 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=cmd_show)
     demo = sub.add_parser("demo", help="run a small traced LLM agent against a local fake server")
     demo.set_defaults(func=cmd_demo)
+    upload = sub.add_parser(
+        "upload", help="deliver spooled traces now, or send a file store to a server"
+    )
+    upload.add_argument(
+        "--spool", help="spool directory (default: TRACEKIT_SPOOL_DIR or ./.tracekit/spool)"
+    )
+    upload.add_argument("--store", help="send this file store instead of the spool")
+    upload.add_argument(
+        "--to",
+        help="destination URI (http(s)://HOST, otlp, otlp+http://HOST:PORT); required "
+        "with --store, default for the spool: where each batch was meant to go",
+    )
+    upload.set_defaults(func=cmd_upload)
     return parser
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    from tracekit import _upload
+    from tracekit.exporters.remote import SCHEMES, scheme_of
+
+    if args.to and scheme_of(args.to) not in SCHEMES:
+        print(
+            f"--to {args.to!r}: expected http(s)://HOST, otlp or otlp+http(s)://HOST:PORT",
+            file=sys.stderr,
+        )
+        return 2
+    if args.store:
+        if not args.to:
+            print("--store needs --to URI: where to send its traces", file=sys.stderr)
+            return 2
+        _, left = _upload.upload_store(Path(args.store).expanduser(), args.to)
+        return 1 if left else 0
+    from tracekit._config import from_env
+    from tracekit.exporters.remote import spool_root
+
+    root = Path(args.spool).expanduser() if args.spool else spool_root(from_env())
+    delivered, left = _upload.upload_spool(root, args.to)
+    if not delivered and not left:
+        print(f"Nothing to upload: no spooled traces in {root}.")
+    return 1 if left else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

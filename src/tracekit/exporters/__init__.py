@@ -70,7 +70,7 @@ def _one(uri: str, config: Config) -> Exporter:
         try:
             from tracekit.exporters import remote
 
-            return remote.build(scheme, uri, config)
+            return remote.build(uri, config)
         except Exception as exc:  # a URL we cannot use: say so, keep the traces locally
             logger.warning(
                 "tracekit: cannot use the tracking URI %r (%s: %s); writing to the file store "
