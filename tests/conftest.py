@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.fault_proxy import FaultProxy
+from tests.mlflow_server import MlflowServer, MlflowUnavailable, mlflow_python
 
 from tracekit import _stats
 from tracekit.testing import Capture, capture
@@ -46,3 +48,26 @@ def _no_store_in_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             and name != "TRACEKIT_TESTING"
         ):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """A real `mlflow server` (its own virtualenv, SQLite store) for the whole session.
+
+    Skipped when MLflow cannot be installed, except under CI, where that fails.
+    """
+    try:
+        python = mlflow_python()
+    except MlflowUnavailable as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"MLflow is unavailable under CI: {e}")
+        pytest.skip(f"MLflow is unavailable (set CI=true to fail instead): {e}")
+    with MlflowServer(python, tmp_path_factory.mktemp("mlflow")) as server:
+        yield server
+
+
+@pytest.fixture
+def proxy(mlflow_server: MlflowServer) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the session's MLflow server, in `pass` mode."""
+    with FaultProxy(mlflow_server.url) as p:
+        yield p
