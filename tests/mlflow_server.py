@@ -185,7 +185,9 @@ class MlflowServer:
             "--backend-store-uri", f"sqlite:///{self.workdir / 'mlflow.db'}",
             "--default-artifact-root", str(self.workdir / "artifacts"),
         ]  # fmt: skip
-        env = _clean_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+        # MLFLOW_MODEL_CATALOG_URI="": no download of a model price list (offline it stalls
+        # the first span of every provider for about 7 s).
+        env = _clean_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_MODEL_CATALOG_URI="")
         with open(self.log_path, "wb") as log:
             self._proc = subprocess.Popen(
                 args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

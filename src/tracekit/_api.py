@@ -206,6 +206,8 @@ def configure(
     export_interval: float | None = None,
     shutdown_timeout: float | None = None,
     spool_dir: str | None = None,
+    spool_max_mb: float | None = None,
+    export_timeout: float | None = None,
     propagate_context_to_threads: bool | None = None,
     **limits: float,
 ) -> Config:
@@ -218,7 +220,9 @@ def configure(
     Args:
         enabled: master switch (`TRACEKIT_ENABLED`).
         tracking_uri: destination(s) (`TRACEKIT_TRACKING_URI`): a directory or
-            `file://DIR`, `console`, `memory`; a list or comma-separated string
+            `file://DIR`, `console`, `memory`, `http(s)://HOST[:PORT]` (an
+            MLflow-compatible tracking server), `otlp` or
+            `otlp+http(s)://HOST:PORT[/PATH]`; a list or comma-separated string
             for several.
         experiment_id: experiment on a tracking server.
         experiment_name: experiment on a tracking server, created if missing.
@@ -231,7 +235,11 @@ def configure(
             `"package.module:factory"` string.
         export_interval: seconds between background exports.
         shutdown_timeout: seconds the exit flush may take.
-        spool_dir: where undeliverable traces are kept.
+        spool_dir: where traces a remote destination could not take are kept
+            until it can (`TRACEKIT_SPOOL_DIR`, default `./.tracekit/spool`).
+        spool_max_mb: the spool's bound per destination (`TRACEKIT_SPOOL_MAX_MB`).
+        export_timeout: seconds per request to a remote destination
+            (`TRACEKIT_EXPORT_TIMEOUT`).
         propagate_context_to_threads: carry the current span into thread pools.
         **limits: `max_spans_per_trace`, `max_in_flight_traces`,
             `max_queued_spans`, `export_batch_spans`, `max_value_chars`,
@@ -255,6 +263,8 @@ def configure(
         export_interval=export_interval,
         shutdown_timeout=shutdown_timeout,
         spool_dir=spool_dir,
+        spool_max_mb=spool_max_mb,
+        export_timeout=export_timeout,
         propagate_context_to_threads=propagate_context_to_threads,
         **limits,
     )

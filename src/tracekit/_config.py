@@ -229,7 +229,7 @@ def _check(name: str, value: Any, default: Any) -> Any:
         return tuple(value)
     if name == "sampling_ratio":
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
-    elif name == "export_interval":
+    elif name in ("export_interval", "export_timeout"):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0.01
     elif isinstance(default, bool):
         ok = isinstance(value, bool)

@@ -45,7 +45,8 @@ class ExportPipeline:
         self._worker: threading.Thread | None = None
         self._stopping = False
         self._closed = False
-        self._exporting = 0  # traces taken by the worker and not yet handed over
+        self._exporting = 0  # traces taken by the worker and not yet exported
+        self._handed = False  # ...and already passed to the exporter (which may keep them)
         self._max_queued_spans = config.max_queued_spans
         self._batch_spans = config.export_batch_spans
 
@@ -107,6 +108,8 @@ class ExportPipeline:
             self._closed = True
             leftovers = list(self._queue)
             busy = self._exporting if worker and worker.is_alive() else 0
+            if busy and self._handed and callable(keep):
+                busy = 0  # the exporter's shutdown spools the batch it is sending
             self._queue.clear()
             self._queued_spans = 0
         if leftovers and callable(keep):
@@ -190,6 +193,7 @@ class ExportPipeline:
                         self.exporter.force_flush(None)
             finally:  # an internal error raised under tests must not hang flush()
                 self._exporting = 0
+                self._handed = False
                 for waiter in waiters:
                     waiter.set()
             if stopping and drained:
@@ -203,8 +207,9 @@ class ExportPipeline:
             trace.release()
         if not records:
             return
+        self._handed = True
         result = _safe_export(self.exporter, records)
-        if not result.ok:
+        if not result.ok and not result.counted:
             _stats.count("export_failed", len(records))
             warn_limited(
                 "export-failed",

@@ -1,15 +1,23 @@
-"""`tracekit upload`: deliver spooled batches, or a whole file store, to a remote destination."""
+"""`tracekit upload`: deliver spooled batches, or a whole file store, to a remote destination.
+
+Both send directly (no retries, no spool): a batch that fails stops the
+upload and stays where it was, so running the command again later goes on
+where it stopped; a spooled batch the destination refuses as such (HTTP 400,
+413...) is set aside as `*.rejected` and the upload goes on. Claims keep a
+running application and an upload from delivering the same batch twice.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from tracekit import _store
 from tracekit._config import Config, from_env
 from tracekit.exporters.base import Exporter, TraceRecord, _safe_export
-from tracekit.exporters.spool import Spool, spools
+from tracekit.exporters.spool import REJECTED_SUFFIX, Spool, spools
 
 BATCH_TRACES = 100
 
@@ -26,33 +34,56 @@ def upload_spool(root: Path, to: str | None = None) -> tuple[int, int]:
     delivered = left = 0
     base = from_env()
     for spool in spools(root):
+        if not spool.pending():
+            continue
         uri = to or str(spool.destination.get("uri") or "")
-        config = base
-        if not to:  # the experiment the batches were meant for, unless the environment says
-            config = dataclasses.replace(
-                base,
-                experiment_id=base.experiment_id or spool.destination.get("experiment_id"),
-                experiment_name=base.experiment_name or spool.destination.get("experiment_name"),
-            )
-        n, remaining = _drain(spool, uri, config)
+        n, remaining = _drain(spool, uri, _config_for(base, spool, to))
         delivered += n
         left += remaining
     return delivered, left
+
+
+def _config_for(base: Config, spool: Spool, to: str | None) -> Config:
+    """The experiment the batches were meant for, unless the environment names one."""
+    if base.experiment_id or base.experiment_name:
+        return base
+    meant = spool.destination
+    same = not to or to.rstrip("/") == str(meant.get("uri") or "").rstrip("/")
+    return dataclasses.replace(
+        base,
+        # An experiment id means nothing on another server; a name does.
+        experiment_id=meant.get("experiment_id") if same else None,
+        experiment_name=meant.get("experiment_name"),
+    )
 
 
 def _drain(spool: Spool, uri: str, config: Config) -> tuple[int, int]:
     try:
         exporter = _exporter(uri, config)
     except ValueError as exc:
-        print(f"{spool.directory}: cannot deliver to {uri!r}: {exc}")
+        print(f"{spool.directory}: cannot deliver to {uri!r}: {exc}", file=sys.stderr)
         return 0, len(spool.pending())
-    delivered = 0
+    delivered = rejected = 0
     try:
         for claim in spool.claims():
             result = _safe_export(exporter, claim.records)
+            if result.rejected:  # this batch can never succeed: set it aside, go on
+                claim.reject()
+                print(
+                    f"{uri} refused {len(claim.records)} trace(s) ({result.message}); set aside "
+                    f"as {claim.original.name}{REJECTED_SUFFIX}",
+                    file=sys.stderr,
+                )
+                rejected += 1
+                continue
             if not result.ok:
                 claim.release()
-                print(f"{uri}: {result.message}; stopped, the rest stays in {spool.directory}")
+                left = len(spool.pending())
+                print(
+                    f"cannot deliver to {uri} ({result.message}); {left} batch(es) stay in "
+                    f"{spool.directory}: run `tracekit upload` again when it answers",
+                    file=sys.stderr,
+                )
                 break
             claim.done()
             delivered += len(claim.records)
@@ -60,19 +91,30 @@ def _drain(spool: Spool, uri: str, config: Config) -> tuple[int, int]:
         exporter.shutdown(None)
     left = len(spool.pending())
     print(f"{uri}: delivered {delivered} trace(s) from {spool.directory}; {left} batch(es) left")
-    return delivered, left
+    return delivered, left + rejected
 
 
 def upload_store(store: Path, to: str) -> tuple[int, int]:
     """Send every trace of a file store to `to`; (traces delivered, traces not delivered)."""
     records = _store.load(store)
-    exporter = _exporter(to, from_env())
+    if not records:
+        print(f"Nothing to upload: no traces in {store}.")
+        return 0, 0
+    try:
+        exporter = _exporter(to, from_env())
+    except ValueError as exc:
+        print(f"cannot deliver to {to!r}: {exc}", file=sys.stderr)
+        return 0, len(records)
     delivered = 0
     try:
         for batch in _batches(records, BATCH_TRACES):
             result = _safe_export(exporter, batch)
             if not result.ok:
-                print(f"{to}: {result.message}; stopped after {delivered} trace(s)")
+                print(
+                    f"cannot deliver to {to} ({result.message}); stopped after {delivered} of "
+                    f"{len(records)} trace(s)",
+                    file=sys.stderr,
+                )
                 break
             delivered += len(batch)
     finally:

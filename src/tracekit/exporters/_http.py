@@ -9,8 +9,12 @@ understand: connection errors, timeouts, 429 and 5xx are retryable, and
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import gzip
 import http.client
+import math
+import socket
 import ssl
 import threading
 import time
@@ -58,7 +62,7 @@ class HttpClient:
 
     base_url: str
     timeout: float = 10.0
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # credentials
     tls: TLSOptions = field(default_factory=TLSOptions)
     gzip_requests: bool = False
 
@@ -128,8 +132,21 @@ class HttpClient:
             self._conn = None
 
     def close(self) -> None:
-        with self._lock:
-            self._close()
+        """Close the connection, also from another thread while a request waits on it.
+
+        Does not take the request lock: shutdown must not wait for a stalled
+        server. Shutting the socket down wakes the waiting request, which fails.
+        """
+        conn = self._conn
+        sock = conn.sock if conn is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        if self._lock.acquire(timeout=1.0):
+            try:
+                self._close()
+            finally:
+                self._lock.release()
 
 
 def _ssl_context(tls: TLSOptions) -> ssl.SSLContext:
@@ -148,14 +165,18 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:  # "inf" or "nan" would hold the circuit open for ever
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
-        when = parsedate_to_datetime(value).timestamp()
+        date = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    return max(0.0, when - (time.time() if now is None else now))
+    if date.tzinfo is None:  # "-0000": UTC, not the local time .timestamp() would assume
+        date = date.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, date.timestamp() - (time.time() if now is None else now))
 
 
 def result_of(response: Response, what: str) -> ExportResult:

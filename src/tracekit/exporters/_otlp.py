@@ -7,8 +7,10 @@ strings). `encode(request, protobuf=...)` turns it into request bytes.
 Attributes follow the OpenTelemetry GenAI conventions (`gen_ai.*`, already on
 the spans, plus `gen_ai.usage.*` from the token usage), carry inputs and
 outputs as `input.value`/`output.value` (what Phoenix, Langfuse and other
-OpenInference readers show) and the span type as `tracekit.span_type` and
-`openinference.span.kind`. With `mlflow=True` they also carry what an MLflow
+OpenInference readers show), OpenInference's `llm.token_count.*`, the span
+type as `tracekit.span_type` and `openinference.span.kind`, and on the root
+span the trace's `session.id`, `user.id`, `metadata` (JSON) and `tag.tags`
+(`key=value` strings). With `mlflow=True` they also carry what an MLflow
 server reads: `mlflow.spanType`, `mlflow.spanInputs`, `mlflow.spanOutputs`,
 `mlflow.chat.tokenUsage`, `mlflow.llm.model`, `mlflow.llm.provider` (JSON
 strings), and on the root span the trace's tags, session and user.
@@ -37,6 +39,19 @@ _USAGE_ATTRIBUTES = {
     "cache_creation_input_tokens": "gen_ai.usage.cache_creation.input_tokens",
     "reasoning_tokens": "gen_ai.usage.reasoning.output_tokens",
 }
+_OPENINFERENCE_USAGE = {
+    "input_tokens": "llm.token_count.prompt",
+    "output_tokens": "llm.token_count.completion",
+    "total_tokens": "llm.token_count.total",
+}
+# The token usage keys MLflow knows; reasoning tokens are part of its output tokens.
+_MLFLOW_USAGE = (
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+)
 
 
 def _json(value: Any) -> str:
@@ -56,8 +71,13 @@ def any_value(value: Any) -> dict[str, Any]:
     if isinstance(value, str):
         return {"stringValue": value}
     if isinstance(value, (list, tuple)) and value:
+        # OpenTelemetry attribute arrays are homogeneous: one type, every int an int64.
         first = type(value[0])
-        if first in (str, bool, int, float) and all(type(v) is first for v in value):
+        if (
+            first in (str, bool, int, float)
+            and all(type(v) is first for v in value)
+            and (first is not int or all(-(2**63) <= v < 2**63 for v in value))
+        ):
             return {"arrayValue": {"values": [any_value(v) for v in value]}}
     return {"stringValue": _json(value)}
 
@@ -87,22 +107,62 @@ def span_attributes(
     if span.get("outputs") is not None:
         attributes["output.value"] = _json(span["outputs"])
         attributes["output.mime_type"] = "application/json"
+    for key, name in _OPENINFERENCE_USAGE.items():
+        if key in usage:
+            attributes.setdefault(name, usage[key])
+    if span.get("parent_id") is None:
+        attributes.update(_trace_attributes(record))
     return attributes
+
+
+def _trace_attributes(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What the trace carries beyond its spans, on the root span for OTLP backends."""
+    metadata = record.get("metadata") or {}
+    out: dict[str, Any] = {}
+    if metadata.get("session_id") is not None:
+        out["session.id"] = str(metadata["session_id"])
+    if metadata.get("user_id") is not None:
+        out["user.id"] = str(metadata["user_id"])
+    if metadata:
+        out["metadata"] = _json(metadata)  # OpenInference: a JSON object
+    tags = record.get("tags") or {}
+    if tags:
+        out["tag.tags"] = [f"{k}={v}" for k, v in tags.items()]
+    return out
+
+
+def mlflow_usage(usage: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Token usage in the keys MLflow knows (it sums them up a trace and prices them)."""
+    return {k: usage[k] for k in _MLFLOW_USAGE if k in usage} if usage else {}
+
+
+def _mlflow_value(value: Any) -> Any:
+    """A span's inputs or outputs as MLflow's OTLP ingestion reads them back.
+
+    The server JSON-encodes every attribute value it receives, and its reader
+    undoes one level of double encoding only for strings, lists and objects:
+    so numbers and booleans go as native values (a JSON string would come back
+    as the string "42"), everything else as a JSON string. None is left out
+    (absent is how MLflow stores "no inputs"; "null" would read back as a string).
+    """
+    if value is None:
+        return None
+    if isinstance(value, (bool, float)) or (isinstance(value, int) and -(2**63) <= value < 2**63):
+        return value
+    return _json(value)
 
 
 def _mlflow_attributes(
     span: Mapping[str, Any], record: Mapping[str, Any], attributes: Mapping[str, Any]
-) -> dict[str, str]:
+) -> dict[str, Any]:
     out = {
         "mlflow.spanType": _json(span.get("span_type") or "UNKNOWN"),
-        "mlflow.spanInputs": _json(span.get("inputs")),
-        "mlflow.spanOutputs": _json(span.get("outputs")),
+        "mlflow.spanInputs": _mlflow_value(span.get("inputs")),
+        "mlflow.spanOutputs": _mlflow_value(span.get("outputs")),
     }
-    usage = span.get("token_usage")
+    usage = mlflow_usage(span.get("token_usage"))
     if usage:
-        out["mlflow.chat.tokenUsage"] = _json(
-            {k: usage[k] for k in ("input_tokens", "output_tokens", "total_tokens") if k in usage}
-        )
+        out["mlflow.chat.tokenUsage"] = _json(usage)
     model = attributes.get("gen_ai.response.model") or attributes.get("gen_ai.request.model")
     if model:
         out["mlflow.llm.model"] = _json(model)
@@ -110,7 +170,9 @@ def _mlflow_attributes(
     if provider:
         out["mlflow.llm.provider"] = _json(provider)
     if span.get("parent_id") is None:
+        # MLflow builds the trace's info from its root span: name, tags, session, user.
         metadata = record.get("metadata") or {}
+        out["mlflow.traceTag.mlflow.traceName"] = _json(record.get("name") or span.get("name"))
         for key, value in (record.get("tags") or {}).items():
             out["mlflow.traceTag." + key] = _json(value)
         if metadata.get("session_id") is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
@@ -27,7 +28,7 @@ class TrackingSettings:
     """Where and how to reach an MLflow-compatible tracking server."""
 
     base_url: str
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # credentials
     tls: TLSOptions = field(default_factory=TLSOptions)
     timeout: float = 10.0
 
@@ -53,7 +54,25 @@ def tracking_settings(
         ca_file=ca[1] if ca else None,
         client_cert=client_cert[1] if client_cert else None,
     )
-    return TrackingSettings(uri.rstrip("/"), headers, tls, timeout)
+    base_url, userinfo = _without_userinfo(uri.rstrip("/"))
+    if userinfo is not None and "Authorization" not in headers:
+        headers["Authorization"] = userinfo
+    return TrackingSettings(base_url, headers, tls, timeout)
+
+
+def _without_userinfo(url: str) -> tuple[str, str | None]:
+    """`url` without `user:password@`, and that userinfo as a basic Authorization value.
+
+    The credentials must reach the server as a header, and never the log lines,
+    spool directory names or `destination.json` that name the destination.
+    """
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.netloc.rpartition("@")[2]
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}".encode()
+    value = "Basic " + base64.b64encode(pair).decode("ascii")
+    return parts._replace(netloc=host).geturl(), value
 
 
 @dataclass(frozen=True)
@@ -61,7 +80,7 @@ class OtlpSettings:
     """Where and how to send OTLP/HTTP."""
 
     endpoint: str
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # credentials
     protobuf: bool = True
     timeout: float = 10.0
     gzip: bool = False
@@ -79,16 +98,40 @@ def _headers(found: tuple[str, str] | None) -> dict[str, str]:
         return headers
     for item in _split(found[1]):
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            _warn(found[0], "<hidden>", "key=value pairs", "the item skipped")
+        name, value = unquote(key.strip()), unquote(value.strip())
+        if not sep or not _TOKEN.fullmatch(name) or not _sendable(value):
+            # A header http.client cannot send would fail every export, for ever. The
+            # value may be a secret: only a valid name is shown.
+            shown = f"{name}=<hidden>" if sep and _TOKEN.fullmatch(name) else "<hidden>"
+            _warn(
+                found[0],
+                shown,
+                "key=value pairs of HTTP header names and values",
+                "the item skipped",
+            )
             continue
-        headers[unquote(key.strip())] = unquote(value.strip())
+        headers[name] = value
     return headers
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110)
+
+
+def _sendable(value: str) -> bool:
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return not any(c in value for c in "\r\n\0")
 
 
 def _endpoint(uri: str, env: Mapping[str, str]) -> str:
     if "://" in uri:  # otlp+http://HOST:PORT[/PATH]
-        target = uri.split("+", 1)[1]
+        scheme, sep, target = uri.partition("+")
+        if not sep or scheme.lower() != "otlp" or "://" not in target:
+            raise ValueError(
+                f"expected otlp+http://HOST:PORT[/PATH] or otlp+https://..., not {uri!r}"
+            )
         parts = urlsplit(target)
         return target if parts.path not in ("", "/") else target.rstrip("/") + OTLP_PATH
     traces = _env(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
@@ -107,21 +150,22 @@ def otlp_settings(
     env = os.environ if env is None else env
     endpoint = _endpoint(uri, env)
     protocol = _otlp(env, "PROTOCOL")
+    # Unset: protobuf when opentelemetry-proto is installed, else OTLP/JSON, quietly.
     protobuf = protobuf_available
     if protocol is not None:
         value = protocol[1].lower()
         if value == "http/json":
             protobuf = False
-        elif value == "grpc" or value != "http/protobuf":
-            _warn(protocol[0], protocol[1], "http/protobuf or http/json", "http/protobuf")
-    if protobuf and not protobuf_available:
-        _warn(
-            protocol[0] if protocol else "OTEL_EXPORTER_OTLP_PROTOCOL",
-            "http/protobuf",
-            "opentelemetry-proto installed (pip install 'tracekit[otlp]') for protobuf",
-            "http/json",
-        )
-        protobuf = False
+        elif value == "http/protobuf" and not protobuf_available:
+            _warn(
+                protocol[0],
+                protocol[1],
+                "opentelemetry-proto installed (pip install 'tracekit[otlp]') for protobuf",
+                "http/json",
+            )
+        elif value != "http/protobuf":  # grpc is not spoken here
+            fallback = "http/protobuf" if protobuf_available else "http/json"
+            _warn(protocol[0], protocol[1], "http/protobuf or http/json", fallback)
     timeout_ms = 10_000.0
     found_timeout = _otlp(env, "TIMEOUT")
     if found_timeout is not None:
@@ -140,9 +184,13 @@ def otlp_settings(
         client_cert=cert[1] if cert else None,
         client_key=key[1] if key else None,
     )
+    headers = _headers(_otlp(env, "HEADERS"))
+    endpoint, userinfo = _without_userinfo(endpoint)
+    if userinfo is not None and not any(k.lower() == "authorization" for k in headers):
+        headers["Authorization"] = userinfo
     return OtlpSettings(
         endpoint=endpoint,
-        headers=_headers(_otlp(env, "HEADERS")),
+        headers=headers,
         protobuf=protobuf,
         timeout=timeout_ms / 1000.0,
         gzip=gzip,

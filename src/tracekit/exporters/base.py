@@ -11,7 +11,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -32,6 +32,8 @@ class ExportResult:
         retry_after: seconds the destination asked us to wait, if it said.
         message: what went wrong, for the log.
         status: the HTTP status of a failed request, when there was one.
+        counted: the exporter already counted the batch's traces as dropped in
+            `tracekit.get_stats()` (the pipeline does not count them again).
     """
 
     ok: bool
@@ -39,9 +41,21 @@ class ExportResult:
     retry_after: float | None = None
     message: str = ""
     status: int | None = None
+    counted: bool = False
+
+    @property
+    def rejected(self) -> bool:
+        """The destination answered and refused this batch itself (e.g. HTTP 400 or 413).
+
+        Sending the same batch again cannot succeed, unlike after a network
+        error, a 429/5xx or an authentication failure (401/403, fixed by
+        configuration).
+        """
+        return not self.ok and not self.retryable and self.status in _REJECTED_STATUS
 
 
 SUCCESS = ExportResult(ok=True)
+_REJECTED_STATUS = frozenset({400, 413, 415, 422})
 
 
 @runtime_checkable
@@ -84,7 +98,11 @@ class FanoutExporter(BaseExporter):
         failures = [r for r in (_safe_export(e, traces) for e in self.exporters) if not r.ok]
         if not failures:
             return SUCCESS
-        return ExportResult(ok=False, message="; ".join(f.message for f in failures))
+        return ExportResult(
+            ok=False,
+            message="; ".join(f.message for f in failures),
+            counted=all(f.counted for f in failures),
+        )
 
     def force_flush(self, timeout: float | None = None) -> bool:
         return all(e.force_flush(timeout) for e in self.exporters)
@@ -103,7 +121,18 @@ class RetryingExporter(BaseExporter):
     Gives up after `max_attempts`, once `max_elapsed` seconds have passed, or
     when the destination asks for a longer wait than `max_backoff`, returning
     the last failure (a circuit breaker and a spool outside take it from there).
-    `shutdown()` cuts any wait short.
+    `shutdown()` cuts a wait short: the export returns its last failure at once.
+
+    Args:
+        exporter: the exporter to retry.
+        max_attempts: attempts per batch, the first included.
+        initial_backoff: seconds before the second attempt; doubles after
+            each further failure, up to `max_backoff`, times `jitter()`.
+        max_backoff: the longest backoff (before jitter); a longer `Retry-After`
+            gives up at once.
+        max_elapsed: no attempt starts later than this many seconds after the first.
+        jitter: the factor each backoff is multiplied by (default: 0.5 to 1.5,
+            at random; tests pass a constant).
     """
 
     def __init__(
@@ -114,12 +143,14 @@ class RetryingExporter(BaseExporter):
         initial_backoff: float = 0.5,
         max_backoff: float = 30.0,
         max_elapsed: float = 60.0,
+        jitter: Callable[[], float] | None = None,
     ) -> None:
         self.exporter = exporter
         self.max_attempts = max_attempts
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
         self.max_elapsed = max_elapsed
+        self._jitter = jitter or _jitter
         self._stopped = threading.Event()
 
     def export(self, traces: Sequence[TraceRecord]) -> ExportResult:
@@ -135,7 +166,7 @@ class RetryingExporter(BaseExporter):
                     return result  # longer than we wait here: a circuit breaker outside honours it
                 delay = result.retry_after
             else:
-                delay = min(backoff, self.max_backoff) * _jitter()
+                delay = min(backoff, self.max_backoff) * self._jitter()
             if time.monotonic() - start + delay > self.max_elapsed:
                 return result
             logger.debug(

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from tracekit import _context, _stats
-from tracekit._guard import guard
+from tracekit._guard import guard, warn_limited
 from tracekit.exporters.base import (
     SUCCESS,
     BaseExporter,
@@ -31,7 +31,7 @@ from tracekit.exporters.base import (
     TraceRecord,
     _safe_export,
 )
-from tracekit.exporters.spool import Spool
+from tracekit.exporters.spool import REJECTED_SUFFIX, Spool
 
 logger = logging.getLogger("tracekit")
 
@@ -39,12 +39,24 @@ logger = logging.getLogger("tracekit")
 class CircuitBreakerExporter(BaseExporter):
     """Fails fast while a destination is known to be down.
 
+    Every failure counts except a batch the destination answered and refused
+    (`ExportResult.rejected`): the destination is up then. While the circuit
+    is open, `export()` returns the last failure without calling the
+    exporter. Once the cooldown has passed, one batch (the probe) goes
+    through while the others still fail fast; a failed probe doubles the
+    cooldown, a delivered one closes the circuit.
+
     Args:
         exporter: the exporter to protect.
         failure_threshold: consecutive failed batches that open the circuit.
         cooldown: seconds the circuit stays open the first time; doubles on
-            every failed probe up to `max_cooldown`.
+            every failed probe up to `max_cooldown`. A longer `Retry-After`
+            keeps it open longer.
+        clock: monotonic seconds (tests pass a fake one).
     """
+
+    #: What `ready_in()` says while a probe is on its way (its outcome decides).
+    PROBE_POLL = 0.25
 
     def __init__(
         self,
@@ -76,37 +88,35 @@ class CircuitBreakerExporter(BaseExporter):
         with self._lock:
             if self._open_until is None:
                 return 0.0
+            if self._probing:
+                return self.PROBE_POLL
             return max(0.0, self._open_until - self._clock())
 
     def export(self, traces: Sequence[TraceRecord]) -> ExportResult:
+        probe = False
         with self._lock:
             if self._open_until is not None:
                 if self._probing or self._clock() < self._open_until:
                     return self._last
-                self._probing = True  # half-open: this batch is the probe
+                self._probing = probe = True  # half-open: this batch is the probe
         try:
             result = _safe_export(self.exporter, traces)
         finally:
-            with self._lock:
-                self._probing = False
+            if probe:
+                with self._lock:
+                    self._probing = False
         with self._lock:
-            if result.ok:
+            if result.ok or result.rejected:  # it answered: it is up
                 self._failures = 0
                 self._cooldown = self.initial_cooldown
                 self._open_until = None
                 return result
             self._failures += 1
-            self._last = ExportResult(
-                ok=False,
-                retryable=result.retryable,
-                retry_after=result.retry_after,
-                message=result.message,
-                status=result.status,
-            )
+            self._last = result
+            if probe:  # a failed probe: back off further
+                self._cooldown = min(self._cooldown * 2, self.max_cooldown)
             if self._failures >= self.failure_threshold:
                 wait = max(self._cooldown, result.retry_after or 0.0)
-                if self._open_until is not None:  # a failed probe: back off further
-                    self._cooldown = min(self._cooldown * 2, self.max_cooldown)
                 self._open_until = self._clock() + wait
         return result
 
@@ -120,12 +130,31 @@ class CircuitBreakerExporter(BaseExporter):
 class SpoolingExporter(BaseExporter):
     """Spools what its exporter could not deliver and delivers it later.
 
+    A failed batch is written to the spool and `export()` reports success
+    (the batch is safe); a batch the destination refused as such
+    (`ExportResult.rejected`) is not spooled, since sending it again cannot
+    help. A background thread, `tracekit-spool`, delivers spooled batches
+    oldest first whenever the exporter's `ready_in()` (a circuit breaker's)
+    says the destination may answer; it runs while there is something to
+    deliver, so a process that finds batches left by an earlier one delivers
+    them from its first export on.
+
+    `shutdown()` spools a batch still in flight, lets the background delivery
+    go on until the deadline while the destination answers (so a short-lived
+    process still delivers what an earlier one left), and never waits for a
+    destination that does not.
+
     Args:
         exporter: usually a `CircuitBreakerExporter` (its `ready_in()` paces
             the background delivery).
         spool: where undeliverable batches wait.
         destination: how the destination is named in log lines.
     """
+
+    #: Seconds between delivery attempts when the exporter has no `ready_in()`.
+    RETRY_PAUSE = 5.0
+    #: Empty rounds, a second apart, before the delivery thread ends.
+    IDLE_ROUNDS = 2
 
     def __init__(self, exporter: Exporter, spool: Spool, destination: str) -> None:
         self.exporter = exporter
@@ -135,8 +164,11 @@ class SpoolingExporter(BaseExporter):
         self._wake = threading.Condition(self._lock)
         self._inflight: Sequence[TraceRecord] | None = None
         self._drainer: threading.Thread | None = None
+        self._kept = False  # a batch was spooled since the delivery thread last looked
+        self._finishing = False  # shutting down: deliver what is there, wait for nothing
         self._stopped = False
-        self._failing = False
+        self._failing = False  # since the first failure, until the next success (the log lines)
+        self._answered = False  # the last batch sent was delivered
         if self.spool.pending():
             self._start_drainer()  # what an earlier run left behind
 
@@ -144,35 +176,50 @@ class SpoolingExporter(BaseExporter):
         if not traces:
             return SUCCESS
         with self._lock:
-            self._inflight = traces
+            closing = self._finishing or self._stopped
+            if not closing:
+                self._inflight = traces
+        if closing:  # after shutdown: no network, keep it for a later process
+            return self.keep(traces)
         result = _safe_export(self.exporter, traces)
         with self._lock:
             mine, self._inflight = self._inflight is traces, None
-        if result.ok:
+        if result.ok or result.rejected:  # rejected: the pipeline counts and reports it
             self._recovered()
-            if self._drainer is not None:
-                with self._wake:
-                    self._wake.notify()
+            self._nudge_drainer()
             return result
         self._failed(result)
         if not mine:  # shutdown() spooled it meanwhile
             return SUCCESS
-        return self.keep(traces)
+        kept = self.keep(traces)
+        self._start_drainer()
+        return kept
 
     def keep(self, traces: Sequence[TraceRecord]) -> ExportResult:
-        """Spool a batch without trying to deliver it (the exit path uses this)."""
-        if not self.spool.put(traces):
-            _stats.count("spool_full", len(traces))
+        """Spool a batch without trying to deliver it now (the exit path uses this)."""
+        if not traces:
+            return SUCCESS
+        if not self._put(traces):
             return ExportResult(
-                ok=False, message=f"the spool {self.spool.directory} is full or not writable"
+                ok=False,
+                message=f"the spool {self.spool.directory} is full or not writable",
+                counted=True,
             )
-        _stats.note("spooled", len(traces))
-        self._start_drainer()
+        with self._lock:
+            self._kept = True
         return SUCCESS
+
+    def _put(self, traces: Sequence[TraceRecord]) -> bool:
+        if self.spool.put(traces):
+            _stats.note("spooled", len(traces))
+            return True
+        _stats.count("spool_full", len(traces))
+        return False
 
     def _failed(self, result: ExportResult) -> None:
         with self._lock:
             first, self._failing = not self._failing, True
+            self._answered = False
         if first:
             logger.warning(
                 "tracekit: cannot deliver traces to %s (%s); keeping them in %s and delivering "
@@ -185,6 +232,7 @@ class SpoolingExporter(BaseExporter):
     def _recovered(self) -> None:
         with self._lock:
             was, self._failing = self._failing, False
+            self._answered = True
         if was:
             logger.warning(
                 "tracekit: %s answers again; delivering spooled traces", self.destination
@@ -192,71 +240,156 @@ class SpoolingExporter(BaseExporter):
 
     # -- background delivery of the spool ---------------------------------------
 
+    def _running(self) -> bool:
+        return self._drainer is not None and self._drainer.is_alive()
+
     def _start_drainer(self) -> None:
         with self._lock:
-            if self._stopped or (self._drainer is not None and self._drainer.is_alive()):
+            if self._stopped or self._finishing or self._running():
                 return
             self._drainer = threading.Thread(target=self._drain, name="tracekit-spool", daemon=True)
             self._drainer.start()
 
-    def _pause(self, seconds: float) -> bool:
-        """Wait (woken early by a delivered batch or shutdown); False once stopped."""
+    def _nudge_drainer(self) -> None:
+        """The destination took a batch: deliver the spool now, if there is one."""
         with self._wake:
-            if not self._stopped and seconds > 0:
+            running = self._running()
+            if running:
+                self._wake.notify_all()  # cut a cooldown wait short
+        if not running and self.spool.pending():  # left by another process, or by a race
+            self._start_drainer()
+
+    def _pause(self, seconds: float) -> bool:
+        """Wait (woken early by a delivered batch or shutdown); False once shutting down."""
+        with self._wake:
+            if not (self._finishing or self._stopped) and seconds > 0:
                 self._wake.wait(seconds)
-            return not self._stopped
+            return not (self._finishing or self._stopped)
+
+    def _ready_in(self) -> float | None:
+        ready_in = getattr(self.exporter, "ready_in", None)
+        return float(ready_in()) if callable(ready_in) else None
 
     def _drain(self) -> None:
         _context._suppressed.set(True)  # never trace our own I/O
-        idle_rounds = 0
-        while not self._stopped:
-            ready_in = getattr(self.exporter, "ready_in", None)
-            wait = ready_in() if callable(ready_in) else 0.0
-            if wait and not self._pause(wait + 0.01):
-                return
-            delivered = failed = False
-            with guard("spool delivery"):
-                for claim in self.spool.claims():
-                    if self._stopped:
-                        claim.release()
-                        return
-                    result = _safe_export(self.exporter, claim.records)
-                    if result.ok:
-                        claim.done()
-                        delivered = True
-                        _stats.note("delivered_from_spool", len(claim.records))
-                        self._recovered()
-                        continue
-                    claim.release()
-                    self._failed(result)
-                    failed = True
-                    break
-            if failed:
-                if not callable(ready_in) and not self._pause(5.0):
+        try:
+            idle_rounds = 0
+            while True:
+                wait = self._ready_in()
+                if wait and not self._pause(wait + 0.01):
                     return
+                with self._lock:
+                    self._kept = False
+                outcome = _IDLE
+                with guard("spool delivery"):
+                    outcome = self._deliver_pending()
+                if outcome == _STOPPED:
+                    return
+                if outcome == _FAILED:
+                    if wait is None and not self._pause(self.RETRY_PAUSE):
+                        return
+                    if self._finishing:
+                        return
+                    continue
+                if outcome == _DELIVERED:
+                    idle_rounds = 0
+                    continue
+                idle_rounds += 1  # nothing left: linger briefly for batches spooled meanwhile
+                if idle_rounds <= self.IDLE_ROUNDS and self._pause(1.0):
+                    continue
+                with self._lock:
+                    if self._kept and not self._stopped:
+                        continue  # spooled while this thread was deciding to end
+                    self._drainer = None
+                    return
+        finally:
+            with self._lock:
+                if self._drainer is threading.current_thread():
+                    self._drainer = None
+
+    def _deliver_pending(self) -> str:
+        delivered = False
+        for claim in self.spool.claims():
+            if self._stopped:
+                claim.release()
+                return _STOPPED
+            result = _safe_export(self.exporter, claim.records)
+            if result.ok:
+                claim.done()
+                delivered = True
+                _stats.note("delivered_from_spool", len(claim.records))
+                self._recovered()
                 continue
-            if delivered:
-                idle_rounds = 0
+            if result.rejected:  # sending it again cannot help: set it aside
+                claim.reject()
+                _stats.count("export_failed", len(claim.records))
+                warn_limited(
+                    "spool-rejected",
+                    "tracekit: %s refused %d spooled trace(s) (%s); kept aside in %s",
+                    self.destination,
+                    len(claim.records),
+                    result.message,
+                    claim.original.with_name(claim.original.name + REJECTED_SUFFIX),
+                )
+                self._recovered()
                 continue
-            idle_rounds += 1  # nothing left: linger briefly for batches spooled meanwhile
-            if idle_rounds > 2 or not self._pause(1.0):
-                return
+            claim.release()
+            self._failed(result)
+            return _FAILED
+        return _DELIVERED if delivered else _IDLE
 
     def force_flush(self, timeout: float | None = None) -> bool:
         return self.exporter.force_flush(timeout)
 
     def shutdown(self, timeout: float | None = None) -> None:
-        """Stop delivering; a batch still in flight is spooled, not lost."""
+        """Stop delivering within `timeout` seconds; a batch still in flight is spooled."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._wake:
-            self._stopped = True
+            self._finishing = True
             inflight, self._inflight = self._inflight, None
+            answered = self._answered
+            drainer = self._drainer if self._running() else None
             self._wake.notify_all()
         if inflight is not None:
-            if self.spool.put(inflight):
-                _stats.note("spooled", len(inflight))
-            else:
-                _stats.count("spool_full", len(inflight))
-        self.exporter.shutdown(timeout)
-        drainer = self._drainer
-        if drainer is not None and drainer is not threading.current_thread():
-            drainer.join(min(timeout or 0.0, 1.0))
+            self._put(inflight)
+        if drainer is threading.current_thread():
+            drainer = None
+        if drainer is not None and answered and inflight is None:
+            # The destination answers (and is not slow): let the delivery go on for now.
+            reserve = min(0.25, (timeout or 0.0) * 0.1)
+            drainer.join(_left(deadline, reserve))
+        with self._wake:
+            self._stopped = True
+            self._wake.notify_all()
+        # Closing the exporter also cuts its retry waits and requests short.
+        closer = self._close(deadline)
+        if drainer is not None:
+            drainer.join(_left(deadline))
+        if closer is not None:
+            closer.join(_left(deadline))
+
+    def _close(self, deadline: float | None) -> threading.Thread | None:
+        if deadline is None:
+            self.exporter.shutdown(None)
+            return None
+
+        # Closing an HTTP client may wait for a request still on its way (a
+        # stalled destination): do it on a helper thread, waited for only
+        # until the deadline.
+        def close() -> None:
+            with guard("exporter shutdown"):
+                self.exporter.shutdown(_left(deadline))
+
+        closer = threading.Thread(target=close, name="tracekit-close", daemon=True)
+        closer.start()
+        return closer
+
+
+_IDLE, _DELIVERED, _FAILED, _STOPPED = "idle", "delivered", "failed", "stopped"
+
+
+def _left(deadline: float | None, reserve: float = 0.0) -> float | None:
+    """Seconds from now until `deadline` minus `reserve` (None: no deadline)."""
+    if deadline is None:
+        return None
+    return max(0.0, deadline - reserve - time.monotonic())

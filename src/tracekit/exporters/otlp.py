@@ -64,9 +64,11 @@ class OtlpExporter(BaseExporter):
 
 
 def _split_endpoint(endpoint: str) -> tuple[str, str]:
+    """Origin and path of the traces URL; a URL without a path means `/` (the OTLP spec's
+    rule for OTEL_EXPORTER_OTLP_TRACES_ENDPOINT; the other forms always carry a path)."""
     scheme, _, rest = endpoint.partition("://")
     host, slash, path = rest.partition("/")
-    return f"{scheme}://{host}", "/" + path if slash else _otlp.OTLP_PATH
+    return f"{scheme}://{host}", "/" + path if slash else "/"
 
 
 def settings_for(uri: str) -> OtlpSettings:

@@ -11,6 +11,7 @@ from tracekit.exporters.delivery import CircuitBreakerExporter, SpoolingExporter
 from tracekit.exporters.spool import DEFAULT_SPOOL_DIR, Spool, destination_key
 
 SCHEMES = ("http", "https", "otlp", "otlp+http", "otlp+https")
+RETRY_BUDGET_S = 10.0  # a batch's attempts start within this many seconds (or the timeout)
 
 
 def scheme_of(uri: str) -> str:
@@ -57,7 +58,9 @@ def build(uri: str, config: Config) -> Exporter:
         max_attempts=3,
         initial_backoff=0.5,
         max_backoff=5.0,
-        max_elapsed=config.export_timeout,
+        # Room for the waits between attempts: a budget of one request's timeout
+        # would allow no retry after a `Retry-After: 1` when the timeout is 1 s.
+        max_elapsed=max(config.export_timeout, RETRY_BUDGET_S),
     )
     breaker = CircuitBreakerExporter(retrying, cooldown=1.0, max_cooldown=60.0)
     description: dict[str, str | None] = {"uri": destination}

@@ -5,10 +5,14 @@ One directory per destination under `TRACEKIT_SPOOL_DIR` (default
 experiment, never credentials) and one JSON-lines file per batch, in the file
 store's format. A batch is written to a temporary name and renamed into
 place, so readers never see half a file. A deliverer claims a file by
-renaming it (`*.claimed-<pid>`), which only one process can do; it deletes
-the file once delivered and renames it back otherwise. Files claimed by a
-process that died are taken back. The total size is bounded: a batch that
-does not fit is refused (the caller counts it).
+renaming it (`*.claimed-<pid>-<token>`, the token telling this process from
+an earlier one that had the same pid, as happens across container
+restarts), which only one process can do; it deletes the file once
+delivered and renames it back otherwise. Claims of a process that is gone,
+and claims older than `STALE_CLAIM_S`, are taken back. Lines that do not
+parse (a torn write, garbage) are skipped. A batch the destination refused
+as such is set aside as `*.rejected` for a human to look at. The total
+size is bounded: a batch that does not fit is refused (the caller counts it).
 """
 
 from __future__ import annotations
@@ -26,14 +30,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tracekit._store import _well_formed
 from tracekit.exporters.base import TraceRecord
 from tracekit.exporters.file import encode
 
 DEFAULT_SPOOL_DIR = os.path.join(".tracekit", "spool")
 DESTINATION_FILE = "destination.json"
+REJECTED_SUFFIX = ".rejected"
+STALE_CLAIM_S = 900.0  # no delivery holds a claim this long
 _SUFFIX = ".jsonl"
-_CLAIMED = re.compile(r"\.claimed-(\d+)$")
+_CLAIMED = re.compile(r"\.claimed-(\d+)(?:-([0-9a-f]+))?$")
+_TEMPORARY = re.compile(r"^\..+\.(\d+)-\d+\.tmp$")  # see _write()
 _counter = itertools.count()
+_token: tuple[int, str] = (0, "")
+
+
+def _claim_token() -> str:
+    """`<pid>-<random>`, new in every process (a forked child included)."""
+    global _token
+    pid = os.getpid()
+    if _token[0] != pid:
+        _token = (pid, os.urandom(4).hex())
+    return f"{pid}-{_token[1]}"
 
 
 def destination_key(uri: str, experiment: str | None) -> str:
@@ -61,6 +79,11 @@ class Claim:
         with contextlib.suppress(FileNotFoundError):
             os.rename(self.path, self.original)
 
+    def reject(self) -> None:
+        """The destination refused it: set it aside (not delivered again, still counted)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(self.path, self.original.with_name(self.original.name + REJECTED_SUFFIX))
+
 
 class Spool:
     """The spool directory of one destination."""
@@ -83,10 +106,7 @@ class Spool:
                     return False
                 self._describe()
                 name = f"{time.time_ns():020d}-{os.getpid()}-{next(_counter):06d}{_SUFFIX}"
-                temporary = self.directory / ("." + name + ".tmp")
-                with open(temporary, "wb") as file:
-                    file.write(data)
-                os.rename(temporary, self.directory / name)
+                _write(self.directory / name, data)
             except OSError:
                 return False
         return True
@@ -94,59 +114,106 @@ class Spool:
     def _describe(self) -> None:
         path = self.directory / DESTINATION_FILE
         if not path.exists():
-            path.write_text(json.dumps(self.destination, indent=2) + "\n", encoding="utf-8")
+            _write(path, (json.dumps(self.destination, indent=2) + "\n").encode())
 
     def size(self) -> int:
         """Bytes held, claimed files included."""
         total = 0
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(self.directory):
-                if entry.name.endswith(_SUFFIX) or _CLAIMED.search(entry.name):
+                if entry.name.startswith("."):
+                    continue
+                if entry.name.endswith((_SUFFIX, REJECTED_SUFFIX)) or _CLAIMED.search(entry.name):
                     with contextlib.suppress(FileNotFoundError):
                         total += entry.stat().st_size
         return total
 
     def pending(self) -> list[Path]:
-        """Unclaimed batches, oldest first (claims of dead processes are taken back)."""
+        """Unclaimed batches, oldest first.
+
+        Claims of processes that are gone are taken back, and so are the
+        temporary files of writers that died before renaming them.
+        """
         files: list[Path] = []
         try:
             entries = list(os.scandir(self.directory))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return files
         for entry in entries:
             match = _CLAIMED.search(entry.name)
-            if match and not _alive(int(match.group(1))):
-                original = self.directory / entry.name[: match.start()]
-                with contextlib.suppress(FileNotFoundError):
-                    os.rename(entry.path, original)
-                files.append(original)
+            if match:
+                if _stale(entry, int(match.group(1)), match.group(2)):
+                    original = self.directory / entry.name[: match.start()]
+                    with contextlib.suppress(FileNotFoundError):
+                        os.rename(entry.path, original)
+                        files.append(original)
             elif entry.name.endswith(_SUFFIX) and not entry.name.startswith("."):
                 files.append(Path(entry.path))
+            elif (temporary := _TEMPORARY.match(entry.name)) and not _alive(
+                int(temporary.group(1))
+            ):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
         return sorted(files, key=lambda p: p.name)
 
     def claims(self) -> Iterator[Claim]:
-        """Claim pending batches one at a time, oldest first."""
+        """Claim pending batches one at a time, oldest first.
+
+        A file with nothing readable in it is removed, not handed out.
+        """
         for path in self.pending():
-            claimed = path.with_name(f"{path.name}.claimed-{os.getpid()}")
+            claimed = path.with_name(f"{path.name}.claimed-{_claim_token()}")
+            with contextlib.suppress(OSError):
+                os.utime(path)  # before the rename: a claim's age counts from now
             try:
                 os.rename(path, claimed)
-            except FileNotFoundError:
-                continue  # another process claimed it first
+            except OSError:
+                continue  # another process claimed it first (or we may not)
             try:
                 records = _read(claimed)
             except OSError:
                 Claim(claimed, path, []).release()
                 continue
-            yield Claim(claimed, path, records)
+            claim = Claim(claimed, path, records)
+            if not records:
+                claim.done()
+                continue
+            yield claim
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write a file under a temporary name and rename it into place."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{next(_counter)}.tmp")
+    try:
+        with open(temporary, "wb") as file:
+            file.write(data)
+        os.rename(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _stale(entry: os.DirEntry[str], pid: int, token: str | None) -> bool:
+    """Whether a claim's holder is gone (or has held it too long)."""
+    if pid == os.getpid():
+        if token is not None and f"{pid}-{token}" != _claim_token():
+            return True  # an earlier process that had this pid
+    elif not _alive(pid):
+        return True
+    try:
+        return time.time() - entry.stat().st_mtime > STALE_CLAIM_S
+    except FileNotFoundError:
+        return False
 
 
 def _read(path: Path) -> list[TraceRecord]:
     records = []
     with open(path, "rb") as file:
         for line in file:
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(ValueError):  # a torn or garbled line: skip it
                 record = json.loads(line)
-                if isinstance(record, dict) and "trace_id" in record:
+                if _well_formed(record):
                     records.append(record)
     return records
 

@@ -8,9 +8,11 @@ the application:
 2. the spans of a batch go as OTLP to `POST /v1/traces` with the header
    `x-mlflow-experiment-id` (protobuf when opentelemetry-proto is installed,
    OTLP/JSON otherwise), carrying the `mlflow.*` attributes MLflow's UI reads;
-3. each trace's info goes to `POST /api/3.0/mlflow/traces` (StartTraceV3):
-   name, state, timing, previews, tags, and metadata with the session, user
-   and token usage in the keys MLflow reads.
+3. the server builds each trace's info from its root span (name, state,
+   timing, previews, tags, session, user, token usage); a trace with more
+   metadata than that also goes to `POST /api/3.0/mlflow/traces`
+   (StartTraceV3), with the session, user and token usage in the keys MLflow
+   reads (`trace_info="always"` sends it for every trace).
 
 Both writes are keyed by the trace and span ids, so delivering a batch twice
 (a retry after a timeout that did succeed, a replayed spool) stores it once.
@@ -54,6 +56,12 @@ class TrackingServerExporter(BaseExporter):
         protobuf: send spans as OTLP protobuf (default: when opentelemetry-proto
             is installed).
         max_spans_per_request: spans per `/v1/traces` request (a trace is never split).
+        trace_info: `"auto"` sends StartTraceV3 only for traces whose metadata
+            the spans cannot carry (anything beyond session and user: the
+            server builds name, state, timing, previews, tags, session, user
+            and token usage from the root span itself, at a fraction of the
+            cost of one more request per trace); `"always"` sends it for every
+            trace.
     """
 
     def __init__(
@@ -64,7 +72,11 @@ class TrackingServerExporter(BaseExporter):
         protobuf: bool | None = None,
         max_spans_per_request: int = 1000,
         auth_hint: str = "MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD",
+        trace_info: str = "auto",
     ) -> None:
+        if trace_info not in ("auto", "always"):
+            raise ValueError(f"trace_info must be 'auto' or 'always', not {trace_info!r}")
+        self.trace_info = trace_info
         self.client = client
         self.auth_hint = auth_hint
         self.experiment_name = experiment_name
@@ -95,6 +107,8 @@ class TrackingServerExporter(BaseExporter):
             if not result.ok:
                 return result
         for record in traces:
+            if self.trace_info == "auto" and not needs_trace_info(record):
+                continue  # the server built the same trace info from the root span
             info = trace_info(record, experiment_id)
             if info is None:  # a fragment from a forked child: its parent sends the info
                 continue
@@ -191,6 +205,14 @@ def _string(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=repr)
 
 
+_SPAN_CARRIED_METADATA = frozenset({"session_id", "user_id"})
+
+
+def needs_trace_info(record: Mapping[str, Any]) -> bool:
+    """Whether a record has metadata that only StartTraceV3 can store."""
+    return any(key not in _SPAN_CARRIED_METADATA for key in record.get("metadata") or {})
+
+
 def trace_info(record: Mapping[str, Any], experiment_id: str) -> dict[str, Any] | None:
     """The StartTraceV3 body for a record, or None for a fragment without its root."""
     spans = record.get("spans") or []
@@ -204,8 +226,9 @@ def trace_info(record: Mapping[str, Any], experiment_id: str) -> dict[str, Any] 
         metadata["mlflow.trace.session"] = metadata["session_id"]
     if "user_id" in metadata:
         metadata["mlflow.trace.user"] = metadata["user_id"]
-    if record.get("token_usage"):
-        metadata["mlflow.trace.tokenUsage"] = json.dumps(record["token_usage"])
+    usage = _otlp.mlflow_usage(record.get("token_usage"))
+    if usage:  # the keys MLflow sums from the spans: the same total either way
+        metadata["mlflow.trace.tokenUsage"] = json.dumps(usage)
     metadata["mlflow.trace_schema.version"] = "3"
     service = (record.get("resource") or {}).get("service.name")
     if service:
