@@ -849,3 +849,28 @@ def test_memory_exporter_unaffected_alongside(remote: Remote) -> None:
     assert tracekit.flush(30)
     assert sorted(r["trace_id"] for r in memory.traces) == sorted(ids)
     assert sorted(remote.spooled_ids()) == sorted(ids)
+
+
+def test_exit_keeps_everything_with_a_file_store_beside_a_stalled_destination(
+    remote: Remote, tmp_path: Path
+) -> None:
+    """Two destinations, the remote one stalled: at exit the file store gets every trace
+    and the spool holds every trace, nothing counted lost."""
+    remote.proxy.mode = "stall"
+    store = tmp_path / "store"
+    env = remote.env(TRACEKIT_SHUTDOWN_TIMEOUT="2", TRACEKIT_EXPORT_TIMEOUT="1")
+    env["TRACEKIT_TRACKING_URI"] = f"{store},{remote.proxy.url}"
+    code = """
+        ids = []
+        for i in range(30):
+            answer(i)
+            ids.append(tracekit.get_last_trace_id())
+            time.sleep(0.01)  # several batches: one hangs on the stalled server
+        tracekit.shutdown()
+        emit(ids=ids, stats=tracekit.get_stats())
+    """
+    [out], wall = run_app(code, env)
+    assert wall < 6, f"the app took {wall:.1f} s to exit with TRACEKIT_SHUTDOWN_TIMEOUT=2"
+    assert sorted(jsonl_ids(store)) == sorted(out["ids"])
+    assert sorted(remote.spooled_ids()) == sorted(out["ids"])
+    assert "not_exported_at_exit" not in out["stats"], out["stats"]

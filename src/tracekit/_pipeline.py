@@ -28,12 +28,21 @@ class ExportPipeline:
 
     def __init__(
         self,
-        exporter: Exporter,
+        exporter: Exporter | Callable[[], Exporter],
         config: Config,
         resource: Mapping[str, Any],
         sweep: Callable[[], object] = lambda: None,
     ) -> None:
-        self.exporter = exporter
+        # A factory is called on first use, normally on the worker: building a
+        # remote exporter imports an HTTP stack and looks at the spool, which
+        # the traced call that finished the first trace should not wait for.
+        self._exporter: Exporter | None = None
+        self._factory: Callable[[], Exporter] | None = None
+        if isinstance(exporter, Exporter):
+            self._exporter = exporter
+        else:
+            self._factory = exporter
+        self._build_lock = threading.Lock()
         self._config = config
         self._resource = dict(resource)
         self._sweep = sweep
@@ -49,6 +58,18 @@ class ExportPipeline:
         self._handed = False  # ...and already passed to the exporter (which may keep them)
         self._max_queued_spans = config.max_queued_spans
         self._batch_spans = config.export_batch_spans
+
+    @property
+    def exporter(self) -> Exporter:
+        """The exporter, built on first use if a factory was given."""
+        exporter = self._exporter
+        if exporter is None:
+            with self._build_lock:
+                if self._exporter is None:
+                    assert self._factory is not None
+                    self._exporter = self._factory()
+                exporter = self._exporter
+        return exporter
 
     # -- called by traced code -------------------------------------------------
 
@@ -84,7 +105,9 @@ class ExportPipeline:
                 return not self._queue
             if self._worker is None:
                 if not self._queue:
-                    return bool(self.exporter.force_flush(timeout))
+                    if self._exporter is None:
+                        return True  # nothing was ever exported
+                    return bool(self._exporter.force_flush(timeout))
                 self._start()
             self._waiters.append(done)
             self._cond.notify()
@@ -99,7 +122,8 @@ class ExportPipeline:
             self._stopping = True
             self._cond.notify()
             worker = self._worker
-        keep = getattr(self.exporter, "keep", None)
+        built = self._exporter is not None or self._queue or worker is not None
+        keep = getattr(self.exporter, "keep", None) if built else None
         # A spooling exporter can keep what is left on disk: leave time for that.
         reserve = min(1.0, timeout * 0.25) if callable(keep) else 0.0
         if worker is not None:
@@ -117,10 +141,12 @@ class ExportPipeline:
         left = len(leftovers) + busy
         if left:
             _stats.count("not_exported_at_exit", left)
+        if self._exporter is None:
+            return left == 0  # never built: nothing to close
         with guard("exporter shutdown"):
             remaining = max(0.0, deadline - time.monotonic())
-            self.exporter.force_flush(remaining)
-            self.exporter.shutdown(remaining)
+            self._exporter.force_flush(remaining)
+            self._exporter.shutdown(remaining)
         return left == 0
 
     def _keep(

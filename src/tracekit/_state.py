@@ -87,7 +87,9 @@ def pipeline() -> ExportPipeline:
             from tracekit._pipeline import ExportPipeline
 
             cfg = config()
-            _pipeline = ExportPipeline(exporters.build(cfg), cfg, resource(cfg), buffer.sweep)
+            _pipeline = ExportPipeline(
+                lambda: exporters.build(cfg), cfg, resource(cfg), buffer.sweep
+            )
             _ensure_exit_hooks()
         return _pipeline
 

@@ -107,6 +107,20 @@ class FanoutExporter(BaseExporter):
     def force_flush(self, timeout: float | None = None) -> bool:
         return all(e.force_flush(timeout) for e in self.exporters)
 
+    def keep(self, traces: Sequence[TraceRecord]) -> ExportResult:
+        """At exit: each exporter that can keep traces locally (spool, file) keeps them."""
+        results = []
+        for exporter in self.exporters:
+            keep = getattr(exporter, "keep", None)
+            if callable(keep):
+                try:
+                    results.append(keep(traces))
+                except Exception as exc:
+                    report_internal_error(f"keep {type(exporter).__name__}", exc)
+        if results and all(isinstance(r, ExportResult) and r.ok for r in results):
+            return SUCCESS
+        return ExportResult(ok=False, message="not every destination could keep the traces")
+
     def shutdown(self, timeout: float | None = None) -> None:
         for exporter in self.exporters:
             try:

@@ -57,6 +57,8 @@ class CircuitBreakerExporter(BaseExporter):
 
     #: What `ready_in()` says while a probe is on its way (its outcome decides).
     PROBE_POLL = 0.25
+    #: The longest `Retry-After` honoured, in seconds.
+    MAX_RETRY_AFTER = 900.0
 
     def __init__(
         self,
@@ -116,7 +118,8 @@ class CircuitBreakerExporter(BaseExporter):
             if probe:  # a failed probe: back off further
                 self._cooldown = min(self._cooldown * 2, self.max_cooldown)
             if self._failures >= self.failure_threshold:
-                wait = max(self._cooldown, result.retry_after or 0.0)
+                # Honour Retry-After, but not beyond MAX_RETRY_AFTER (the spool is bounded).
+                wait = max(self._cooldown, min(result.retry_after or 0.0, self.MAX_RETRY_AFTER))
                 self._open_until = self._clock() + wait
         return result
 

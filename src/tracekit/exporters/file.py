@@ -75,6 +75,10 @@ class FileExporter(BaseExporter):
             return ExportResult(ok=False, retryable=True, message=f"{self.path}: {exc}")
         return SUCCESS
 
+    def keep(self, traces: Sequence[TraceRecord]) -> ExportResult:
+        """At exit, what the worker did not reach: the store is local, so write it."""
+        return self.export(traces)
+
     def _append(self, data: bytes) -> None:
         fd = self._open()
         if fcntl is not None:
