@@ -693,7 +693,7 @@ def main() -> int:
                 detail = (
                     f"{n:,} traces of {SPANS_PER_TRACE} spans created in "
                     f"{r['create_s']:.2f} s (the first took {r['first_trace_ms']:.1f} ms: it "
-                    f"builds the exporter on the caller's thread), flush() returned "
+                    f"starts the export worker, which builds the exporter), flush() returned "
                     f"{r['flush_s']:.2f} s later; {wire}{fmt_http(r['http'], r['flush_s'])}; "
                     f"export worker CPU {r['worker_cpu_s']:.2f} s "
                     f"({r['worker_cpu_s'] / n * 1000:.2f} ms/trace); read back with the "

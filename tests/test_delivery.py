@@ -874,3 +874,31 @@ def test_exit_keeps_everything_with_a_file_store_beside_a_stalled_destination(
     assert sorted(jsonl_ids(store)) == sorted(out["ids"])
     assert sorted(remote.spooled_ids()) == sorted(out["ids"])
     assert "not_exported_at_exit" not in out["stats"], out["stats"]
+
+
+class SlowDestination(Destination):
+    """Fails after `delay` seconds: a request that ran into its timeout."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(DOWN)
+        self.delay = delay
+
+    def export(self, traces: Sequence[TraceRecord]) -> ExportResult:
+        time.sleep(self.delay)
+        return super().export(traces)
+
+
+def test_retry_does_not_repeat_an_attempt_that_ran_into_the_timeout() -> None:
+    slow = SlowDestination(0.2)
+    stalled = RetryingExporter(
+        slow, max_attempts=3, initial_backoff=0.01, stall_after=0.15, jitter=lambda: 1.0
+    )
+    assert not stalled.export(records("a" * 32)).ok
+    assert len(slow.calls) == 1  # one timeout, not three
+
+    quick = SlowDestination(0.0)
+    retried = RetryingExporter(
+        quick, max_attempts=3, initial_backoff=0.01, stall_after=0.15, jitter=lambda: 1.0
+    )
+    assert not retried.export(records("b" * 32)).ok
+    assert len(quick.calls) == 3  # fast failures (refused, 503) are still retried

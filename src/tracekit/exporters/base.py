@@ -147,6 +147,9 @@ class RetryingExporter(BaseExporter):
         max_elapsed: no attempt starts later than this many seconds after the first.
         jitter: the factor each backoff is multiplied by (default: 0.5 to 1.5,
             at random; tests pass a constant).
+        stall_after: an attempt that took at least this many seconds (it ran
+            into the request timeout) is not repeated: a stalled destination
+            would hold the worker for another timeout per attempt.
     """
 
     def __init__(
@@ -158,8 +161,10 @@ class RetryingExporter(BaseExporter):
         max_backoff: float = 30.0,
         max_elapsed: float = 60.0,
         jitter: Callable[[], float] | None = None,
+        stall_after: float | None = None,
     ) -> None:
         self.exporter = exporter
+        self.stall_after = stall_after
         self.max_attempts = max_attempts
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
@@ -172,9 +177,12 @@ class RetryingExporter(BaseExporter):
         backoff = self.initial_backoff
         result = ExportResult(ok=False, message="not attempted")
         for attempt in range(1, self.max_attempts + 1):
+            began = time.monotonic()
             result = _safe_export(self.exporter, traces)
             if result.ok or not result.retryable or attempt == self.max_attempts:
                 return result
+            if self.stall_after is not None and time.monotonic() - began >= self.stall_after:
+                return result  # it hung until the timeout: the breaker and the spool take over
             if result.retry_after is not None:
                 if result.retry_after > self.max_backoff:
                     return result  # longer than we wait here: a circuit breaker outside honours it
