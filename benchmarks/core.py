@@ -30,6 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _common import revision, status
+
 RESULT_PREFIX = "RESULT "
 US = 1_000.0  # ns per µs
 
@@ -486,33 +488,6 @@ def run_child(args: list[str], env_extra: dict[str, str], verbose: bool) -> dict
             f"benchmark child {args} failed (exit {done.returncode}):\n{done.stderr[-3000:]}"
         )
     return json.loads(results[-1][len(RESULT_PREFIX) :])  # type: ignore[no-any-return]
-
-
-def revision() -> str:
-    """The commit measured, marked `+dirty` when src/ has uncommitted changes."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src"],  # noqa: S607
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown revision"
-    return head + ("+dirty" if dirty else "")
-
-
-def status(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
 
 
 def fmt_stats(stats: dict[str, int]) -> str:

@@ -39,6 +39,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _common import revision, status
+
 RESULT_PREFIX = "RESULT "
 REPO_ROOT = Path(__file__).resolve().parent.parent
 US = 1_000.0  # ns per µs
@@ -386,32 +388,6 @@ def run_child(
             f"benchmark child {kind} failed (exit {done.returncode}):\n{done.stderr[-3000:]}"
         )
     return results, gone
-
-
-def revision() -> str:
-    """The commit measured, marked `+dirty` when src/ has uncommitted changes."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src"],  # noqa: S607
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown revision"
-    return head + ("+dirty" if dirty else "")
-
-
-def status(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
 
 
 def fmt_stats(stats: dict[str, int]) -> str:

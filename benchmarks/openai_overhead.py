@@ -45,6 +45,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import revision
+
 RESULT_PREFIX = "RESULT "
 US = 1_000.0  # ns per µs
 TARGET_ADDED = 0.03  # tracekit may add at most 3% to the median latency
@@ -604,29 +606,6 @@ def start_server() -> Any:
             self.served += 1  # not the request log: it would grow for the whole run
 
     return BenchServer().start()
-
-
-def revision() -> str:
-    """The commit measured, marked `+dirty` when src/ has uncommitted changes."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src"],  # noqa: S607
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown revision"
-    return head + ("+dirty" if dirty else "")
 
 
 def fmt_time(ns: float) -> str:
