@@ -92,15 +92,17 @@ class HttpClient:
             all_headers["Content-Encoding"] = "gzip"
         with self._lock:
             for attempt in (1, 2):
+                reused = self._conn is not None and self._conn.sock is not None
                 conn = self._connection(timeout)
                 try:
                     conn.request(method, self.prefix + path, body=body, headers=all_headers)
                     raw = conn.getresponse()
                     data = raw.read()
                 except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                    # A kept-alive connection the server closed: reconnect once.
+                    # A kept-alive connection the server had closed while idle: send
+                    # once more on a new one. A new connection failing is not resent.
                     self._close()
-                    if attempt == 2:
+                    if attempt == 2 or not reused:
                         raise
                     continue
                 except BaseException:
