@@ -902,3 +902,38 @@ def test_retry_does_not_repeat_an_attempt_that_ran_into_the_timeout() -> None:
     )
     assert not retried.export(records("b" * 32)).ok
     assert len(quick.calls) == 3  # fast failures (refused, 503) are still retried
+
+
+class Blocked(BaseExporter):
+    """A custom exporter (no `keep()`) whose first export hangs until released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def export(self, traces: Sequence[TraceRecord]) -> ExportResult:
+        self.entered.set()
+        self.release.wait(30)
+        return SUCCESS
+
+
+def test_exit_counts_what_a_destination_without_keep_loses() -> None:
+    """Beside a custom exporter that cannot keep traces at exit, what it never got is
+    counted as not exported, although the memory exporter next to it took it all."""
+    blocked, memory = Blocked(), InMemoryExporter()
+    _state.reset()
+    tracekit.configure(exporter=[blocked, memory], export_interval=0.01)
+    try:
+        answer(0)
+        assert blocked.entered.wait(10)  # the worker is stuck in the first batch
+        for i in range(1, 6):
+            answer(i)
+        started = time.monotonic()
+        _state.pipeline().shutdown(0.5)
+        assert time.monotonic() - started < 1.5
+        stats = tracekit.get_stats()
+        assert stats.get("not_exported_at_exit", 0) >= 5, stats
+        assert len(memory.traces) == 5  # memory kept the leftovers (keep costs it nothing)
+    finally:
+        blocked.release.set()
+        _state.reset()

@@ -20,7 +20,7 @@ from tracekit import _context, _stats
 from tracekit._buffer import TraceState
 from tracekit._config import Config
 from tracekit._guard import guard, warn_limited
-from tracekit.exporters.base import Exporter, TraceRecord, _safe_export
+from tracekit.exporters.base import Exporter, ExportResult, TraceRecord, _safe_export
 
 
 class ExportPipeline:
@@ -137,8 +137,10 @@ class ExportPipeline:
             self._queue.clear()
             self._queued_spans = 0
         if leftovers and callable(keep):
-            leftovers = self._keep(leftovers, keep, deadline)
-        left = len(leftovers) + busy
+            lost = self._keep(leftovers, keep, deadline)
+        else:
+            lost = len(leftovers)
+        left = lost + busy
         if left:
             _stats.count("not_exported_at_exit", left)
         if self._exporter is None:
@@ -151,20 +153,24 @@ class ExportPipeline:
 
     def _keep(
         self, traces: list[TraceState], keep: Callable[[list[TraceRecord]], object], deadline: float
-    ) -> list[TraceState]:
-        """Serialize and spool what the worker did not reach; return what did not fit in time."""
+    ) -> int:
+        """Serialize what the worker did not reach and hand it to `keep`; return how many
+        traces were not kept (no time left to serialize them, or `keep` failed)."""
         records: list[TraceRecord] = []
         while traces and time.monotonic() < deadline:
             trace = traces.pop(0)
             with guard("serialize"):
                 records.append(self._record(trace))
             trace.release()
+        kept = False
         if records:
             with guard("keep"):
-                keep(records)
+                result = keep(records)
+                kept = not isinstance(result, ExportResult) or result.ok
         for trace in traces:
             trace.release()
-        return traces
+        # What was serialized but not kept is lost too.
+        return len(traces) + (0 if kept else len(records))
 
     def start(self) -> None:
         """Start the worker if it is not running (it sweeps orphans as well)."""

@@ -108,23 +108,34 @@ class FanoutExporter(BaseExporter):
         return all(e.force_flush(timeout) for e in self.exporters)
 
     def keep(self, traces: Sequence[TraceRecord]) -> ExportResult:
-        """At exit: each exporter that can keep traces locally (spool, file) keeps them."""
-        results = []
+        """At exit: each exporter that can keep traces locally (spool, file) keeps them.
+
+        Fails (the pipeline counts the traces as not exported) unless every
+        exporter kept them: an exporter without `keep()` loses them.
+        """
+        kept = True
         for exporter in self.exporters:
             keep = getattr(exporter, "keep", None)
-            if callable(keep):
-                try:
-                    results.append(keep(traces))
-                except Exception as exc:
-                    report_internal_error(f"keep {type(exporter).__name__}", exc)
-        if results and all(isinstance(r, ExportResult) and r.ok for r in results):
+            if not callable(keep):
+                kept = False
+                continue
+            try:
+                result = keep(traces)
+            except Exception as exc:
+                report_internal_error(f"keep {type(exporter).__name__}", exc)
+                result = None
+            kept = kept and isinstance(result, ExportResult) and result.ok
+        if kept:
             return SUCCESS
         return ExportResult(ok=False, message="not every destination could keep the traces")
 
     def shutdown(self, timeout: float | None = None) -> None:
+        # One deadline for all: each gets what is left of it, not the whole timeout again.
+        deadline = None if timeout is None else time.monotonic() + timeout
         for exporter in self.exporters:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                exporter.shutdown(timeout)
+                exporter.shutdown(left)
             except Exception as exc:  # one bad exporter must not keep others open
                 report_internal_error(f"shutdown {type(exporter).__name__}", exc)
 
