@@ -697,12 +697,13 @@ def test_several_destinations(tmp_path, capsys):
 @pytest.mark.parametrize(
     "uri",
     [
-        "databricks",
-        "databricks://profile",
         "s3://bucket/traces",
+        "databricks",  # supported, but no workspace host is configured here
+        "databricks://profile",  # no such profile
     ],
 )
 def test_unsupported_destination_falls_back_to_the_file_store(uri, monkeypatch, caplog, tmp_path):
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(tmp_path / "absent.databrickscfg"))
     monkeypatch.setenv("TRACEKIT_TRACKING_URI", uri)
     _state.reset()
     try:
@@ -762,3 +763,19 @@ def test_config_module_reads_only_mapping_passed():
         assert _config.from_env().sampling_ratio == 0.1
     finally:
         del os.environ["TRACEKIT_SAMPLING_RATIO"]
+
+
+@pytest.mark.parametrize("uri", ["otlp://alice:s3cret@collector:4318", "s3://alice:s3cret@bucket"])
+def test_unusable_uri_warnings_never_show_credentials(uri, monkeypatch, caplog, tmp_path):
+    monkeypatch.setenv("TRACEKIT_TRACKING_URI", uri)
+    _state.reset()
+    try:
+        leaf(1)
+        assert tracekit.flush(10)
+    finally:
+        _state.reset()
+    warnings = tracekit_warnings(caplog)
+    assert [m for m in warnings if "collector" in m or "bucket" in m], warnings
+    assert not [m for m in warnings if "s3cret" in m or "alice" in m]
+    lines = (tmp_path / ".tracekit" / "traces.jsonl").read_text().splitlines()
+    assert [json.loads(line)["name"] for line in lines] == ["leaf"]

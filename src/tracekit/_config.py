@@ -149,7 +149,20 @@ def _tracking_uris(env: Mapping[str, str]) -> tuple[str, ...]:
     # own; only remote servers are shared destinations.
     if mlflow is not None and mlflow[1].lower().startswith(("http://", "https://", "databricks")):
         return (mlflow[1],)
+    if mlflow is None and _model_serving(env):
+        return ("databricks",)
     return ()
+
+
+def _model_serving(env: Mapping[str, str]) -> bool:
+    """Databricks Model Serving's convention: `ENABLE_MLFLOW_TRACING=true`, an experiment id
+    and workspace credentials, and no tracking URI, send traces to that workspace."""
+    if _env(env, "MLFLOW_EXPERIMENT_ID") is None or _env(env, "DATABRICKS_HOST") is None:
+        return False
+    oauth = _env(env, "DATABRICKS_CLIENT_ID") and _env(env, "DATABRICKS_CLIENT_SECRET")
+    if _env(env, "DATABRICKS_TOKEN") is None and not oauth:
+        return False
+    return _bool(env, "ENABLE_MLFLOW_TRACING", False)
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Config:

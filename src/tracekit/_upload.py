@@ -22,10 +22,10 @@ from tracekit.exporters.spool import REJECTED_SUFFIX, Spool, spools
 BATCH_TRACES = 100
 
 
-def _exporter(uri: str, config: Config) -> Exporter:
+def _exporter(uri: str, config: Config, recorded_host: str | None = None) -> Exporter:
     from tracekit.exporters import remote
 
-    exporter, _, _ = remote.direct(uri, config)
+    exporter, _, _ = remote.direct(uri, config, recorded_host)
     return exporter
 
 
@@ -37,7 +37,8 @@ def upload_spool(root: Path, to: str | None = None) -> tuple[int, int]:
         if not spool.pending():
             continue
         uri = to or str(spool.destination.get("uri") or "")
-        n, remaining = _drain(spool, uri, _config_for(base, spool, to))
+        host = None if to else spool.destination.get("host")  # a Databricks workspace
+        n, remaining = _drain(spool, uri, _config_for(base, spool, to), host)
         delivered += n
         left += remaining
     return delivered, left
@@ -57,12 +58,15 @@ def _config_for(base: Config, spool: Spool, to: str | None) -> Config:
     )
 
 
-def _drain(spool: Spool, uri: str, config: Config) -> tuple[int, int]:
+def _drain(
+    spool: Spool, uri: str, config: Config, recorded_host: str | None = None
+) -> tuple[int, int]:
     try:
-        exporter = _exporter(uri, config)
+        exporter = _exporter(uri, config, recorded_host)
     except ValueError as exc:
         print(f"{spool.directory}: cannot deliver to {uri!r}: {exc}", file=sys.stderr)
         return 0, len(spool.pending())
+    uri = _shown(exporter, uri)
     delivered = rejected = 0
     try:
         for claim in spool.claims():
@@ -105,6 +109,7 @@ def upload_store(store: Path, to: str) -> tuple[int, int]:
     except ValueError as exc:
         print(f"cannot deliver to {to!r}: {exc}", file=sys.stderr)
         return 0, len(records)
+    to = _shown(exporter, to)
     delivered = 0
     try:
         for batch in _batches(records, BATCH_TRACES):
@@ -121,6 +126,12 @@ def upload_store(store: Path, to: str) -> tuple[int, int]:
         exporter.shutdown(None)
     print(f"{to}: delivered {delivered} of {len(records)} trace(s) from {store}")
     return delivered, len(records) - delivered
+
+
+def _shown(exporter: Exporter, uri: str) -> str:
+    """How the destination is named in messages: its address without credentials in it
+    (a URL's user:password), the workspace host for Databricks."""
+    return str(getattr(exporter, "destination", None) or uri)
 
 
 def _batches(records: Sequence[TraceRecord], size: int) -> list[Sequence[TraceRecord]]:

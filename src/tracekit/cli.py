@@ -162,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--store", help="send this file store instead of the spool")
     upload.add_argument(
         "--to",
-        help="destination URI (http(s)://HOST, otlp, otlp+http://HOST:PORT); required "
+        help="destination URI (http(s)://HOST, databricks[://PROFILE], otlp, "
+        "otlp+http://HOST:PORT); required "
         "with --store, default for the spool: where each batch was meant to go",
     )
     upload.set_defaults(func=cmd_upload)
@@ -175,7 +176,8 @@ def cmd_upload(args: argparse.Namespace) -> int:
 
     if args.to and scheme_of(args.to) not in SCHEMES:
         print(
-            f"--to {args.to!r}: expected http(s)://HOST, otlp or otlp+http(s)://HOST:PORT",
+            f"--to {args.to!r}: expected http(s)://HOST, databricks[://PROFILE], otlp or "
+            "otlp+http(s)://HOST:PORT",
             file=sys.stderr,
         )
         return 2

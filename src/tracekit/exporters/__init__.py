@@ -39,8 +39,8 @@ __all__ = [
 ]
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
-_LATER = ("databricks",)
-_REMOTE = ("http", "https", "otlp", "otlp+http", "otlp+https")
+_USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]*@")
+_REMOTE = ("http", "https", "otlp", "otlp+http", "otlp+https", "databricks")
 _WORDS = ("console", "memory", "databricks", "otlp")
 
 
@@ -54,6 +54,11 @@ def store_directory(uri: str) -> Path | None:
     if match.group(1).lower() == "file":
         return Path(uri[len("file://") :]).expanduser()
     return None
+
+
+def redact(uri: str) -> str:
+    """Text fit for a log line: the `user:password@` of every URL in it removed."""
+    return _USERINFO.sub(r"\1", uri)
 
 
 def _one(uri: str, config: Config) -> Exporter:
@@ -75,9 +80,9 @@ def _one(uri: str, config: Config) -> Exporter:
             logger.warning(
                 "tracekit: cannot use the tracking URI %r (%s: %s); writing to the file store "
                 "%r instead",
-                uri,
+                redact(uri),
                 type(exc).__name__,
-                exc,
+                redact(str(exc)),
                 DEFAULT_STORE,
             )
             from tracekit.exporters.file import FileExporter
@@ -85,12 +90,10 @@ def _one(uri: str, config: Config) -> Exporter:
             return FileExporter(Path(DEFAULT_STORE))
     directory = store_directory(uri)
     if directory is None:
-        why = "is not supported yet" if scheme in _LATER else "is not a known destination"
         logger.warning(
-            "tracekit: tracking URI (TRACEKIT_TRACKING_URI or configure(tracking_uri=)) %r %s; "
-            "writing to the file store %r instead",
-            uri,
-            why,
+            "tracekit: tracking URI (TRACEKIT_TRACKING_URI or configure(tracking_uri=)) %r is "
+            "not a known destination; writing to the file store %r instead",
+            redact(uri),
             DEFAULT_STORE,
         )
         directory = Path(DEFAULT_STORE)

@@ -1,10 +1,12 @@
 """A small HTTP client for the remote exporters (standard library only).
 
 One keep-alive connection per client, reopened after errors; a timeout on
-every request; TLS settings; gzip. Imported only when a remote destination is
-configured. Failures come back as `ExportResult`s the delivery wrappers
-understand: connection errors, timeouts, 429 and 5xx are retryable, and
-`Retry-After` (seconds or an HTTP date) is carried along.
+every request; TLS settings; gzip; optionally credentials consulted on every
+request (`Auth`, e.g. an OAuth token source that caches its token) and a
+`RateLimiter` that spaces the requests. Imported only when a remote
+destination is configured. Failures come back as `ExportResult`s the delivery
+wrappers understand: connection errors, timeouts, 429 and 5xx are retryable,
+and `Retry-After` (seconds or an HTTP date) is carried along.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from tracekit import __version__
@@ -52,6 +55,56 @@ class Response:
         return 200 <= self.status < 300
 
 
+class AuthError(Exception):
+    """Credentials could not be obtained (e.g. the token endpoint refused); carries the result."""
+
+    def __init__(self, result: ExportResult) -> None:
+        super().__init__(result.message)
+        self.result = result
+
+
+class Auth(Protocol):
+    """Credentials consulted on every request."""
+
+    def headers(self) -> dict[str, str]:
+        """The headers to send now (raises AuthError when there are none to be had)."""
+        ...
+
+    def rejected(self, headers: dict[str, str]) -> None:
+        """The server answered 401 to a request that carried `headers`."""
+        ...
+
+    def close(self) -> None:
+        """Release connections (may be called from another thread)."""
+        ...
+
+
+class RateLimiter:
+    """Spaces requests at least `1.05 / rate` seconds apart (thread-safe).
+
+    So no window of one second holds more than `rate` requests, with 5% to
+    spare for the jitter between sending a request and its arrival.
+    """
+
+    MARGIN = 1.05
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.interval = self.MARGIN / rate
+        self._lock = threading.Lock()
+        self._last: float | None = None
+
+    def wait(self, stop: threading.Event) -> bool:
+        """Wait for this request's turn; False if `stop` was set meanwhile."""
+        with self._lock:
+            if self._last is not None:
+                delay = self._last + self.interval - time.monotonic()
+                if delay > 0 and stop.wait(delay):
+                    return False
+            self._last = time.monotonic()
+            return True
+
+
 @dataclass
 class HttpClient:
     """Sends requests to one origin (`scheme://host:port`) over a reused connection.
@@ -65,6 +118,8 @@ class HttpClient:
     headers: dict[str, str] = field(default_factory=dict, repr=False)  # credentials
     tls: TLSOptions = field(default_factory=TLSOptions)
     gzip_requests: bool = False
+    auth: Auth | None = field(default=None, repr=False)  # consulted per request, after headers
+    pacer: RateLimiter | None = None  # spaces every request sent, retries included
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.base_url)
@@ -76,6 +131,7 @@ class HttpClient:
         self.prefix = parts.path.rstrip("/")
         self._lock = threading.Lock()
         self._conn: http.client.HTTPConnection | None = None
+        self._closing = threading.Event()  # cuts a pacing wait short
 
     def request(
         self,
@@ -85,8 +141,10 @@ class HttpClient:
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> Response:
-        """Send one request; raises OSError (incl. timeouts) or http.client.HTTPException."""
-        all_headers = {"User-Agent": USER_AGENT, **self.headers, **(headers or {})}
+        """Send one request; raises OSError (incl. timeouts), http.client.HTTPException or
+        AuthError (no credentials to be had)."""
+        credentials = self.auth.headers() if self.auth is not None else {}
+        all_headers = {"User-Agent": USER_AGENT, **self.headers, **credentials, **(headers or {})}
         if body is not None and self.gzip_requests:
             body = gzip.compress(body, compresslevel=5)
             all_headers["Content-Encoding"] = "gzip"
@@ -95,6 +153,11 @@ class HttpClient:
                 reused = self._conn is not None and self._conn.sock is not None
                 conn = self._connection(timeout)
                 try:
+                    if self.pacer is not None:
+                        if conn.sock is None:
+                            conn.connect()  # so the request leaves as soon as it is its turn
+                        if not self.pacer.wait(self._closing):
+                            raise ConnectionAbortedError("the client was closed")
                     conn.request(method, self.prefix + path, body=body, headers=all_headers)
                     raw = conn.getresponse()
                     data = raw.read()
@@ -110,6 +173,8 @@ class HttpClient:
                     raise
                 if raw.will_close:
                     self._close()
+                if raw.status == 401 and self.auth is not None:
+                    self.auth.rejected(credentials)  # once: the next request asks again
                 return Response(raw.status, {k.lower(): v for k, v in raw.getheaders()}, data)
         raise AssertionError("unreachable")
 
@@ -139,6 +204,9 @@ class HttpClient:
         Does not take the request lock: shutdown must not wait for a stalled
         server. Shutting the socket down wakes the waiting request, which fails.
         """
+        self._closing.set()
+        if self.auth is not None:
+            self.auth.close()
         conn = self._conn
         sock = conn.sock if conn is not None else None
         if sock is not None:
@@ -197,10 +265,14 @@ def result_of(response: Response, what: str) -> ExportResult:
 
 def result_of_error(exc: BaseException, what: str) -> ExportResult:
     """An ExportResult for a request that raised (refused, reset, timed out, bad TLS)."""
+    if isinstance(exc, AuthError):
+        return exc.result
     if isinstance(exc, TimeoutError):
         reason = "timed out"
     elif isinstance(exc, ConnectionRefusedError):
         reason = "connection refused"
+    elif isinstance(exc, socket.gaierror):
+        reason = f"the host name does not resolve ({exc})"
     else:
         reason = f"{type(exc).__name__}: {exc}"
     retryable = not isinstance(exc, ssl.SSLCertVerificationError)

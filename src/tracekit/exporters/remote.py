@@ -10,7 +10,7 @@ from tracekit.exporters.base import Exporter, RetryingExporter
 from tracekit.exporters.delivery import CircuitBreakerExporter, SpoolingExporter
 from tracekit.exporters.spool import DEFAULT_SPOOL_DIR, Spool, destination_key
 
-SCHEMES = ("http", "https", "otlp", "otlp+http", "otlp+https")
+SCHEMES = ("http", "https", "otlp", "otlp+http", "otlp+https", "databricks")
 RETRY_BUDGET_S = 10.0  # a batch's attempts start within this many seconds (or the timeout)
 
 
@@ -23,12 +23,19 @@ def spool_root(config: Config) -> Path:
     return Path(config.spool_dir or DEFAULT_SPOOL_DIR).expanduser()
 
 
-def direct(uri: str, config: Config) -> tuple[Exporter, str, str | None]:
+def direct(
+    uri: str, config: Config, recorded_host: str | None = None
+) -> tuple[Exporter, str, str | None]:
     """The bare exporter for a remote URI, its destination name and experiment.
 
-    Raises ValueError for a URI it cannot use.
+    `recorded_host` is the workspace a Databricks spool was meant for (`tracekit
+    upload`). Raises ValueError for a URI it cannot use.
     """
     scheme = scheme_of(uri)
+    if scheme == "databricks":
+        from tracekit.exporters import databricks
+
+        return databricks.direct(uri, config, recorded_host)
     if scheme in ("http", "https"):
         from tracekit.exporters._http import HttpClient
         from tracekit.exporters._settings import tracking_settings
@@ -61,9 +68,14 @@ def build(uri: str, config: Config) -> Exporter:
         # Room for the waits between attempts: a budget of one request's timeout
         # would allow no retry after a `Retry-After: 1` when the timeout is 1 s.
         max_elapsed=max(config.export_timeout, RETRY_BUDGET_S),
+        # A request that hung until its timeout is not repeated: the breaker opens and
+        # later batches go to the spool at once instead of each waiting out timeouts.
+        stall_after=config.export_timeout * 0.9,
     )
     breaker = CircuitBreakerExporter(retrying, cooldown=1.0, max_cooldown=60.0)
     description: dict[str, str | None] = {"uri": destination}
+    if scheme_of(uri) == "databricks":  # credentials come from the environment at upload time
+        description = {"uri": uri, "host": destination}
     if destination.startswith("http"):
         description.update(
             {"experiment_id": config.experiment_id, "experiment_name": config.experiment_name}
