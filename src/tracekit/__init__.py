@@ -19,10 +19,12 @@ from typing import Any
 
 from tracekit._api import (
     configure,
+    continue_trace,
     flush,
     get_current_span,
     get_last_trace_id,
     get_stats,
+    get_tracing_headers,
     shutdown,
     start_span,
     update_current_trace,
@@ -38,17 +40,21 @@ __all__ = [
     "SpanType",
     "__version__",
     "configure",
+    "continue_trace",
     "flush",
     "get_current_span",
     "get_last_trace_id",
     "get_stats",
+    "get_tracing_headers",
     "shutdown",
     "start_span",
     "trace",
     "update_current_trace",
 ]
 
-_LAZY_SUBMODULES = frozenset({"exporters", "testing", "openai", "anthropic", "gemini", "langchain"})
+_LAZY_SUBMODULES = frozenset(
+    {"exporters", "testing", "openai", "anthropic", "gemini", "langchain", "wsgi", "asgi"}
+)
 
 
 def __getattr__(name: str) -> Any:

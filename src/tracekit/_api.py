@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from tracekit import _state, _stats
+from tracekit import _propagation, _state, _stats
 from tracekit._context import current_parent, current_span
 from tracekit._guard import guard, warn_limited
 from tracekit._span import NON_RECORDING, Span, SpanStatus, SpanType
@@ -123,6 +124,37 @@ def get_current_span() -> Span | None:
     return current_span.get()
 
 
+def get_tracing_headers() -> dict[str, str]:
+    """W3C trace context headers naming the current span, for your own HTTP calls.
+
+    Returns `{"traceparent": "00-<trace id>-<span id>-01"}`, or an empty dict
+    outside a recorded span. A service that calls `tracekit.continue_trace`
+    (or runs behind `tracekit.wsgi`/`tracekit.asgi` middleware) with these
+    headers records its spans in the same trace, under this span.
+
+    Example:
+        with tracekit.start_span("ask gateway"):
+            request = urllib.request.Request(url, headers=tracekit.get_tracing_headers())
+    """
+    return _propagation.tracing_headers()
+
+
+def continue_trace(headers: Mapping[str, Any] | Any) -> AbstractContextManager[None]:
+    """Continue a trace started in another process (an incoming request).
+
+    Spans started inside the block that have no local parent join the trace
+    named by `headers["traceparent"]` (looked up case-insensitively; a mapping
+    or a list of (name, value) pairs, str or bytes), as children of the remote
+    span. A missing or invalid `traceparent` is ignored: the block runs as it
+    would have anyway (a new trace). Never raises.
+
+    Example:
+        with tracekit.continue_trace(request.headers):
+            handle(request)
+    """
+    return _propagation.continue_trace(headers)
+
+
 def get_last_trace_id() -> str | None:
     """The id of the trace whose root span ended most recently in this process."""
     return _state.buffer.last_trace_id
@@ -209,6 +241,8 @@ def configure(
     spool_max_mb: float | None = None,
     export_timeout: float | None = None,
     propagate_context_to_threads: bool | None = None,
+    propagate_context: bool | None = None,
+    otel_context: bool | None = None,
     **limits: float,
 ) -> Config:
     """Configure tracekit; explicit arguments beat environment variables.
@@ -241,6 +275,10 @@ def configure(
         export_timeout: seconds per request to a remote destination
             (`TRACEKIT_EXPORT_TIMEOUT`).
         propagate_context_to_threads: carry the current span into thread pools.
+        propagate_context: send a W3C `traceparent` naming the LLM span with
+            each traced SDK request (`TRACEKIT_PROPAGATE_CONTEXT`, default True).
+        otel_context: root spans started while an OpenTelemetry span is
+            recording join its trace (`TRACEKIT_OTEL_CONTEXT`, default True).
         **limits: `max_spans_per_trace`, `max_in_flight_traces`,
             `max_queued_spans`, `export_batch_spans`, `max_value_chars`,
             `max_trace_chars`, `orphan_timeout`.
@@ -266,6 +304,8 @@ def configure(
         spool_max_mb=spool_max_mb,
         export_timeout=export_timeout,
         propagate_context_to_threads=propagate_context_to_threads,
+        propagate_context=propagate_context,
+        otel_context=otel_context,
         **limits,
     )
     if isinstance(exporter, str):

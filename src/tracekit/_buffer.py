@@ -6,8 +6,8 @@ trace is emitted anyway, marked incomplete. Traces in flight and spans per
 trace are bounded; every drop is counted (`tracekit._stats`).
 
 A *fragment* is the part of a trace recorded by one buffer generation: spans
-started under a parent from another process (a fork, or later a remote
-`traceparent`) or under a trace already emitted get a new `TraceState` with
+started under a parent from another process (a fork, a remote `traceparent`
+or an OpenTelemetry span) or under a trace already emitted get a new `TraceState` with
 the same trace id whose root has a `parent_id`. Readers merge fragments.
 """
 
@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from tracekit import _runtime, _stats
+from tracekit import _propagation, _runtime, _stats
 from tracekit._span import NON_RECORDING, Span
 
 if TYPE_CHECKING:
@@ -156,10 +156,15 @@ class TraceBuffer:
                 config.sampling_ratio < 1.0 and _runtime.sample() >= config.sampling_ratio
             ):
                 return NON_RECORDING
-            trace = self._new_trace(_runtime.ids.trace_id(), config)
+            remote = _propagation.incoming(config)
+            if remote is None:
+                trace = self._new_trace(_runtime.ids.trace_id(), config)
+                parent_id = None
+            else:  # a fragment of a trace started in another process
+                trace = self._new_trace(remote[0], config)
+                parent_id = remote[1]
             if trace is None:
                 return NON_RECORDING
-            parent_id = None
         elif not parent.is_recording:
             return NON_RECORDING
         else:

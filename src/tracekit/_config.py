@@ -45,6 +45,8 @@ class Config:
     exporter_factory: str | None = None
     exporters: tuple[Any, ...] = ()  # exporter objects given to configure()
     propagate_context_to_threads: bool = True
+    propagate_context: bool = True  # send `traceparent` with the SDK calls traced
+    otel_context: bool = True  # root spans join an active OpenTelemetry span's trace
     span_processors: tuple[SpanProcessor, ...] = ()
     # Bounds. Every drop they cause is counted and reported once.
     orphan_timeout: float = 30.0
@@ -193,6 +195,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         export_interval=_float(env, "TRACEKIT_EXPORT_INTERVAL", 1.0, 0.01, 3600.0),
         exporter_factory=factory[1] if factory else None,
         propagate_context_to_threads=_bool(env, "TRACEKIT_THREAD_CONTEXT", True),
+        propagate_context=_bool(env, "TRACEKIT_PROPAGATE_CONTEXT", True),
+        otel_context=_bool(env, "TRACEKIT_OTEL_CONTEXT", True),
     )
 
 

@@ -1,4 +1,5 @@
-"""The context: one ContextVar for the current span, one for suppression."""
+"""The context: one ContextVar for the current span, one for suppression, one for a
+remote parent (a trace continued from another process)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ if TYPE_CHECKING:
 
 current_span: ContextVar[Span | None] = ContextVar("tracekit_current_span", default=None)
 _suppressed: ContextVar[bool] = ContextVar("tracekit_suppressed", default=False)
+# (trace id, span id) of a span in another process that new root spans nest under
+# (`tracekit.continue_trace`); the local current span, when there is one, wins.
+remote_parent: ContextVar[tuple[str, str] | None] = ContextVar(
+    "tracekit_remote_parent", default=None
+)
 
 
 # A framework that keeps its own notion of the running step (LangChain) can name it;

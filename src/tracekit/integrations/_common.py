@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any
 
+from tracekit._propagation import TRACEPARENT, header
 from tracekit._span import Span
 from tracekit.integrations import _usage
 from tracekit.integrations._usage import field
@@ -89,6 +90,31 @@ def stainless_request(
         return Request(name, span_type, inputs, attributes, stream=bool(inputs.get("stream")))
 
     return request
+
+
+def without_traceparent(headers: Mapping[Any, Any] | None) -> dict[Any, Any]:
+    """A copy of `headers` without any spelling of `traceparent`."""
+    return {
+        k: v
+        for k, v in (headers or {}).items()
+        if not (isinstance(k, str) and k.lower() == TRACEPARENT)
+    }
+
+
+def stainless_inject(instance: Any, kwargs: dict[str, Any], value: str, outer: str | None) -> None:
+    """`traceparent` in `extra_headers` (merged with the caller's), unless the caller
+    set one there or in the client's default headers."""
+    headers = kwargs.get("extra_headers")
+    if headers is not None and not isinstance(headers, Mapping):
+        return  # NotGiven or something else we do not understand: leave it
+    existing = header(headers)
+    if existing is not None and existing != outer:
+        return  # the caller's own
+    if existing is None and header(getattr(client_of(instance), "default_headers", None)):
+        return
+    merged = without_traceparent(headers)
+    merged[TRACEPARENT] = value
+    kwargs["extra_headers"] = merged
 
 
 def record_error(span: Span, exc: BaseException) -> None:

@@ -24,6 +24,7 @@ import wrapt
 from tracekit import _api, _state
 from tracekit._context import current_span, is_suppressed
 from tracekit._guard import internal_error
+from tracekit._propagation import format_traceparent
 from tracekit._span import NON_RECORDING, Span
 from tracekit.integrations._common import Request, record_error
 from tracekit.integrations._streams import (
@@ -70,6 +71,10 @@ class Endpoint:
     helper: Callable[[Any], Accumulator] | None = None
     positional: tuple[str, ...] = ()  # names of positional parameters, for `request`
     when: Callable[[], bool] | None = None  # trace only when this holds at call time
+    # Puts a `traceparent` header on the request: (instance, kwargs to send, value,
+    # the value a traced outer call put there, which may be replaced) -> None.
+    # Assigns new objects into the kwargs dict; never mutates the caller's.
+    inject: Callable[[Any, dict[str, Any], str, str | None], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -176,8 +181,9 @@ class Integration:
             if call is None:
                 return wrapped(*args, **kwargs)
             prepared = call.prepare(self.options)
+            sent = call.propagate(instance, prepared.kwargs if prepared else kwargs)
             try:
-                result = wrapped(*args, **(prepared.kwargs if prepared else kwargs))
+                result = wrapped(*args, **sent)
             except BaseException as exc:
                 call.fail(exc)
                 raise
@@ -194,8 +200,9 @@ class Integration:
             if call is None:
                 return await wrapped(*args, **kwargs)
             prepared = call.prepare(self.options)
+            sent = call.propagate(instance, prepared.kwargs if prepared else kwargs)
             try:
-                result = await wrapped(*args, **(prepared.kwargs if prepared else kwargs))
+                result = await wrapped(*args, **sent)
             except BaseException as exc:
                 call.fail(exc)
                 raise
@@ -263,6 +270,23 @@ class _Call:
         except Exception as exc:
             internal_error(f"{self.endpoint.target} prepare", exc)
             return None
+
+    def propagate(self, instance: Any, kwargs: Any) -> Any:
+        """The kwargs to send: with a `traceparent` naming this span, when the
+        endpoint can carry one and `propagate_context` is on (a copy, never the
+        caller's objects)."""
+        inject = self.endpoint.inject
+        if inject is None or not (_state._config_value or _state.config()).propagate_context:
+            return kwargs
+        try:
+            span = self.span
+            sent = dict(kwargs)
+            outer = format_traceparent(span.trace_id, span.parent_id) if span.parent_id else None
+            inject(instance, sent, format_traceparent(span.trace_id, span.span_id), outer)
+            return sent
+        except Exception as exc:
+            internal_error(f"{self.endpoint.target} traceparent", exc)
+            return kwargs
 
     def fail(self, exc: BaseException) -> None:
         self.detach()

@@ -6,12 +6,18 @@ which share the same resources. Only maps; the engine wraps.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
 from tracekit._span import Span, SpanType
 from tracekit.integrations import _usage
-from tracekit.integrations._common import Request, record_response, stainless_request
+from tracekit.integrations._common import (
+    Request,
+    record_response,
+    stainless_inject,
+    stainless_request,
+)
 from tracekit.integrations._engine import Endpoint, Integration
 from tracekit.integrations._usage import field
 
@@ -178,7 +184,8 @@ def _endpoints() -> list[Endpoint]:
                 Endpoint(module, f"{cls}.count_tokens", is_async, count, _count_tokens),
                 Endpoint(module, f"{cls}.stream", request=chat, helper=SnapshotAccumulator),
             ]
-    return endpoints
+    # Every request these methods send carries the caller's trace context.
+    return [dataclasses.replace(e, inject=stainless_inject) for e in endpoints]
 
 
 integration = Integration("anthropic", "anthropic", _endpoints())

@@ -8,13 +8,20 @@ one call gives one span.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from tracekit._context import current_span
+from tracekit._propagation import TRACEPARENT, header
 from tracekit._span import Span, SpanType
 from tracekit.integrations import _usage
-from tracekit.integrations._common import Request, record_response, request_attributes
+from tracekit.integrations._common import (
+    Request,
+    record_response,
+    request_attributes,
+    without_traceparent,
+)
 from tracekit.integrations._engine import Endpoint, Integration
 from tracekit.integrations._usage import field
 
@@ -62,6 +69,39 @@ def _without_http_options(config: Any) -> Any:
     if isinstance(config, Mapping):
         return {k: v for k, v in config.items() if k != "http_options"}
     return config.model_copy(update={"http_options": None})
+
+
+def _inject(instance: Any, kwargs: dict[str, Any], value: str, outer: str | None) -> None:
+    """`traceparent` in the call's `config.http_options.headers` (the SDK merges them over
+    the client's), unless the caller set one there or on the client."""
+    config = kwargs.get("config")
+    options = field(config, "http_options")
+    headers = field(options, "headers")
+    existing = header(headers)
+    if existing is not None and existing != outer:
+        return  # the caller's own
+    client_options = getattr(getattr(instance, "_api_client", None), "_http_options", None)
+    if existing is None and header(field(client_options, "headers")):
+        return
+    merged = without_traceparent(headers)
+    merged[TRACEPARENT] = value
+    if options is None:
+        if config is None or isinstance(config, Mapping):
+            options = {"headers": merged}
+        else:
+            from google.genai import types
+
+            options = types.HttpOptions(headers=merged)
+    elif isinstance(options, Mapping):
+        options = {**options, "headers": merged}
+    else:
+        options = options.model_copy(update={"headers": merged})
+    if config is None:
+        kwargs["config"] = {"http_options": options}
+    elif isinstance(config, Mapping):
+        kwargs["config"] = {**config, "http_options": options}
+    else:
+        kwargs["config"] = config.model_copy(update={"http_options": options})
 
 
 def _afc_enabled(config: Any) -> bool:
@@ -263,6 +303,8 @@ def _endpoints() -> list[Endpoint]:
                 _count_response,
             ),
         ]
+    # Every model request carries the caller's trace context (not the local tool calls).
+    endpoints = [dataclasses.replace(e, inject=_inject) for e in endpoints]
     tool = ("args", "function_to_invoke")
     endpoints += [
         Endpoint(

@@ -8,12 +8,18 @@ MLflow AI Gateway, vLLM, OpenRouter), whose address is recorded.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from tracekit._span import Span, SpanType
 from tracekit.integrations import _usage
-from tracekit.integrations._common import Request, record_response, stainless_request
+from tracekit.integrations._common import (
+    Request,
+    record_response,
+    stainless_inject,
+    stainless_request,
+)
 from tracekit.integrations._engine import Endpoint, Integration, Prepared
 from tracekit.integrations._usage import field
 
@@ -256,7 +262,8 @@ def _endpoints() -> list[Endpoint]:
                 _embeddings_response,
             )
         )
-    return endpoints
+    # Every request these methods send carries the caller's trace context.
+    return [dataclasses.replace(e, inject=stainless_inject) for e in endpoints]
 
 
 integration = Integration("openai", "openai", _endpoints())

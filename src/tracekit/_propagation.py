@@ -1,0 +1,118 @@
+"""One trace across processes: W3C `traceparent` in and out.
+
+Out: `tracing_headers()` names the current span (the integrations send it with
+each SDK request, so a gateway that traces server-side joins the trace). In:
+`continue_trace(headers)` makes root spans started inside nest under the
+remote span, as a fragment of the remote trace. Without a remote parent, an
+active OpenTelemetry span (only if the app imported OpenTelemetry itself)
+plays the same role.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+from typing import TYPE_CHECKING, Any
+
+from tracekit._context import current_span, remote_parent
+
+if TYPE_CHECKING:
+    from tracekit._config import Config
+
+TRACEPARENT = "traceparent"
+_HEADER = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
+
+
+def format_traceparent(trace_id: str, span_id: str) -> str:
+    """`00-<trace id>-<span id>-01` (sampled: the span is recorded)."""
+    return f"00-{trace_id}-{span_id}-01"
+
+
+def parse_traceparent(value: Any) -> tuple[str, str] | None:
+    """(trace id, parent span id) of a valid `traceparent` value, else None."""
+    if not isinstance(value, str):
+        return None
+    match = _HEADER.fullmatch(value.strip())
+    if match is None:
+        return None
+    version, trace_id, span_id, _flags, rest = match.groups()
+    if version == "ff" or (version == "00" and rest):  # version 00 has exactly four fields
+        return None
+    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+        return None
+    return trace_id, span_id
+
+
+def header(headers: Any, name: str = TRACEPARENT) -> Any:
+    """The value of header `name` in a mapping or a list of pairs, case-insensitively."""
+    if headers is None:
+        return None
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    for key, value in items:
+        if isinstance(key, bytes):
+            key = key.decode("latin-1")
+        if isinstance(key, str) and key.lower() == name:
+            return value.decode("latin-1") if isinstance(value, bytes) else value
+    return None
+
+
+def tracing_headers() -> dict[str, str]:
+    """`{"traceparent": ...}` naming the current span; empty outside a recorded span."""
+    span = current_span.get()
+    if span is None or not span.is_recording:
+        return {}
+    return {TRACEPARENT: format_traceparent(span.trace_id, span.span_id)}
+
+
+@contextmanager
+def continue_trace(headers: Any) -> Iterator[None]:
+    """Root spans started inside join the trace named by `headers["traceparent"]`.
+
+    Without a valid `traceparent` the block runs as it would have anyway.
+    """
+    try:
+        remote = parse_traceparent(header(headers))
+    except Exception:  # headers of an unexpected shape: start a new trace
+        remote = None
+    if remote is None:
+        yield
+        return
+    token = remote_parent.set(remote)
+    span_token = current_span.set(None)  # the remote span is the parent, not a local one
+    try:
+        yield
+    finally:
+        _reset(current_span, span_token)
+        _reset(remote_parent, token)
+
+
+def _reset(var: ContextVar[Any], token: Token[Any]) -> None:
+    try:
+        var.reset(token)
+    except ValueError:  # exited in another context (e.g. across tasks)
+        var.set(None)
+
+
+def incoming(config: Config) -> tuple[str, str] | None:
+    """The remote parent of a new root span: `continue_trace`'s, else OpenTelemetry's."""
+    remote = remote_parent.get()
+    if remote is not None or not config.otel_context:
+        return remote
+    otel = sys.modules.get("opentelemetry.trace")  # never imported by tracekit
+    if otel is None:
+        return None
+    try:
+        span = otel.get_current_span()
+        if not span.is_recording():
+            return None
+        context = span.get_span_context()
+        if not context.is_valid:
+            return None
+        return f"{context.trace_id:032x}", f"{context.span_id:016x}"
+    except Exception:  # an OpenTelemetry we do not understand
+        return None
