@@ -9,6 +9,7 @@ subprocesses that export to one file store with a client process.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import subprocess
@@ -239,6 +240,87 @@ def test_anthropic_requests_carry_the_llm_span(
     finally:
         integration.revert()
     assert sent(server) == llm_headers(captured)
+
+
+@pytest.fixture
+def anthropic_traced(captured: Capture) -> Iterator[Any]:
+    anthropic = pytest.importorskip("anthropic")
+    from tracekit.integrations.anthropic import integration
+
+    tracekit.anthropic.autolog()
+    try:
+        yield anthropic
+    finally:
+        integration.revert()
+
+
+def test_anthropic_stream_helper_carries_the_llm_span(
+    anthropic_traced: Any, captured: Capture, server: FakeProviderServer
+) -> None:
+    client = anthropic_traced.Anthropic(api_key="t", base_url=server.base_url, max_retries=0)
+    aclient = anthropic_traced.AsyncAnthropic(api_key="t", base_url=server.base_url, max_retries=0)
+    extra = {"X-Mine": "1"}
+    kwargs: dict[str, Any] = {"model": "c", "max_tokens": 5, "messages": MESSAGES}
+
+    async def async_helpers() -> list[str]:
+        texts = []
+        async with aclient.messages.stream(**kwargs) as stream:
+            texts.append(await stream.get_final_text())
+        async with aclient.beta.messages.stream(**kwargs) as stream:
+            texts += [text async for text in stream.text_stream]
+        return texts
+
+    server.requests.clear()
+    with tracekit.start_span("app"):
+        with client.messages.stream(**kwargs, extra_headers=extra) as stream:
+            text = stream.get_final_text()
+        with client.beta.messages.stream(**kwargs) as stream:
+            assert list(stream.text_stream)
+        texts = asyncio.run(async_helpers())
+    assert extra == {"X-Mine": "1"}  # the caller's dict is left alone
+    assert text
+    assert all(texts)
+    first = {k.lower(): v for k, v in server.requests[0]["headers"].items()}
+    assert first["x-mine"] == "1"
+    assert first["x-stainless-helper-method"] == "stream"  # the SDK's own headers too
+    headers = sent(server)
+    assert len(headers) == 4
+    assert headers == llm_headers(captured)
+
+
+def test_anthropic_stream_helper_keeps_the_callers_traceparent(
+    anthropic_traced: Any, captured: Capture, server: FakeProviderServer
+) -> None:
+    mine = f"00-{'a' * 32}-{'b' * 16}-01"
+    kwargs: dict[str, Any] = {"model": "c", "max_tokens": 5, "messages": MESSAGES}
+    client = anthropic_traced.Anthropic(api_key="t", base_url=server.base_url, max_retries=0)
+    defaults = anthropic_traced.Anthropic(
+        api_key="t", base_url=server.base_url, max_retries=0, default_headers={"traceparent": mine}
+    )
+    server.requests.clear()
+    with client.messages.stream(**kwargs, extra_headers={"TraceParent": mine}) as stream:
+        stream.get_final_message()
+    with defaults.messages.stream(**kwargs) as stream:
+        stream.get_final_message()
+    assert sent(server) == [mine, mine]
+    with capture(propagate_context=False) as off, client.messages.stream(**kwargs) as stream:
+        stream.get_final_message()
+    assert len(spans(off)) == 1
+    assert sent(server) == [None]
+
+
+def test_anthropic_stream_helper_never_entered(
+    anthropic_traced: Any, captured: Capture, server: FakeProviderServer
+) -> None:
+    client = anthropic_traced.Anthropic(api_key="t", base_url=server.base_url, max_retries=0)
+    server.requests.clear()
+    manager = client.messages.stream(model="c", max_tokens=5, messages=MESSAGES)
+    del manager
+    gc.collect()
+    tracekit.flush()
+    assert server.requests == []
+    (span,) = spans(captured)
+    assert span["attributes"]["tracekit.stream.ended_by"] == "never_entered"
 
 
 def test_gemini_requests_carry_the_llm_span(captured: Capture, server: FakeProviderServer) -> None:

@@ -15,6 +15,7 @@ import functools
 import importlib
 import inspect
 import logging
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -166,10 +167,20 @@ class Integration:
 
     def _helper_wrapper(self, endpoint: Endpoint) -> Callable[..., Any]:
         def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            manager = wrapped(*args, **kwargs)
             if self._skip():
-                return manager
-            return HelperManager(manager, endpoint, instance, kwargs)
+                return wrapped(*args, **kwargs)
+            # The span starts now: the helper builds its request (headers included) now,
+            # and the request names the span in its `traceparent`.
+            call = _Call.begin(endpoint, instance, kwargs)
+            if call is None:
+                return wrapped(*args, **kwargs)
+            try:
+                manager = wrapped(*args, **call.propagate(instance, kwargs))
+            except BaseException as exc:
+                call.fail(exc)
+                raise
+            call.detach()
+            return HelperManager(manager, endpoint, call)
 
         return wrapper
 
@@ -345,20 +356,36 @@ def _raw_mode(kwargs: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _never_entered(pending: list[_Call]) -> None:
+    """A helper dropped without entering its block made no request: end its span."""
+    for call in pending:
+        call.span.set_attribute("tracekit.stream.ended_by", "never_entered")
+        call.span.end()
+
+
 class HelperManager(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
     """Wraps a stream helper's context manager that makes its request on enter.
 
-    The span starts when the block is entered (the request is made then, with
-    the span current) and ends exactly once: when the helper stream is read to
-    the end, closed, dropped, or when the block exits.
+    The span starts when the helper is called (its request is built then) and is
+    current again while the block is entered (the request is made then); it ends
+    exactly once: when the helper stream is read to the end, closed, dropped, or
+    when the block exits.
     """
 
-    def __init__(self, wrapped: Any, endpoint: Endpoint, instance: Any, kwargs: Any) -> None:
+    def __init__(self, wrapped: Any, endpoint: Endpoint, call: _Call) -> None:
         super().__init__(wrapped)
         self._self_endpoint = endpoint
-        self._self_instance = instance
-        self._self_kwargs = kwargs
+        self._self_pending = [call]  # until entered
         self._self_call: StreamCall | None = None
+        weakref.finalize(self, _never_entered, self._self_pending).atexit = False
+
+    def _self_begin(self) -> _Call | None:
+        """The call whose request the first enter makes, current until it is made."""
+        if not self._self_pending:
+            return None
+        call = self._self_pending.pop()
+        call.token = current_span.set(call.span)
+        return call
 
     def _self_wrap(self, call: _Call, stream: Any, is_async: bool) -> Any:
         try:
@@ -376,7 +403,7 @@ class HelperManager(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
             self._self_call.end(exc, "context_exit")
 
     def __enter__(self) -> Any:
-        call = _Call.begin(self._self_endpoint, self._self_instance, self._self_kwargs)
+        call = self._self_begin()
         if call is None:
             return self.__wrapped__.__enter__()
         try:
@@ -394,7 +421,7 @@ class HelperManager(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
             self._self_end(exc)
 
     async def __aenter__(self) -> Any:
-        call = _Call.begin(self._self_endpoint, self._self_instance, self._self_kwargs)
+        call = self._self_begin()
         if call is None:
             return await self.__wrapped__.__aenter__()
         try:
