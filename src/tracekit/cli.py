@@ -5,11 +5,13 @@
     tracekit demo
     tracekit upload [--spool DIR] [--to URI]
     tracekit upload --store DIR --to URI
+    tracekit run [--autolog NAMES] [--to URI] -- COMMAND [ARGS...]
 
 The store is `--store`, else the first file destination in
 `TRACEKIT_TRACKING_URI`, else `./.tracekit`. `upload` delivers what a remote
 destination could not take (the spool, `TRACEKIT_SPOOL_DIR`), or sends a whole
-file store to a tracking server or OTLP backend.
+file store to a tracking server or OTLP backend. `run` starts COMMAND traced
+with no code change (`TRACEKIT_AUTOLOG`, default `all`).
 """
 
 from __future__ import annotations
@@ -167,7 +169,61 @@ def build_parser() -> argparse.ArgumentParser:
         "with --store, default for the spool: where each batch was meant to go",
     )
     upload.set_defaults(func=cmd_upload)
+    run = sub.add_parser(
+        "run",
+        help="run a Python program traced, with no code change",
+        description="Run COMMAND with TRACEKIT_AUTOLOG set, so that a Python program in this "
+        "environment is traced without importing tracekit. Example: "
+        "tracekit run --autolog openai -- python app.py",
+    )
+    run.add_argument(
+        "--autolog",
+        metavar="NAMES",
+        help="integrations to turn on: openai, anthropic, gemini, langchain or all "
+        "(default: TRACEKIT_AUTOLOG, else all)",
+    )
+    run.add_argument("--to", metavar="URI", help="destination (sets TRACEKIT_TRACKING_URI)")
+    run.add_argument("command", nargs=argparse.REMAINDER, help="the program and its arguments")
+    run.set_defaults(func=cmd_run)
     return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        print(
+            "tracekit run: give the program to run, e.g. tracekit run -- python app.py",
+            file=sys.stderr,
+        )
+        return 2
+    env = dict(os.environ)
+    env["TRACEKIT_AUTOLOG"] = args.autolog or env.get("TRACEKIT_AUTOLOG") or "all"
+    if args.to:
+        env["TRACEKIT_TRACKING_URI"] = args.to
+    if not _autostart_installed():
+        print(
+            "tracekit run: the start-up hook (tracekit-autostart.pth) is not in this "
+            "environment's site-packages, so the program will run untraced; reinstall "
+            "tracekit with pip",
+            file=sys.stderr,
+        )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvpe(command[0], command, env)  # noqa: S606 - runs what the user asked, as asked
+    except OSError as exc:
+        print(f"tracekit run: cannot run {command[0]!r}: {exc.strerror or exc}", file=sys.stderr)
+        return 127 if isinstance(exc, FileNotFoundError) else 126
+    return 0  # not reached: exec replaced this process
+
+
+def _autostart_installed() -> bool:
+    import site
+
+    dirs = [*site.getsitepackages(), site.getusersitepackages()]
+    return any((Path(d) / "tracekit-autostart.pth").is_file() for d in dirs)
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
