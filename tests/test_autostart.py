@@ -252,6 +252,20 @@ def test_tracekit_run_defaults_to_all(tmp_path: Path, servers: dict) -> None:
     assert len(_store.load(store)) == 2
 
 
+def test_tracekit_run_names_another_python(tmp_path: Path) -> None:
+    """`python` on PATH that is not this environment's interpreter: said up front."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    other = bin_dir / "python3"
+    other.write_text("#!/bin/sh\necho other-python\n")
+    other.chmod(0o755)
+    env = _env(tmp_path / "store", PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    done = _run([str(TRACEKIT_CLI), "run", "--", "python3", "-c", "pass"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "other-python"
+    assert f"'python3' is {other}, not this environment's Python" in done.stderr
+
+
 def test_tracekit_run_errors(tmp_path: Path) -> None:
     missing = _run(
         [str(TRACEKIT_CLI), "run", "--", "no-such-program-xyz"], _env(tmp_path), tmp_path

@@ -202,7 +202,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     env["TRACEKIT_AUTOLOG"] = args.autolog or env.get("TRACEKIT_AUTOLOG") or "all"
     if args.to:
         env["TRACEKIT_TRACKING_URI"] = args.to
-    if not _autostart_installed():
+    other = _other_python(command[0], env)
+    if other:
+        print(
+            f"tracekit run: {command[0]!r} is {other}, not this environment's Python "
+            f"({sys.executable}); it is traced only if tracekit is installed there too",
+            file=sys.stderr,
+        )
+    elif not _autostart_installed():
         print(
             "tracekit run: the start-up hook (tracekit-autostart.pth) is not in this "
             "environment's site-packages, so the program will run untraced; reinstall "
@@ -217,6 +224,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"tracekit run: cannot run {command[0]!r}: {exc.strerror or exc}", file=sys.stderr)
         return 127 if isinstance(exc, FileNotFoundError) else 126
     return 0  # not reached: exec replaced this process
+
+
+def _other_python(program: str, env: dict[str, str]) -> str | None:
+    """The path of `program` when it is a Python interpreter outside this environment."""
+    import shutil
+
+    if not Path(program).name.startswith("python"):
+        return None
+    found = shutil.which(program, path=env.get("PATH"))
+    if found is None or Path(found).parent == Path(sys.executable).parent:
+        return None
+    return found
 
 
 def _autostart_installed() -> bool:
