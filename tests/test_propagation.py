@@ -24,13 +24,14 @@ import pytest
 import tracekit
 from tracekit import _config
 from tracekit._fake_server import FakeProviderServer
-from tracekit._propagation import format_traceparent, parse_traceparent
+from tracekit._propagation import format_traceparent, parse, parse_traceparent
 from tracekit._store import iter_records
 from tracekit.testing import Capture, capture
 
 REMOTE_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 REMOTE_SPAN = "00f067aa0ba902b7"
 REMOTE = f"00-{REMOTE_TRACE}-{REMOTE_SPAN}-01"
+UNSAMPLED = f"00-{REMOTE_TRACE}-{REMOTE_SPAN}-00"  # the caller did not record its span
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
@@ -61,6 +62,16 @@ def test_parse_traceparent() -> None:
     ):
         assert parse_traceparent(bad) is None, bad
     assert format_traceparent(REMOTE_TRACE, REMOTE_SPAN) == REMOTE
+    assert format_traceparent(REMOTE_TRACE, REMOTE_SPAN, sampled=False) == UNSAMPLED
+
+
+def test_the_sampled_flag() -> None:
+    for flags, sampled in (("01", True), ("00", False), ("03", True), ("02", False)):
+        assert parse(f"00-{REMOTE_TRACE}-{REMOTE_SPAN}-{flags}") == (
+            REMOTE_TRACE,
+            REMOTE_SPAN,
+            sampled,
+        )
 
 
 def test_get_tracing_headers(captured: Capture) -> None:
@@ -134,6 +145,71 @@ def test_continue_trace_in_tasks(captured: Capture) -> None:
     asyncio.run(main())
     found = {r["trace_id"]: r["spans"][0]["parent_id"] for r in captured.traces}
     assert found == {f"{i:032x}": f"{i:016x}" for i in range(100, 110)}
+
+
+# -- sampling follows the remote parent ---------------------------------------------------
+
+
+def test_an_unsampled_remote_parent_records_nothing(captured: Capture) -> None:
+    seen: list[dict[str, str]] = []
+
+    @tracekit.trace
+    def handler() -> None:
+        seen.append(tracekit.get_tracing_headers())
+        with tracekit.start_span("child") as child:
+            assert not child.is_recording
+            seen.append(tracekit.get_tracing_headers())
+
+    with tracekit.continue_trace({"traceparent": UNSAMPLED}):
+        handler()
+        seen.append(tracekit.get_tracing_headers())
+        with tracekit.continue_trace({"traceparent": REMOTE}):  # a nested decision wins
+            with tracekit.start_span("sampled"):
+                pass
+            assert tracekit.get_tracing_headers() == {}
+    assert tracekit.get_tracing_headers() == {}
+    with tracekit.start_span("after"):
+        pass
+    # The decision is passed on: the headers name the remote span, flags 00.
+    assert seen == [{"traceparent": UNSAMPLED}] * 3
+    assert [(r["trace_id"], r["name"]) for r in captured.traces] == [
+        (REMOTE_TRACE, "sampled"),
+        ("00000000000000000000000000000001", "after"),
+    ]
+
+
+def test_a_sampled_remote_parent_is_recorded_whatever_the_ratio() -> None:
+    @tracekit.trace
+    def handler() -> None:
+        with tracekit.start_span("child"):
+            pass
+
+    async def handle() -> None:
+        with tracekit.continue_trace({"traceparent": REMOTE}), tracekit.start_span("async"):
+            await asyncio.sleep(0)
+
+    with capture(sampling_ratio=0.0) as captured:
+        with tracekit.continue_trace({"traceparent": REMOTE}):
+            handler()
+            assert wsgi_call(hello) == ("200 OK", b"hi")  # a nested request, recorded too
+        asyncio.run(handle())
+        with tracekit.start_span("own root"):  # sampled out as before
+            tracekit.trace(lambda: None)()
+    assert [(r["trace_id"], r["name"], len(r["spans"])) for r in captured.traces] == [
+        (REMOTE_TRACE, "handler", 2),
+        (REMOTE_TRACE, "POST /hello", 1),
+        (REMOTE_TRACE, "async", 1),
+    ]
+    with capture(sampling_ratio=0.5) as half:
+        for _ in range(20):
+            with tracekit.continue_trace({"traceparent": REMOTE}), tracekit.start_span("r"):
+                pass
+    assert len(half.traces) == 20
+
+
+def hello(environ: Any, start_response: Any) -> Any:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"hi"]
 
 
 # -- outgoing requests of the SDKs ----------------------------------------------------
@@ -517,6 +593,50 @@ def test_asgi_middleware_errors(captured: Capture) -> None:
     assert second["status"]["code"] == "ERROR"
 
 
+def test_middleware_follows_the_callers_sampling_decision() -> None:
+    seen: list[dict[str, str]] = []
+
+    @tracekit.trace
+    def work() -> None:
+        seen.append(tracekit.get_tracing_headers())
+
+    def wsgi_app(environ: Any, start_response: Any) -> Any:
+        work()
+        start_response("200 OK", [])
+
+        def body() -> Iterator[bytes]:
+            work()  # the body is read after the app returned
+            yield b"ok"
+
+        return body()
+
+    async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        work()
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    def asgi_scope(traceparent: str) -> dict[str, Any]:
+        headers = [(b"traceparent", traceparent.encode())]
+        return {"type": "http", "method": "GET", "path": "/a", "headers": headers}
+
+    with capture(sampling_ratio=0.0) as captured:
+        assert wsgi_call(wsgi_app, headers={"traceparent": UNSAMPLED}) == ("200 OK", b"ok")
+        asyncio.run(asgi_call(asgi_app, asgi_scope(UNSAMPLED)))
+        assert captured.traces == []
+        assert seen == [{"traceparent": UNSAMPLED}] * 3
+        seen.clear()
+        assert wsgi_call(wsgi_app, headers={"traceparent": REMOTE}) == ("200 OK", b"ok")
+        asyncio.run(asgi_call(asgi_app, asgi_scope(REMOTE)))
+        wsgi_call(wsgi_app)  # no caller: the local ratio (0) decides
+    wsgi_record, asgi_record = captured.traces
+    assert [s["name"] for s in wsgi_record["spans"]] == ["POST /hello", "work", "work"]
+    assert [s["name"] for s in asgi_record["spans"]] == ["GET /a", "work"]
+    for record in (wsgi_record, asgi_record):
+        assert (record["trace_id"], record["spans"][0]["parent_id"]) == (REMOTE_TRACE, REMOTE_SPAN)
+    # Each call names its own recorded span, flags 01; a sampled-out one sends nothing.
+    assert [h.get("traceparent", "")[-2:] for h in seen] == ["01", "01", "01", "", ""]
+
+
 # -- OpenTelemetry -----------------------------------------------------------------------
 
 
@@ -552,6 +672,73 @@ def test_opentelemetry_sdk_span(captured: Capture) -> None:
     record = captured.single()
     assert record["trace_id"] == f"{context.trace_id:032x}"
     assert record["spans"][0]["parent_id"] == f"{context.span_id:016x}"
+
+
+def test_opentelemetry_sdk_span_decides_sampling() -> None:
+    sdk = pytest.importorskip("opentelemetry.sdk.trace", reason="opentelemetry-sdk not installed")
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    recording = sdk.TracerProvider().get_tracer("test")
+    with capture(sampling_ratio=0.0) as captured:
+        with recording.start_as_current_span("otel"), tracekit.start_span("llm"):
+            pass
+        dropped = sdk.TracerProvider(sampler=ALWAYS_OFF).get_tracer("test")
+        with dropped.start_as_current_span("otel"), tracekit.start_span("llm"):
+            pass  # not recording: the local ratio decides, as before
+    (record,) = captured.traces
+    assert record["spans"][0]["parent_id"] is not None
+
+
+def test_traceparent_round_trips_through_opentelemetry() -> None:
+    """tracekit's headers read by OpenTelemetry's propagator and the other way round,
+    the sampled flag included."""
+    sdk = pytest.importorskip("opentelemetry.sdk.trace", reason="opentelemetry-sdk not installed")
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace as otel
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    propagator = TraceContextTextMapPropagator()
+    tracer = sdk.TracerProvider().get_tracer("test")
+    unsampled_tracer = sdk.TracerProvider(sampler=ALWAYS_OFF).get_tracer("test")
+    with capture(otel_context=False) as captured:
+        # Out: an OpenTelemetry service continues our span.
+        with tracekit.start_span("client") as client:
+            carrier = tracekit.get_tracing_headers()
+        remote = otel.get_current_span(propagator.extract(carrier)).get_span_context()
+        assert (remote.trace_id, remote.span_id) == (
+            int(client.trace_id, 16),
+            int(client.span_id, 16),
+        )
+        assert remote.trace_flags.sampled
+        with tracer.start_as_current_span("service", context=propagator.extract(carrier)) as span:
+            assert span.parent is not None
+            assert span.parent.span_id == remote.span_id
+        # In: our service continues OpenTelemetry's span (sampled, then not).
+        callers = []
+        for source in (tracer, unsampled_tracer):
+            with source.start_as_current_span("caller") as caller:
+                incoming: dict[str, str] = {}
+                propagator.inject(incoming)
+            callers.append(caller.get_span_context())
+            token = otel_context.attach(otel_context.Context())  # the caller is remote now
+            try:
+                with tracekit.continue_trace(incoming), tracekit.start_span("handler"):
+                    onward = tracekit.get_tracing_headers()
+            finally:
+                otel_context.detach(token)
+            passed_on = otel.get_current_span(propagator.extract(onward)).get_span_context()
+            assert passed_on.trace_id == caller.get_span_context().trace_id
+            assert passed_on.trace_flags.sampled == caller.get_span_context().trace_flags.sampled
+    assert not callers[1].trace_flags.sampled
+    client_record, handler_record = captured.traces  # nothing under the unsampled caller
+    assert client_record["spans"][0]["name"] == "client"
+    handler = handler_record["spans"][0]
+    assert (handler_record["trace_id"], handler["name"], handler["parent_id"]) == (
+        f"{callers[0].trace_id:032x}",
+        "handler",
+        f"{callers[0].span_id:016x}",
+    )
 
 
 def test_import_tracekit_does_not_import_opentelemetry() -> None:

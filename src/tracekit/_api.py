@@ -81,7 +81,11 @@ class start_span:  # noqa: N801 - used like a function, as in OpenTelemetry
 
     def __enter__(self) -> Span:
         config = _state._config_value or _state.config()
-        if not config.enabled or (config.sampling_ratio == 0.0 and current_span.get() is None):
+        if not config.enabled or (
+            config.sampling_ratio == 0.0
+            and current_span.get() is None
+            and _propagation.incoming(config) is None  # a recorded remote parent decides
+        ):
             return NON_RECORDING  # token stays None: __exit__ has nothing to undo
         span = self._span = start(self._name, self._span_type)
         self._token = current_span.set(span)
@@ -128,9 +132,11 @@ def get_tracing_headers() -> dict[str, str]:
     """W3C trace context headers naming the current span, for your own HTTP calls.
 
     Returns `{"traceparent": "00-<trace id>-<span id>-01"}`, or an empty dict
-    outside a recorded span. A service that calls `tracekit.continue_trace`
-    (or runs behind `tracekit.wsgi`/`tracekit.asgi` middleware) with these
-    headers records its spans in the same trace, under this span.
+    outside a recorded span (under a remote caller that did not record its span:
+    the caller's `traceparent`, flags `00`, so that the next service drops it too).
+    A service that calls `tracekit.continue_trace` (or runs behind `tracekit.wsgi`/
+    `tracekit.asgi` middleware) with these headers records its spans in the same
+    trace, under this span.
 
     Example:
         with tracekit.start_span("ask gateway"):

@@ -152,11 +152,13 @@ class TraceBuffer:
     def start_span(self, name: str, span_type: str, parent: Span | None, config: Config) -> Span:
         """Start a span under `parent` (None: a new trace). Never raises for limits."""
         if parent is None:
-            if not config.enabled or (
+            if not config.enabled:
+                return NON_RECORDING
+            remote = _propagation.incoming(config)  # a recorded remote parent: recorded too
+            if remote is None and (
                 config.sampling_ratio < 1.0 and _runtime.sample() >= config.sampling_ratio
             ):
                 return NON_RECORDING
-            remote = _propagation.incoming(config)
             if remote is None:
                 trace = self._new_trace(_runtime.ids.trace_id(), config)
                 parent_id = None

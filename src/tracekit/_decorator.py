@@ -6,7 +6,7 @@ import functools
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from typing import Any, TypeVar, overload
 
-from tracekit import _state
+from tracekit import _propagation, _state
 from tracekit._api import finish
 from tracekit._context import current_parent, current_span
 from tracekit._guard import guard, internal_error
@@ -69,9 +69,14 @@ class _Inputs:
 
 
 def _off() -> bool:
-    """True when this call cannot be recorded: tracing disabled, or sampled out at 0."""
+    """True when this call cannot be recorded: tracing disabled, or sampled out at 0
+    (a root span without a recorded remote parent)."""
     config = _state._config_value or _state.config()
-    return not config.enabled or (config.sampling_ratio == 0.0 and current_span.get() is None)
+    return not config.enabled or (
+        config.sampling_ratio == 0.0
+        and current_span.get() is None
+        and _propagation.incoming(config) is None
+    )
 
 
 def _begin(

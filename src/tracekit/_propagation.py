@@ -6,6 +6,11 @@ each SDK request, so a gateway that traces server-side joins the trace). In:
 remote span, as a fragment of the remote trace. Without a remote parent, an
 active OpenTelemetry span (only if the app imported OpenTelemetry itself)
 plays the same role.
+
+Sampling follows the parent, as OpenTelemetry's default sampler does: a remote
+span that was recorded (trace-flags `01`) has its children here recorded
+whatever the local sampling ratio; one that was not (`00`) has nothing here
+recorded, and the calls made from here pass that decision on.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any
 
 from tracekit._context import current_span, remote_parent
+from tracekit._span import NON_RECORDING
 
 if TYPE_CHECKING:
     from tracekit._config import Config
@@ -28,24 +34,38 @@ _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 
 
-def format_traceparent(trace_id: str, span_id: str) -> str:
-    """`00-<trace id>-<span id>-01` (sampled: the span is recorded)."""
-    return f"00-{trace_id}-{span_id}-01"
+# (trace id, span id) of a remote span that was not recorded (`traceparent` flags
+# `00`), inside `continue_trace`: nothing is recorded there, and the headers sent
+# from there say so.
+_unsampled: ContextVar[tuple[str, str] | None] = ContextVar(
+    "tracekit_unsampled_parent", default=None
+)
 
 
-def parse_traceparent(value: Any) -> tuple[str, str] | None:
-    """(trace id, parent span id) of a valid `traceparent` value, else None."""
+def format_traceparent(trace_id: str, span_id: str, sampled: bool = True) -> str:
+    """`00-<trace id>-<span id>-01` (`-00` when the span is not recorded)."""
+    return f"00-{trace_id}-{span_id}-{'01' if sampled else '00'}"
+
+
+def parse(value: Any) -> tuple[str, str, bool] | None:
+    """(trace id, parent span id, sampled) of a valid `traceparent` value, else None."""
     if not isinstance(value, str):
         return None
     match = _HEADER.fullmatch(value.strip())
     if match is None:
         return None
-    version, trace_id, span_id, _flags, rest = match.groups()
+    version, trace_id, span_id, flags, rest = match.groups()
     if version == "ff" or (version == "00" and rest):  # version 00 has exactly four fields
         return None
     if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
         return None
-    return trace_id, span_id
+    return trace_id, span_id, bool(int(flags, 16) & 1)  # bit 0 is `sampled`
+
+
+def parse_traceparent(value: Any) -> tuple[str, str] | None:
+    """(trace id, parent span id) of a valid `traceparent` value, else None."""
+    parsed = parse(value)
+    return None if parsed is None else parsed[:2]
 
 
 def header(headers: Any, name: str = TRACEPARENT) -> Any:
@@ -62,32 +82,51 @@ def header(headers: Any, name: str = TRACEPARENT) -> Any:
 
 
 def tracing_headers() -> dict[str, str]:
-    """`{"traceparent": ...}` naming the current span; empty outside a recorded span."""
+    """`{"traceparent": ...}` naming the current span; empty outside a recorded span,
+    except under a remote parent that was not recorded (whose decision it passes on)."""
     span = current_span.get()
-    if span is None or not span.is_recording:
+    if span is not None and span.is_recording:
+        return {TRACEPARENT: format_traceparent(span.trace_id, span.span_id)}
+    unsampled = _unsampled.get()
+    if unsampled is None:
         return {}
-    return {TRACEPARENT: format_traceparent(span.trace_id, span.span_id)}
+    return {TRACEPARENT: format_traceparent(*unsampled, sampled=False)}
+
+
+def remote_sampled(headers: Any) -> bool | None:
+    """The sampled flag of the `traceparent` in `headers`; None without a valid one."""
+    try:
+        remote = parse(header(headers))
+    except Exception:  # headers of an unexpected shape
+        return None
+    return None if remote is None else remote[2]
 
 
 @contextmanager
 def continue_trace(headers: Any) -> Iterator[None]:
-    """Root spans started inside join the trace named by `headers["traceparent"]`.
+    """Root spans started inside join the trace named by `headers["traceparent"]`,
+    and are recorded if and only if the remote span was (its sampled flag).
 
     Without a valid `traceparent` the block runs as it would have anyway.
     """
     try:
-        remote = parse_traceparent(header(headers))
+        remote = parse(header(headers))
     except Exception:  # headers of an unexpected shape: start a new trace
         remote = None
     if remote is None:
         yield
         return
-    token = remote_parent.set(remote)
-    span_token = current_span.set(None)  # the remote span is the parent, not a local one
+    trace_id, span_id, sampled = remote
+    token = remote_parent.set((trace_id, span_id) if sampled else None)
+    unsampled_token = _unsampled.set(None if sampled else (trace_id, span_id))
+    # The remote span is the parent, not a local one; under one that was not
+    # recorded, a non-recording parent keeps everything inside unrecorded.
+    span_token = current_span.set(None if sampled else NON_RECORDING)
     try:
         yield
     finally:
         _reset(current_span, span_token)
+        _reset(_unsampled, unsampled_token)
         _reset(remote_parent, token)
 
 

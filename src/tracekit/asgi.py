@@ -20,7 +20,7 @@ from typing import Any
 
 from tracekit._context import current_span
 from tracekit._guard import guard
-from tracekit._propagation import header
+from tracekit._propagation import TRACEPARENT, continue_trace, header, remote_sampled
 from tracekit._span import Span
 from tracekit.wsgi import end_request_span, start_request_span
 
@@ -51,8 +51,15 @@ class TracekitMiddleware:
             return
         method = str(scope.get("method") or "GET")
         path = str(scope.get("root_path") or "") + str(scope.get("path") or "") or "/"
-        span = start_request_span(method, path, header(scope.get("headers")))
+        traceparent = header(scope.get("headers"))
+        span = start_request_span(method, path, traceparent)
         if not span.is_recording:
+            if remote_sampled({TRACEPARENT: traceparent}) is False:
+                # A caller that was not recording: nothing is recorded here either,
+                # and the calls made from here say so.
+                with continue_trace({TRACEPARENT: traceparent}):
+                    await self.app(scope, receive, send)
+                return
             await self.app(scope, receive, send)
             return
         status: list[int | None] = [None]

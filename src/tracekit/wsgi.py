@@ -21,7 +21,7 @@ from typing import Any
 from tracekit import _api
 from tracekit._context import current_span
 from tracekit._guard import guard
-from tracekit._propagation import TRACEPARENT, continue_trace
+from tracekit._propagation import TRACEPARENT, continue_trace, remote_sampled
 from tracekit._span import NON_RECORDING, Span, SpanStatus, SpanType
 
 __all__ = ["TracekitMiddleware"]
@@ -70,8 +70,11 @@ class TracekitMiddleware:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD") or "GET")
         path = str(environ.get("SCRIPT_NAME") or "") + str(environ.get("PATH_INFO") or "") or "/"
-        span = start_request_span(method, path, environ.get("HTTP_TRACEPARENT"))
+        traceparent = environ.get("HTTP_TRACEPARENT")
+        span = start_request_span(method, path, traceparent)
         if not span.is_recording:
+            if remote_sampled({TRACEPARENT: traceparent}) is False:
+                return _unrecorded(self.app, environ, start_response, traceparent)
             return self.app(environ, start_response)
         status: list[int | None] = [None]
 
@@ -137,3 +140,40 @@ class _Body:
             raise
         finally:
             end_request_span(self._span, self._status[0], error)
+
+
+def _unrecorded(
+    app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]],
+    environ: dict[str, Any],
+    start_response: StartResponse,
+    traceparent: Any,
+) -> Iterable[bytes]:
+    """A request from a caller that was not recording: nothing is recorded while it is
+    handled (its body included), and the calls made from it say so."""
+    headers = {TRACEPARENT: traceparent}
+    with continue_trace(headers):
+        result = app(environ, start_response)
+    return _UnrecordedBody(result, headers)
+
+
+class _UnrecordedBody:
+    """A response body iterated under the caller's unrecorded trace context."""
+
+    def __init__(self, result: Iterable[bytes], headers: dict[str, str]) -> None:
+        self._result = result
+        self._iterator: Iterator[bytes] | None = None
+        self._headers = headers
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        with continue_trace(self._headers):
+            if self._iterator is None:
+                self._iterator = iter(self._result)
+            return next(self._iterator)
+
+    def close(self) -> None:
+        close = getattr(self._result, "close", None)
+        if close is not None:
+            close()
