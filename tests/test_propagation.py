@@ -271,6 +271,25 @@ def test_openai_requests_carry_the_llm_span(
     assert len(headers) == 4
 
 
+def test_sdk_requests_follow_the_callers_sampling_decision(
+    openai_traced: Any, server: FakeProviderServer
+) -> None:
+    client = openai_traced.OpenAI(api_key="t", base_url=server.base_url + "/v1", max_retries=0)
+    server.requests.clear()
+    with capture(sampling_ratio=0.0) as captured:
+        with tracekit.continue_trace({"traceparent": UNSAMPLED}):
+            client.chat.completions.create(model="m", messages=MESSAGES)
+        assert captured.traces == []
+        with tracekit.continue_trace({"traceparent": REMOTE}):
+            client.chat.completions.create(model="m", messages=MESSAGES)
+        client.chat.completions.create(model="m", messages=MESSAGES)  # sampled out here
+    (record,) = captured.traces
+    (span,) = record["spans"]
+    assert (record["trace_id"], span["parent_id"]) == (REMOTE_TRACE, REMOTE_SPAN)
+    # Not recorded: no header (the gateway decides for itself); recorded: flags 01.
+    assert sent(server) == [None, format_traceparent(REMOTE_TRACE, span["span_id"]), None]
+
+
 def test_user_traceparent_wins(
     openai_traced: Any, captured: Capture, server: FakeProviderServer
 ) -> None:
