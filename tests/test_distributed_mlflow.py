@@ -2,7 +2,7 @@
 
 A client process (a `@tracekit.trace` function calling a service with
 `tracekit.get_tracing_headers()`) and a service process (`tracekit.wsgi` around a
-wsgiref app, or `tracekit.asgi` behind a small asyncio HTTP server) export to the same
+wsgiref app, or `tracekit.asgi` behind a small asyncio HTTP server or uvicorn) export to the same
 MLflow experiment. Each process records its own part of the trace (the service's is a
 fragment whose root has a remote parent); MLflow must show one trace with the service's
 request span under the client's span, whichever part arrives first. Read back with
@@ -108,6 +108,41 @@ async def main():
 asyncio.run(main())
 """
 
+# A real ASGI server (uvicorn, when installed), lifespan included (passed through).
+UVICORN_SERVICE = """
+import socket, sys, tracekit, tracekit.asgi, uvicorn
+
+@tracekit.trace(span_type="LLM")
+async def answer(question):
+    tracekit.get_current_span().set_token_usage(USAGE)
+    return "hi " + question
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            kind = message["type"].rpartition(".")[2]
+            await send({"type": f"lifespan.{kind}.complete"})
+            if kind == "shutdown":
+                return
+    await receive()
+    body = (await answer(scope["query_string"].decode())).encode()
+    headers = [(b"content-type", b"text/plain")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+    server.should_exit = True  # one request, then a graceful shutdown
+
+sock = socket.socket()
+sock.bind(("127.0.0.1", 0))
+sock.listen()
+config = uvicorn.Config(
+    tracekit.asgi.TracekitMiddleware(app), lifespan="on", log_level="warning", access_log=False
+)
+server = uvicorn.Server(config)
+print(sock.getsockname()[1], flush=True)
+server.run(sockets=[sock])
+"""
+
 CLIENT = """
 import sys, urllib.request, tracekit
 
@@ -166,10 +201,16 @@ def environment(mlflow_server: MlflowServer, experiment_id: str, service: str) -
 
 
 @pytest.mark.parametrize("first", ["service", "client"])
-@pytest.mark.parametrize("service_code", [WSGI_SERVICE, ASGI_SERVICE], ids=["wsgi", "asgi"])
+@pytest.mark.parametrize(
+    "service_code",
+    [WSGI_SERVICE, ASGI_SERVICE, UVICORN_SERVICE],
+    ids=["wsgi", "asgi", "uvicorn"],
+)
 def test_one_mlflow_trace_across_processes(
     mlflow_server: MlflowServer, tmp_path: Path, service_code: str, first: str
 ) -> None:
+    if service_code is UVICORN_SERVICE:
+        pytest.importorskip("uvicorn", reason="uvicorn not installed")
     experiment_id = create_experiment(mlflow_server.url, f"distributed-{uuid.uuid4().hex[:10]}")
     service = run(service_code, environment(mlflow_server, experiment_id, "service"))
     client: subprocess.Popen[str] | None = None
