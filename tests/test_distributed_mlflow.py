@@ -40,6 +40,7 @@ from wsgiref.simple_server import make_server, WSGIRequestHandler
 @tracekit.trace(span_type="LLM")
 def answer(question):
     tracekit.get_current_span().set_token_usage(USAGE)
+    tracekit.update_current_trace(tags={"served_by": "service"})
     return "hi " + question
 
 def app(environ, start_response):
@@ -63,6 +64,7 @@ import asyncio, sys, tracekit, tracekit.asgi
 @tracekit.trace(span_type="LLM")
 async def answer(question):
     tracekit.get_current_span().set_token_usage(USAGE)
+    tracekit.update_current_trace(tags={"served_by": "service"})
     return "hi " + question
 
 async def app(scope, receive, send):
@@ -115,6 +117,7 @@ import socket, sys, tracekit, tracekit.asgi, uvicorn
 @tracekit.trace(span_type="LLM")
 async def answer(question):
     tracekit.get_current_span().set_token_usage(USAGE)
+    tracekit.update_current_trace(tags={"served_by": "service"})
     return "hi " + question
 
 async def app(scope, receive, send):
@@ -149,6 +152,7 @@ import sys, urllib.request, tracekit
 @tracekit.trace(span_type="AGENT")
 def ask(url):
     span = tracekit.get_current_span()
+    tracekit.update_current_trace(tags={"asked_by": "client"})
     print(span.trace_id, span.span_id, flush=True)
     with tracekit.start_span("plan", span_type="LLM") as plan:
         plan.set_token_usage({"input_tokens": 10, "output_tokens": 1, "total_tokens": 11})
@@ -248,6 +252,10 @@ def test_one_mlflow_trace_across_processes(
     # whichever part arrived first.
     assert trace["state"] == "OK"
     assert trace["tags"]["mlflow.traceName"] == "ask"
+    # Trace tags from both processes: the client's on its root span, the service's
+    # through SetTraceTag (its part has no root span for MLflow to read them from).
+    assert trace["tags"]["asked_by"] == "client"
+    assert trace["tags"]["served_by"] == "service"
     assert trace["request_time"] == ask["start_time_ns"] // 1_000_000
     end_ms = max(s["end_time_ns"] for s in trace["spans"]) // 1_000_000
     assert trace["request_time"] + trace["execution_duration"] == end_ms

@@ -12,7 +12,10 @@ the application:
    timing, previews, tags, session, user, token usage); a trace with more
    metadata than that also goes to `POST /api/3.0/mlflow/traces`
    (StartTraceV3), with the session, user and token usage in the keys MLflow
-   reads (`trace_info="always"` sends it for every trace).
+   reads (`trace_info="always"` sends it for every trace);
+4. a process whose part of the trace continues a remote caller's span (a
+   service) has no root span: its trace tags go to SetTraceTag
+   (`PATCH /api/2.0/mlflow/traces/tr-ID/tags`).
 
 Both writes are keyed by the trace and span ids, so delivering a batch twice
 (a retry after a timeout that did succeed, a replayed spool) stores it once.
@@ -107,6 +110,9 @@ class TrackingServerExporter(BaseExporter):
             if not result.ok:
                 return result
         for record in traces:
+            result = self._tag_remote_part(record)
+            if not result.ok:
+                return result
             if self.trace_info == "auto" and not needs_trace_info(record):
                 continue  # the server built the same trace info from the root span
             info = trace_info(record, experiment_id)
@@ -115,6 +121,22 @@ class TrackingServerExporter(BaseExporter):
             result = self._call(
                 "POST", "/api/3.0/mlflow/traces", _json_bytes(info), _JSON, "StartTraceV3"
             )
+            if not result.ok:
+                return result
+        return SUCCESS
+
+    def _tag_remote_part(self, record: TraceRecord) -> ExportResult:
+        """Trace tags set in a process whose part of the trace continues a remote
+        caller's (a service behind `continue_trace` or the middleware): MLflow reads
+        trace tags only from the root span, which is in the caller's process, so
+        they are set on the trace with SetTraceTag (idempotent), after its spans."""
+        tags = record.get("tags")
+        if not tags or not remote_part(record):
+            return SUCCESS
+        path = f"/api/2.0/mlflow/traces/tr-{record['trace_id']}/tags"
+        for key, value in tags.items():
+            body = _json_bytes({"key": str(key), "value": _string(value)})
+            result = self._call("PATCH", path, body, _JSON, "SetTraceTag")
             if not result.ok:
                 return result
         return SUCCESS
@@ -211,6 +233,18 @@ _SPAN_CARRIED_METADATA = frozenset({"session_id", "user_id"})
 def needs_trace_info(record: Mapping[str, Any]) -> bool:
     """Whether a record has metadata that only StartTraceV3 can store."""
     return any(key not in _SPAN_CARRIED_METADATA for key in record.get("metadata") or {})
+
+
+def remote_part(record: Mapping[str, Any]) -> bool:
+    """Whether a record is the part of a trace that continues another process's
+    span: its local root has a parent that is not among its spans."""
+    spans = record.get("spans") or []
+    ids = {s.get("span_id") for s in spans}
+    return (
+        bool(spans)
+        and all(s.get("parent_id") is not None for s in spans)
+        and any(s.get("parent_id") not in ids for s in spans)
+    )
 
 
 def trace_info(record: Mapping[str, Any], experiment_id: str) -> dict[str, Any] | None:
