@@ -15,7 +15,7 @@ import enum
 import json
 import math
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
@@ -142,8 +142,8 @@ class _Walk:
         if len(text) <= self.max_chars and len(text) < self.budget:
             # No string inside can be longer than the whole: nothing to truncate.
             self.budget -= len(text)
-            return json.loads(text)
-        return self.plain(json.loads(text), depth)
+            return _loads(text)
+        return self.plain(_loads(text), depth)
 
     def plain(self, v: Any, depth: int = 0) -> Any:
         """Bound JSON-native data (dicts, lists, strings, numbers): no type dispatch,
@@ -237,6 +237,22 @@ class _Walk:
             except Exception:
                 name = "object"
             return marker(f"unserializable {name}")
+
+
+_from_json: Callable[[str], Any]
+try:  # installed with pydantic, whose models are the only callers of `_loads`
+    from pydantic_core import from_json as _from_json
+except ImportError:  # pragma: no cover - pydantic v1
+    _from_json = json.loads
+
+
+def _loads(text: str) -> Any:
+    """Parse pydantic's JSON: with pydantic-core's parser (about twice as fast as
+    `json.loads`, and the export worker holds the GIL meanwhile) when it can."""
+    try:
+        return _from_json(text)
+    except ValueError:  # e.g. a lone surrogate's escape, which json.loads accepts
+        return json.loads(text)
 
 
 def _valid_unicode(s: str) -> str:
