@@ -52,6 +52,7 @@ class ExportPipeline:
         self._queued_spans = 0
         self._waiters: list[threading.Event] = []
         self._worker: threading.Thread | None = None
+        self._alive = False  # the worker is running (cheaper to read than is_alive())
         self._stopping = False
         self._closed = False
         self._exporting = 0  # traces taken by the worker and not yet exported
@@ -86,7 +87,7 @@ class ExportPipeline:
                     old = self._queue.popleft()
                     self._queued_spans -= len(old.spans)
                     dropped.append(old)
-                if self._worker is None or not self._worker.is_alive():
+                if not self._alive:
                     self._start()  # first use, or the worker died of an internal error
                 if self._queued_spans >= self._batch_spans:
                     self._cond.notify()
@@ -186,9 +187,20 @@ class ExportPipeline:
 
     def _start(self) -> None:
         self._worker = threading.Thread(target=self._run, name="tracekit-export", daemon=True)
-        self._worker.start()
+        self._alive = True
+        try:
+            self._worker.start()
+        except BaseException:
+            self._alive = False
+            raise
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._alive = False
+
+    def _loop(self) -> None:
         _context._suppressed.set(True)  # this thread's context: never trace our own I/O
         interval = self._config.export_interval
         batch_spans = self._config.export_batch_spans

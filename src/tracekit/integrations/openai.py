@@ -205,10 +205,16 @@ def _usage_only(chunk: Any) -> bool:
     return not field(chunk, "choices") and field(chunk, "usage") is not None
 
 
-def _is_stream(result: Any) -> bool:
-    import openai
+_STREAMS: tuple[type, ...] = ()
 
-    return isinstance(result, (openai.Stream, openai.AsyncStream))
+
+def _is_stream(result: Any) -> bool:
+    global _STREAMS
+    if not _STREAMS:  # the SDK is imported by autolog(), never by tracekit's import
+        import openai
+
+        _STREAMS = (openai.Stream, openai.AsyncStream)
+    return isinstance(result, _STREAMS)
 
 
 def _endpoints() -> list[Endpoint]:
