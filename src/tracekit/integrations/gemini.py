@@ -9,6 +9,7 @@ one call gives one span.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,18 +45,24 @@ def _client_info(instance: Any) -> tuple[str, dict[str, Any]]:
     # The module's `_api_client` is its only link to the client's settings.
     api = getattr(instance, "_api_client", None)
     provider = "gcp.vertex_ai" if getattr(api, "vertexai", False) else "gcp.gemini"
-    attributes: dict[str, Any] = {}
     options = getattr(api, "_http_options", None)
     base_url = field(options, "base_url")
     if isinstance(base_url, str) and "://" in base_url:
-        from urllib.parse import urlsplit
+        return provider, dict(_server(base_url))
+    return provider, {}
 
-        parts = urlsplit(base_url)
-        if parts.hostname:
-            attributes["server.address"] = parts.hostname
-            if parts.port:
-                attributes["server.port"] = parts.port
-    return provider, attributes
+
+@functools.lru_cache(maxsize=64)
+def _server(base_url: str) -> tuple[tuple[str, Any], ...]:
+    """`server.address` and `server.port` of a base URL (parsed once per URL)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    if not parts.hostname:
+        return ()
+    if parts.port:
+        return (("server.address", parts.hostname), ("server.port", parts.port))
+    return (("server.address", parts.hostname),)
 
 
 def _model_name(model: Any) -> str | None:
