@@ -102,6 +102,41 @@ def _start() -> None:
     for package in list(watcher.pending):
         if package in sys.modules:
             watcher.imported(package)
+    _handle_sigterm()
+
+
+def _handle_sigterm() -> None:
+    """Containers, Kubernetes and systemd stop a service with SIGTERM, whose
+    default action skips atexit. Installed now, before any framework: a program
+    or framework handler installed later replaces it (gunicorn exits through
+    atexit, which flushes), and one that restores it and re-raises the signal
+    after a graceful stop (uvicorn) ends here. `_signal` rather than `signal`,
+    which imports enum: the C module is free."""
+    try:
+        import _signal
+    except ImportError:  # not CPython
+        return
+    try:
+        if _signal.getsignal(_signal.SIGTERM) == _signal.SIG_DFL:
+            _signal.signal(_signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError, AttributeError):  # not the main thread, or no SIGTERM
+        pass
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """Deliver what tracekit holds (if it was ever used), then die of the signal
+    with its default action, as the process would have without tracekit."""
+    import _signal
+
+    if "tracekit._state" in sys.modules:
+        try:
+            from tracekit._autostart import flush_before_signal
+
+            flush_before_signal()
+        except Exception as exc:
+            _report(exc)
+    _signal.signal(signum, _signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 try:

@@ -10,11 +10,14 @@ its route in the scope, as Starlette does, else `"GET /items/1"`; type
 `CHAIN`) continues an incoming W3C `traceparent`, takes its status from
 `http.response.start` and ends when the last body message is sent (a
 streamed response included), or when the app raises. Lifespan and websocket
-scopes pass through untraced. No framework is imported.
+scopes pass through untraced; at lifespan shutdown, what tracekit holds is
+delivered before the app's `lifespan.shutdown.complete` goes out (uvicorn ends a
+SIGTERM-stopped process without atexit). No framework is imported.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -46,6 +49,9 @@ class TracekitMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") == "lifespan":
+            await self.app(scope, receive, _flushing_at_shutdown(send))
+            return
         if scope.get("type") != "http":
             await self.app(scope, receive, send)
             return
@@ -89,6 +95,24 @@ class TracekitMiddleware:
                 current_span.set(None)
         _set_route(span, scope)
         end_request_span(span, status[0], None)  # no body sent (or ended already)
+
+
+def _flushing_at_shutdown(send: Send) -> Send:
+    """The lifespan `send`: before the app reports its shutdown done, deliver what
+    tracekit holds (within TRACEKIT_SHUTDOWN_TIMEOUT, off the event loop). A
+    server may end the process right after that message without running atexit
+    (uvicorn re-raises the SIGTERM it caught)."""
+
+    async def flushing_send(message: Message) -> None:
+        if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            with guard("asgi lifespan flush"):
+                from tracekit import _state
+
+                timeout = _state.config().shutdown_timeout
+                await asyncio.get_running_loop().run_in_executor(None, _state.flush, timeout)
+        await send(message)
+
+    return flushing_send
 
 
 def _set_route(span: Span, scope: Scope) -> None:
