@@ -370,3 +370,19 @@ def test_the_hook_is_in_the_wheel(tmp_path: Path) -> None:
     assert pth.strip() == (
         "import os; 'TRACEKIT_AUTOLOG' in os.environ and __import__('_tracekit_autostart')"
     )
+
+
+def test_sigterm_without_tracing_still_kills_at_once(tmp_path: Path) -> None:
+    """The hook's SIGTERM handler in a program that never traced: it dies of the
+    signal as before, without waiting for anything."""
+    _require_hook()
+    code = "import time; print('ready', flush=True); time.sleep(60)"
+    env = _env(tmp_path / "store", TRACEKIT_AUTOLOG="all")
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready"
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=30) == -signal.SIGTERM
+    assert not (tmp_path / "store").exists()
