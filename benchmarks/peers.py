@@ -91,8 +91,7 @@ TARGET_ADDED = 0.03
 TARGET_CPU = 0.10
 TARGET_IMPORT_MS = 50.0
 TARGET_RSS_GROWTH_MB = 5.0  # MiB, from half the calls to all of them
-# TRACEKIT_SHUTDOWN_TIMEOUT's default (5 s) plus 1 s for the interpreter's own exit
-TARGET_EXIT_S = 6.0
+TARGET_EXIT_SLACK_S = 1.0  # on top of TRACEKIT_SHUTDOWN_TIMEOUT, for the interpreter's exit
 
 # Sizes of the full run and of --quick. Call counts and time budgets are multiplied by
 # --scale (a smaller full run to check the script end to end); rounds are not.
@@ -143,8 +142,8 @@ PLANS: dict[str, dict[str, Any]] = {
         "server": False,
         "server_rounds": 1,
         "memory_calls": 5_000,
-        "memory_budget_s": 8.0,
-        "memory_budget_peers_s": 8.0,
+        "memory_budget_s": 10.0,
+        "memory_budget_peers_s": 10.0,
         "exit_destinations": ("stalled",),
         "exit_calls": 100,
         "exit_wait_s": 12.0,
@@ -902,6 +901,13 @@ def count_traces(server: Any, experiment_id: str) -> int | None:
     return int(row[0])
 
 
+def tracekit_default(name: str) -> Any:
+    """A default of tracekit's configuration (`shutdown_timeout`, `max_queued_spans`)."""
+    from tracekit._config import Config
+
+    return Config.__dataclass_fields__[name].default
+
+
 class Run:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -1341,6 +1347,7 @@ class Run:
     def run_exit(self, stalled: StalledServer) -> None:
         n = self.calls(self.plan["exit_calls"], 10)
         wait = self.plan["exit_wait_s"]
+        target = tracekit_default("shutdown_timeout") + TARGET_EXIT_SLACK_S
         refused = socket.socket()
         refused.bind(("127.0.0.1", 0))
         refused_url = f"http://127.0.0.1:{refused.getsockname()[1]}"
@@ -1378,9 +1385,9 @@ class Run:
                     cells[variant] = f"{exit_s:,.2f} s"
                     if r["calls"] < n:
                         cells[variant] += f"; only {r['calls']} calls in 10 s"
-                    ok = exit_s <= TARGET_EXIT_S
+                    ok = exit_s <= target
                 if variant == "tracekit":
-                    self.other_target[figure] = f"≤ {TARGET_EXIT_S:.0f} s: {status(ok)}"
+                    self.other_target[figure] = f"≤ {target:g} s: {status(ok)}"
             self.other[figure] = cells
 
     # -- report ----------------------------------------------------------------------
@@ -1559,8 +1566,9 @@ class Run:
             "time (RSS does not depend on sharing the cores)"
             + (
                 "; `--quick` measures tracekit and bare only, with too few calls to reach "
-                "tracekit's queue bound (20,000 spans) with the destination stalled, so "
-                "growth there is expected: the full run's 100,000 calls show the plateau."
+                f"tracekit's queue bound ({tracekit_default('max_queued_spans'):,} spans) with "
+                "the destination stalled, so growth there is expected: the full run's "
+                "100,000 calls show the plateau."
                 if self.quick
                 else "."
             ),
@@ -1588,22 +1596,33 @@ class Run:
         data = self.plot_data.get("latency_mock") or self.plot_data.get("latency_loopback") or {}
         ax = axes[0]
         width = 0.2
+        highest = 10.0
         for i, variant in enumerate(VARIANTS[1:]):
-            xs, ys = [], []
+            xs, ys, hatches = [], [], []
             for j, case in enumerate(data):
                 ratio = data[case].get(variant)
                 if ratio is not None:
                     xs.append(j + (i - 1.5) * width)
                     ys.append((ratio - 1) * 100)
-            ax.bar(xs, ys, width, label=TITLES[variant], color=colors[variant])
+                    hatches.append("//" if self.check_problem(variant, case) else "")
+            highest = max([highest, *ys])
+            bars = ax.bar(xs, ys, width, label=TITLES[variant], color=colors[variant])
+            for bar, hatch in zip(bars, hatches, strict=True):
+                bar.set_hatch(hatch)
         ax.axhline(TARGET_ADDED * 100, color="black", linestyle="--", linewidth=1)
         ax.text(len(data) - 0.5, TARGET_ADDED * 100, " 3% target", va="bottom", ha="right")
+        # symlog: MLflow's hundreds of percent and the few percent of the others both show
+        ax.set_yscale("symlog", linthresh=10)
+        ax.set_ylim(top=highest * 4)  # room for the legend above the bars
         ax.set_xticks(range(len(data)))
-        ax.set_xticklabels([CASES[c][1].replace(", ", ",\n") for c in data], fontsize=8)
-        ax.set_ylabel("added median latency, % of bare")
+        ax.set_xticklabels([CASES[c][1].replace(" ", "\n", 2) for c in data], fontsize=8)
+        ax.set_ylabel("added median latency, % of bare (symlog)")
         which = "mock transport" if self.plot_data.get("latency_mock") else "loopback"
-        ax.set_title(f"Added latency ({which}; missing bar: not instrumented)")
-        ax.legend(fontsize=8)
+        ax.set_title(
+            f"Added latency ({which}; no bar: not instrumented; hatched: records less)",
+            fontsize=10,
+        )
+        ax.legend(fontsize=8, ncol=4, loc="upper left")
         for ax, key, title, unit, target in (
             (axes[1], "import_ms", "import + autolog() (OpenAI)", "ms", TARGET_IMPORT_MS),
             (axes[2], "cpu_ratio", "whole-process CPU", "× bare", 1 + TARGET_CPU),
