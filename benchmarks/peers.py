@@ -444,6 +444,24 @@ class Variant:
         elif self.provider is not None:
             self.provider.force_flush()
 
+    def mlflow_spans(self) -> list[tuple[str, int, bool, bool]]:
+        """(span id, start in epoch ns, is an LLM span, has usage) of every MLflow span."""
+        import mlflow
+
+        found = []
+        for tr in mlflow.search_traces(return_type="list", max_results=50_000):
+            for span in tr.data.spans:
+                usage = span.attributes.get("mlflow.chat.tokenUsage") or {}
+                found.append(
+                    (
+                        span.span_id,
+                        span.start_time_ns,
+                        span.span_type in ("CHAT_MODEL", "LLM"),
+                        "input_tokens" in usage and "output_tokens" in usage,
+                    )
+                )
+        return found
+
     def new_spans(self) -> list[tuple[bool, bool]]:
         """(is an LLM span, has token usage) for each span recorded since the last call."""
         self.flush()
@@ -461,18 +479,7 @@ class Variant:
                             )
                         )
         elif self.name == "mlflow":
-            import mlflow
-
-            for tr in mlflow.search_traces(return_type="list", max_results=50_000):
-                for span in tr.data.spans:
-                    usage = span.attributes.get("mlflow.chat.tokenUsage") or {}
-                    found.append(
-                        (
-                            span.span_id,
-                            span.span_type in ("CHAT_MODEL", "LLM"),
-                            "input_tokens" in usage and "output_tokens" in usage,
-                        )
-                    )
+            found = [(sid, llm, usage) for sid, _start, llm, usage in self.mlflow_spans()]
         elif os.path.exists(self.spans_file):
             with open(self.spans_file) as f:
                 for line in f:
@@ -581,19 +588,39 @@ def child_check(spec: dict[str, Any]) -> None:
     variant, clients = _setup(spec)
     checks: dict[str, Any] = {}
     k = spec["check"]
-    for case, (provider, _title) in CASES.items():
-        error = None
-        try:
-            _samples(clients, case, k if case != "openai_async" else 1)
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"[:200]
-        spans = variant.new_spans()
+
+    def count(case: str, spans: list[tuple[bool, bool]], error: str | None) -> None:
         checks[case] = {
             "calls": k if case != "openai_async" else BATCH,
             "llm_spans": sum(llm for llm, _ in spans),
             "with_usage": sum(llm and usage for llm, usage in spans),
-            "error": error or variant.errors.get(provider),
+            "error": error or variant.errors.get(CASES[case][0]),
         }
+
+    # MLflow's flush and search take seconds each: one of each at the end, its spans
+    # assigned to the cases by when they started; the others are read after each case
+    by_time = variant.name == "mlflow"
+    windows: dict[str, tuple[int, int, str | None]] = {}
+    for case in CASES:
+        error = None
+        started = time.time_ns()
+        try:
+            _samples(clients, case, k if case != "openai_async" else 1)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"[:200]
+        if by_time:
+            windows[case] = (started, time.time_ns(), error)
+        else:
+            count(case, variant.new_spans(), error)
+    if by_time:
+        variant.flush()
+        recorded = variant.mlflow_spans()
+        for case, (started, ended, error) in windows.items():
+            count(
+                case,
+                [(llm, usage) for _, t, llm, usage in recorded if started <= t <= ended],
+                error,
+            )
     emit({"checks": checks, "errors": variant.errors})
     os._exit(0)
 
@@ -901,6 +928,23 @@ def count_traces(server: Any, experiment_id: str) -> int | None:
     return int(row[0])
 
 
+def mlflow_server() -> Any:
+    """tests/mlflow_server.py, imported from its path (the repository's tests/ is no
+    package, and a `tests` package installed in the venv must not shadow it)."""
+    import importlib.util
+
+    if "peers_mlflow_server" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "peers_mlflow_server", REPO / "tests" / "mlflow_server.py"
+        )
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["peers_mlflow_server"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["peers_mlflow_server"]
+
+
 def tracekit_default(name: str) -> Any:
     """A default of tracekit's configuration (`shutdown_timeout`, `max_queued_spans`)."""
     from tracekit._config import Config
@@ -1190,18 +1234,16 @@ class Run:
         )
 
     def _start_mlflow_server(self) -> tuple[Any, Path]:
-        sys.path.insert(0, str(REPO))
         from importlib.metadata import version
 
-        from tests.mlflow_server import MLFLOW_REQUIREMENT, MlflowServer, mlflow_python
-
+        ms = mlflow_server()
         print("starting mlflow server ...", flush=True)
         # this venv's mlflow is the same pin as tests' .mlflow-venv: no second install
         python = Path(sys.executable)
-        if f"mlflow=={version('mlflow')}" != MLFLOW_REQUIREMENT:
-            python = mlflow_python()
-        workdir = Path(tempfile.mkdtemp(prefix="peers-mlflow-"))
-        server = MlflowServer(python, workdir, startup_timeout=120)
+        if f"mlflow=={version('mlflow')}" != ms.MLFLOW_REQUIREMENT:
+            python = ms.mlflow_python()
+        # its own temporary directory (SQLite store), removed when it stops
+        server = ms.MlflowServer(python, startup_timeout=120)
         server.start()
         return server, python
 
@@ -1226,9 +1268,9 @@ class Run:
                 env: dict[str, str] = {}
                 experiment = None
                 if server is not None and variant != "bare":
-                    from tests.mlflow_server import create_experiment
-
-                    experiment = create_experiment(server.url, f"{variant}-{index}-{time.time()}")
+                    experiment = mlflow_server().create_experiment(
+                        server.url, f"{variant}-{index}-{time.time()}"
+                    )
                     env = {
                         "MLFLOW_EXPERIMENT_ID": experiment,
                         "TRACEKIT_EXPERIMENT_ID": experiment,
