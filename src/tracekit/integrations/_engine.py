@@ -75,6 +75,9 @@ class Endpoint:
     # the value a traced outer call put there, which may be replaced) -> None.
     # Assigns new objects into the kwargs dict; never mutates the caller's.
     inject: Callable[[Any, dict[str, Any], str, str | None], None] | None = None
+    # A wrapt wrapper patched as it is (no span of its own), for a seam below the SDK's
+    # public methods: Gemini puts `traceparent` on the HTTP request there.
+    raw: Callable[[Any, Any, Any, Any], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,8 @@ class Integration:
         self.enabled = False
 
     def _wrapper(self, endpoint: Endpoint) -> Callable[..., Any]:
+        if endpoint.raw is not None:
+            return endpoint.raw
         if endpoint.stream_manager:
             return self._manager_wrapper()
         if endpoint.helper is not None:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from tracekit._context import current_span
+from tracekit._guard import internal_error
 from tracekit._propagation import TRACEPARENT, header
 from tracekit._span import Span, SpanType
 from tracekit.integrations import _usage
@@ -27,6 +29,7 @@ from tracekit.integrations._engine import Endpoint, Integration
 from tracekit.integrations._usage import field
 
 _MODELS = "google.genai.models"
+_CLIENT = "google.genai._api_client"
 _EXTRA = "google.genai._extra_utils"
 _AFC = "tracekit.gemini.automatic_function_calling"
 
@@ -109,6 +112,40 @@ def _inject(instance: Any, kwargs: dict[str, Any], value: str, outer: str | None
         kwargs["config"] = {**config, "http_options": options}
     else:
         kwargs["config"] = config.model_copy(update={"http_options": options})
+
+
+# The `traceparent` of the traced call being made in this context (non-streamed calls).
+_outgoing: ContextVar[str | None] = ContextVar("tracekit_gemini_traceparent", default=None)
+
+
+def _remember(instance: Any, kwargs: dict[str, Any], value: str, outer: str | None) -> None:
+    """Non-streamed calls: the request the SDK builds while this call's span is current
+    carries `value` (`_add_traceparent`). Putting it into `config.http_options`
+    instead would make the SDK convert a whole `GenerateContentConfig`: +370 µs on a
+    call without a config (measured with the recorded cassettes), +45 µs with one."""
+    _outgoing.set(value)
+
+
+def _add_traceparent(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """`BaseApiClient._build_request`: add the traced call's `traceparent` to the headers
+    of the request (the SDK's own copy, merged from the client's and the call's), unless
+    the caller put one there. Only while the span that asked for it is current: a stale
+    value (that call has returned) never reaches another request."""
+    request = wrapped(*args, **kwargs)
+    value = _outgoing.get()
+    if value is None:
+        return request
+    try:
+        span = current_span.get()
+        parts = value.split("-")
+        if span is None or len(parts) < 3 or parts[2] != span.span_id:
+            return request
+        headers = getattr(request, "headers", None)
+        if isinstance(headers, dict) and header(headers) is None:
+            headers[TRACEPARENT] = value
+    except Exception as exc:
+        internal_error("gemini traceparent", exc)
+    return request
 
 
 def _afc_enabled(config: Any) -> bool:
@@ -310,8 +347,14 @@ def _endpoints() -> list[Endpoint]:
                 _count_response,
             ),
         ]
-    # Every model request carries the caller's trace context (not the local tool calls).
-    endpoints = [dataclasses.replace(e, inject=_inject) for e in endpoints]
+    # Every model request carries the caller's trace context (not the local tool calls):
+    # streams in their config (the SDK builds their request later, when the span is no
+    # longer current), the others on the HTTP request the SDK builds during the call.
+    endpoints = [
+        dataclasses.replace(e, inject=_inject if "stream" in e.target else _remember)
+        for e in endpoints
+    ]
+    endpoints.append(Endpoint(_CLIENT, "BaseApiClient._build_request", raw=_add_traceparent))
     tool = ("args", "function_to_invoke")
     endpoints += [
         Endpoint(
