@@ -454,6 +454,36 @@ def test_gemini_requests_carry_the_llm_span(captured: Capture, server: FakeProvi
         assert "http_options" not in json.dumps(span["inputs"]).replace('"http_options": null', "")
 
 
+def test_gemini_without_the_request_hook_uses_the_config(
+    captured: Capture, server: FakeProviderServer
+) -> None:
+    """Non-streamed Gemini calls put the traceparent on the request the SDK builds
+    (BaseApiClient._build_request, a private method). Where that method is not
+    patched (another google-genai version), the call's config carries it instead."""
+    pytest.importorskip("google.genai")
+    from google import genai
+    from google.genai import _api_client, types
+
+    from tracekit.integrations.gemini import integration
+
+    tracekit.gemini.autolog()
+    patched = _api_client.BaseApiClient.__dict__["_build_request"]
+    try:
+        _api_client.BaseApiClient._build_request = patched.__wrapped__  # as if never patched
+        client = genai.Client(
+            api_key="k",
+            http_options=types.HttpOptions(base_url=server.base_url, api_version="v1beta"),
+        )
+        server.requests.clear()
+        client.models.generate_content(model="g", contents="hi")
+        headers = sent(server)
+    finally:
+        _api_client.BaseApiClient._build_request = patched
+        integration.revert()
+    assert headers == llm_headers(captured)
+    assert len(headers) == 1
+
+
 # -- the middleware, in process -----------------------------------------------------------
 
 

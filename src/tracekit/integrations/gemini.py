@@ -122,8 +122,23 @@ def _remember(instance: Any, kwargs: dict[str, Any], value: str, outer: str | No
     """Non-streamed calls: the request the SDK builds while this call's span is current
     carries `value` (`_add_traceparent`). Putting it into `config.http_options`
     instead would make the SDK convert a whole `GenerateContentConfig`: +370 µs on a
-    call without a config (measured with the recorded cassettes), +45 µs with one."""
+    call without a config (measured with the recorded cassettes), +45 µs with one.
+    `_build_request` is the SDK's private method: where it is missing or was not
+    patched (another google-genai version), the config route is taken instead."""
+    if not _request_hook_installed():
+        _inject(instance, kwargs, value, outer)
+        return
     _outgoing.set(value)
+
+
+def _request_hook_installed() -> bool:
+    import sys
+
+    import wrapt
+
+    client = getattr(sys.modules.get(_CLIENT), "BaseApiClient", None)
+    method = getattr(client, "__dict__", {}).get("_build_request")
+    return isinstance(method, wrapt.FunctionWrapper)
 
 
 def _add_traceparent(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
