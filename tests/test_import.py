@@ -218,3 +218,33 @@ def test_unknown_attribute_raises_attribute_error() -> None:
     assert getattr(tracekit, "nonexistent", "default") == "default"
     with pytest.raises(ImportError):
         exec("from tracekit import nonexistent", {})  # noqa: S102
+
+
+def test_autolog_patches_lazily_loaded_sdk_modules_when_they_load() -> None:
+    """The SDKs import their resource modules on first use (OpenAI's Responses alone
+    takes ~45 ms): `autolog()` does not import them, and patches each when the
+    program does."""
+    pytest.importorskip("openai")
+    code = textwrap.dedent(
+        """
+        import sys
+        import openai, tracekit
+        tracekit.openai.autolog()
+        module = "openai.resources.responses.responses"
+        before = module in sys.modules
+        client = openai.OpenAI(api_key="test", base_url="http://127.0.0.1:9/v1")
+        client.responses  # the SDK imports the module now
+        create = sys.modules[module].Responses.__dict__["create"]
+        print(before, type(create).__name__, hasattr(create, "__wrapped__"))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("TRACEKIT_AUTOLOG")},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "FunctionWrapper", "True"]

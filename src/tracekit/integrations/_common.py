@@ -101,6 +101,14 @@ def without_traceparent(headers: Mapping[Any, Any] | None) -> dict[Any, Any]:
     }
 
 
+def _custom_headers(client: Any) -> Any:
+    """The headers the caller gave the client (`default_headers=`). The SDK rebuilds
+    its `default_headers` property on every access (about 2 µs), adding only its own
+    platform and auth headers to these, so read the caller's part when it is there."""
+    custom = getattr(client, "_custom_headers", None)
+    return custom if isinstance(custom, Mapping) else getattr(client, "default_headers", None)
+
+
 def stainless_inject(instance: Any, kwargs: dict[str, Any], value: str, outer: str | None) -> None:
     """`traceparent` in `extra_headers` (merged with the caller's), unless the caller
     set one there or in the client's default headers."""
@@ -110,7 +118,7 @@ def stainless_inject(instance: Any, kwargs: dict[str, Any], value: str, outer: s
     existing = header(headers)
     if existing is not None and existing != outer:
         return  # the caller's own
-    if existing is None and header(getattr(client_of(instance), "default_headers", None)):
+    if existing is None and header(_custom_headers(client_of(instance))):
         return
     merged = without_traceparent(headers)
     merged[TRACEPARENT] = value

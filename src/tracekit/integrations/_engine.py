@@ -14,6 +14,7 @@ import functools
 import importlib
 import inspect
 import logging
+import sys
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -98,6 +99,8 @@ class Integration:
         self.enabled = False
         self.options: dict[str, Any] = {}
         self._patched: list[tuple[Any, str, Any]] = []
+        self._hooked = False
+        self._generation = 0  # bumped by revert(): hooks registered before it do nothing
 
     def active(self) -> bool:
         return self.enabled and (_state._config_value or _state.config()).enabled
@@ -122,28 +125,50 @@ class Integration:
                     self.name,
                 )
             return
-        if not self._patched:
-            self._patch(silent)
+        if not self._hooked:
+            self._hooked = True
+            self._patch()
         self.enabled = True
 
-    def _patch(self, silent: bool) -> None:
+    def _patch(self) -> None:
+        """Patch each endpoint when its module is imported: at once for a module the
+        program already imported, else by a post-import hook. The SDKs import their
+        resource modules lazily (OpenAI's Responses alone is ~45 ms); importing them
+        all here would make `autolog()` cost what the program may never use."""
+        generation = self._generation
         for endpoint in self.endpoints:
+            if endpoint.module in sys.modules:
+                self._patch_endpoint(endpoint, sys.modules[endpoint.module])
+            else:
+                wrapt.register_post_import_hook(
+                    functools.partial(self._imported, endpoint, generation), endpoint.module
+                )
+
+    def _imported(self, endpoint: Endpoint, generation: int, module: Any) -> None:
+        if generation == self._generation:  # not reverted since the hook was registered
             try:
-                module = importlib.import_module(endpoint.module)
-                owner_name, _, method = endpoint.target.rpartition(".")
-                owner = getattr(module, owner_name) if owner_name else module
-                original = owner.__dict__[method]
-            except (ImportError, AttributeError, KeyError):
-                logger.debug("tracekit: %s has no %s; skipped", endpoint.module, endpoint.target)
-                continue
-            wrapt.wrap_function_wrapper(owner, method, self._wrapper(endpoint))
-            self._patched.append((owner, method, original))
+                self._patch_endpoint(endpoint, module)
+            except Exception as exc:  # never break the program's import
+                internal_error(f"{endpoint.target} patch", exc)
+
+    def _patch_endpoint(self, endpoint: Endpoint, module: Any) -> None:
+        try:
+            owner_name, _, method = endpoint.target.rpartition(".")
+            owner = getattr(module, owner_name) if owner_name else module
+            original = owner.__dict__[method]
+        except (AttributeError, KeyError):
+            logger.debug("tracekit: %s has no %s; skipped", endpoint.module, endpoint.target)
+            return
+        wrapt.wrap_function_wrapper(owner, method, self._wrapper(endpoint))
+        self._patched.append((owner, method, original))
 
     def revert(self) -> None:
         """Remove the patches (tests); `autolog()` patches again."""
         for owner, method, original in reversed(self._patched):
             setattr(owner, method, original)
         self._patched.clear()
+        self._hooked = False
+        self._generation += 1
         self.enabled = False
 
     def _wrapper(self, endpoint: Endpoint) -> Callable[..., Any]:
