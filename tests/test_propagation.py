@@ -286,8 +286,48 @@ def test_sdk_requests_follow_the_callers_sampling_decision(
     (record,) = captured.traces
     (span,) = record["spans"]
     assert (record["trace_id"], span["parent_id"]) == (REMOTE_TRACE, REMOTE_SPAN)
-    # Not recorded: no header (the gateway decides for itself); recorded: flags 01.
-    assert sent(server) == [None, format_traceparent(REMOTE_TRACE, span["span_id"]), None]
+    # Under an unsampled caller: its traceparent goes on, flags 00, so a gateway that
+    # traces drops the trace too; recorded: flags 01; sampled out here (no caller): none.
+    assert sent(server) == [UNSAMPLED, format_traceparent(REMOTE_TRACE, span["span_id"]), None]
+
+
+def test_unsampled_caller_reaches_every_sdk(server: FakeProviderServer) -> None:
+    """The 00 decision reaches the gateway from each SDK, sync and async, streams too."""
+    pytest.importorskip("anthropic")
+    pytest.importorskip("google.genai")
+    import anthropic
+    import openai
+    from google import genai
+    from google.genai import types
+
+    from tracekit.integrations.anthropic import integration as anthropic_integration
+    from tracekit.integrations.gemini import integration as gemini_integration
+    from tracekit.integrations.openai import integration as openai_integration
+
+    tracekit.openai.autolog()
+    tracekit.anthropic.autolog()
+    tracekit.gemini.autolog()
+    try:
+        oai = openai.OpenAI(api_key="t", base_url=server.base_url + "/v1", max_retries=0)
+        ant = anthropic.Anthropic(api_key="t", base_url=server.base_url, max_retries=0)
+        gem = genai.Client(
+            api_key="k",
+            http_options=types.HttpOptions(base_url=server.base_url, api_version="v1beta"),
+        )
+        server.requests.clear()
+        with capture() as captured, tracekit.continue_trace({"traceparent": UNSAMPLED}):
+            oai.chat.completions.create(model="m", messages=MESSAGES)
+            list(oai.chat.completions.create(model="m", messages=MESSAGES, stream=True))
+            ant.messages.create(model="c", max_tokens=5, messages=MESSAGES)
+            with ant.messages.stream(model="c", max_tokens=5, messages=MESSAGES) as stream:
+                stream.until_done()
+            gem.models.generate_content(model="g", contents="hi")
+            list(gem.models.generate_content_stream(model="g", contents="hi"))
+    finally:
+        for integration in (openai_integration, anthropic_integration, gemini_integration):
+            integration.revert()
+    assert captured.traces == []
+    assert sent(server) == [UNSAMPLED] * 6
 
 
 def test_user_traceparent_wins(

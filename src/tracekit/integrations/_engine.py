@@ -25,7 +25,7 @@ import wrapt
 from tracekit import _api, _state
 from tracekit._context import current_span, is_suppressed
 from tracekit._guard import internal_error
-from tracekit._propagation import format_traceparent
+from tracekit._propagation import format_traceparent, unsampled_traceparent
 from tracekit._span import NON_RECORDING, Span
 from tracekit.integrations._common import Request, record_error
 from tracekit.integrations._streams import (
@@ -207,7 +207,7 @@ class Integration:
             # and the request names the span in its `traceparent`.
             call = _Call.begin(endpoint, instance, kwargs)
             if call is None:
-                return wrapped(*args, **kwargs)
+                return wrapped(*args, **_unrecorded(endpoint, instance, kwargs))
             try:
                 manager = wrapped(*args, **call.propagate(instance, kwargs))
             except BaseException as exc:
@@ -224,7 +224,7 @@ class Integration:
                 return wrapped(*args, **kwargs)
             call = _Call.begin(endpoint, instance, _named(endpoint, args, kwargs))
             if call is None:
-                return wrapped(*args, **kwargs)
+                return wrapped(*args, **_unrecorded(endpoint, instance, kwargs))
             prepared = call.prepare(self.options)
             sent = call.propagate(instance, prepared.kwargs if prepared else kwargs)
             try:
@@ -243,7 +243,7 @@ class Integration:
                 return await wrapped(*args, **kwargs)
             call = _Call.begin(endpoint, instance, _named(endpoint, args, kwargs))
             if call is None:
-                return await wrapped(*args, **kwargs)
+                return await wrapped(*args, **_unrecorded(endpoint, instance, kwargs))
             prepared = call.prepare(self.options)
             sent = call.propagate(instance, prepared.kwargs if prepared else kwargs)
             try:
@@ -272,6 +272,25 @@ def _named(endpoint: Endpoint, args: Any, kwargs: Any) -> Any:
 
 _RAW_HEADER = "X-Stainless-Raw-Response"  # set by the SDKs' with_raw_response forms
 _PARSEABLE_RAW = ("true", "raw")  # with_raw_response (OpenAI, Anthropic); not "stream"
+
+
+def _unrecorded(endpoint: Endpoint, instance: Any, kwargs: Any) -> Any:
+    """The kwargs of a call that is not recorded: under a remote caller that did not
+    record its span (flags 00), its `traceparent` goes on, so that a gateway that
+    traces server-side drops the trace too (as OpenTelemetry's parent-based sampler
+    does); otherwise the caller's kwargs as they are."""
+    if endpoint.inject is None:
+        return kwargs
+    value = unsampled_traceparent()
+    if value is None or not (_state._config_value or _state.config()).propagate_context:
+        return kwargs
+    try:
+        sent = dict(kwargs)
+        endpoint.inject(instance, sent, value, None)
+        return sent
+    except Exception as exc:
+        internal_error(f"{endpoint.target} traceparent", exc)
+        return kwargs
 
 
 class _Call:

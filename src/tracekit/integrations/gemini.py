@@ -125,7 +125,8 @@ def _remember(instance: Any, kwargs: dict[str, Any], value: str, outer: str | No
     call without a config (measured with the recorded cassettes), +45 µs with one.
     `_build_request` is the SDK's private method: where it is missing or was not
     patched (another google-genai version), the config route is taken instead."""
-    if not _request_hook_installed():
+    if value.endswith("-00") or not _request_hook_installed():
+        # Unsampled (no span is current to match it), or no request hook: the config.
         _inject(instance, kwargs, value, outer)
         return
     _outgoing.set(value)
