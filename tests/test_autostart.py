@@ -103,13 +103,9 @@ def servers() -> Iterator[dict[str, Any]]:
             cassette = load_or_skip(path)
             server = stack.enter_context(replay_server(cassette))
             request = cassette.request_json(0)
-            if name == "openai":
-                plan[name] = {"base_url": server.base_url + "/v1", "request": request}
-            elif name == "anthropic":
-                request.pop("stream", None)
-                plan[name] = {"base_url": server.base_url, "request": request}
-            else:
-                plan[name] = {"base_url": server.base_url, "request": request}
+            request.pop("stream", None)  # Anthropic's recording says stream=false
+            suffix = "/v1" if name == "openai" else ""
+            plan[name] = {"base_url": server.base_url + suffix, "request": request}
         yield plan
 
 
@@ -133,11 +129,6 @@ def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Complete
     return subprocess.run(
         args, env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=False
     )
-
-
-def _by_provider(store: Path) -> dict[str, dict[str, Any]]:
-    spans = [span for trace in _store.load(store) for span in trace["spans"]]
-    return {span["attributes"].get("gen_ai.system", span["name"]): span for span in spans}
 
 
 def _usage(span: dict[str, Any]) -> tuple[int, int]:
@@ -194,6 +185,15 @@ def test_unknown_name_warns_and_keeps_the_rest(tmp_path: Path, servers: dict) ->
     assert "using ['openai'] instead" in done.stderr
     (trace,) = _store.load(store)
     assert _usage(trace["spans"][0]) == (12, 5)
+
+
+def test_the_hook_knows_every_integration() -> None:
+    """The start-up guard cannot import tracekit, so it keeps its own table of the
+    integrations and the SDK module that turns each on: it must name them all."""
+    import _tracekit_autostart
+    from tracekit._config import INTEGRATIONS
+
+    assert tuple(_tracekit_autostart.PACKAGES) == INTEGRATIONS
 
 
 def test_unset_variable_never_imports_tracekit(tmp_path: Path) -> None:
