@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
+
+import wrapt
 
 from tracekit._context import current_span
 from tracekit._guard import internal_error
@@ -133,10 +136,6 @@ def _remember(instance: Any, kwargs: dict[str, Any], value: str, outer: str | No
 
 
 def _request_hook_installed() -> bool:
-    import sys
-
-    import wrapt
-
     client = getattr(sys.modules.get(_CLIENT), "BaseApiClient", None)
     method = getattr(client, "__dict__", {}).get("_build_request")
     return isinstance(method, wrapt.FunctionWrapper)
