@@ -7,7 +7,7 @@ Run it (a few minutes on two cores):
 
 The cases, clients and recorded bodies are those of `benchmarks/peers.py` (an
 in-process `httpx2.MockTransport` serving the cassettes in
-/work/shared/cassettes), without its separate virtualenv and peer variants:
+tests/cassettes), without its separate virtualenv and peer variants:
 `bare` (tracekit never imported) against `tracekit` (`autolog()` of the three
 SDKs, default file store in the child's temporary directory). Each variant
 runs in a fresh interpreter per round, interleaved (bare, tracekit, bare, ...);

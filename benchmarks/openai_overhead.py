@@ -54,7 +54,7 @@ BATCH = 50  # concurrent calls per asyncio.gather in the async case
 RESULTS_FILE = Path(__file__).resolve().parent / "results" / "openai_overhead.md"
 
 # ---------------------------------------------------------------------------
-# recorded wire data (/work/shared/cassettes/openai/, recorded with the live API)
+# recorded wire data (tests/cassettes/openai/, recorded with the live API)
 # ---------------------------------------------------------------------------
 
 # chat_completions_nonstream_basic.yaml: the request and the response body.

@@ -56,7 +56,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 VENV = REPO / ".bench-venv"
 REQUIREMENTS = HERE / "peers-requirements.txt"
-CASSETTES = Path(os.environ.get("TRACEKIT_CASSETTES", "/work/shared/cassettes"))
+CASSETTES = Path(os.environ.get("TRACEKIT_CASSETTES", REPO / "tests" / "cassettes"))
 DOC = REPO / "docs" / "benchmarks.md"
 PLOT = REPO / "docs" / "benchmarks.png"
 RESULT_PREFIX = "RESULT "
@@ -192,7 +192,7 @@ def ensure_venv() -> list[str]:
 
 
 # ---------------------------------------------------------------------------
-# recorded wire data: /work/shared/cassettes (see PROVENANCE.md there)
+# recorded wire data: tests/cassettes (see PROVENANCE.md there)
 # ---------------------------------------------------------------------------
 
 CASSETTE_FILES = {

@@ -16,7 +16,7 @@ from tests.mlflow_server import MlflowServer, MlflowUnavailable, mlflow_python
 from tracekit import _stats
 from tracekit.testing import Capture, capture
 
-CASSETTES = Path(__file__).resolve().parents[2] / "shared" / "cassettes"
+CASSETTES = Path(__file__).resolve().parent / "cassettes"
 
 
 @pytest.fixture

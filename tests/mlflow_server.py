@@ -12,21 +12,20 @@ store, and :func:`read_traces` / :func:`read_trace` read what it stored by runni
         ...
         traces = read_traces(python, server.url, experiment_id)
 
-The virtualenv is ``$TRACEKIT_TEST_MLFLOW_VENV`` if set, else ``<repo>/.mlflow-venv``.
+The virtualenv is ``$TRACEKIT_TEST_MLFLOW_VENV`` if set, else ``mlflow-<pin>`` in the suite's
+cache directory outside the checkout (``tests/venvs.py`` says where and how to clear it).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -35,17 +34,30 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+try:
+    from tests.venvs import VenvUnavailable, pinned_python
+except ImportError:  # loaded by its path from a venv whose `tests` is another package (benchmarks)
+    import importlib.util
+    import sys
+
+    _spec = importlib.util.spec_from_file_location(
+        "tracekit_test_venvs", Path(__file__).with_name("venvs.py")
+    )
+    assert _spec is not None
+    assert _spec.loader is not None
+    _venvs = importlib.util.module_from_spec(_spec)
+    sys.modules[_spec.name] = _venvs
+    _spec.loader.exec_module(_venvs)
+    VenvUnavailable, pinned_python = _venvs.VenvUnavailable, _venvs.pinned_python
+
 MLFLOW_REQUIREMENT = "mlflow==3.17.2"
 VENV_ENV_VAR = "TRACEKIT_TEST_MLFLOW_VENV"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 READER = Path(__file__).resolve().parent / "mlflow_read.py"
 
-_PIP_TIMEOUT_S = 900.0
 _READ_TIMEOUT_S = 120.0
-_checked: dict[Path, Path] = {}
 
 
-class MlflowUnavailable(RuntimeError):  # noqa: N818 - the name says what it means
+class MlflowUnavailable(VenvUnavailable):
     """The MLflow virtualenv could not be found or created."""
 
 
@@ -72,69 +84,20 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def mlflow_venv_dir() -> Path:
-    """The MLflow virtualenv's directory (it may not exist yet)."""
-    configured = os.environ.get(VENV_ENV_VAR)
-    return Path(configured).expanduser().resolve() if configured else REPO_ROOT / ".mlflow-venv"
-
-
-def _usable(python: Path, pinned: bool) -> bool:
-    """Whether ``python`` imports mlflow (at the pinned version if ``pinned``)."""
-    if not python.exists():
-        return False
-    try:
-        done = subprocess.run(
-            [str(python), "-c", "import mlflow; print(mlflow.__version__)"],
-            capture_output=True, text=True, timeout=120, env=_clean_env(),
-        )  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    version = done.stdout.split()[-1] if done.stdout.split() else ""
-    return done.returncode == 0 and (not pinned or f"mlflow=={version}" == MLFLOW_REQUIREMENT)
-
-
-def _run_or_raise(args: list[str], what: str) -> None:
-    try:
-        done = subprocess.run(args, capture_output=True, text=True, timeout=_PIP_TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise MlflowUnavailable(f"{what} failed: {e}") from e
-    if done.returncode != 0:
-        raise MlflowUnavailable(
-            f"{what} failed (exit {done.returncode}):\n{_tail(done.stderr or done.stdout)}"
-        )
-
-
 def mlflow_python() -> Path:
-    """The python of the MLflow virtualenv, creating the virtualenv if needed.
+    """The python of the MLflow virtualenv, creating it if needed (see ``tests/venvs.py``).
 
-    A ``$TRACEKIT_TEST_MLFLOW_VENV`` virtualenv is used as is if it imports mlflow; the
-    default ``.mlflow-venv`` must hold exactly :data:`MLFLOW_REQUIREMENT` (else it is
-    reinstalled). Raises :class:`MlflowUnavailable` if it cannot be set up.
+    ``$TRACEKIT_TEST_MLFLOW_VENV`` names a virtualenv to use as is if it imports mlflow;
+    otherwise the cache's ``mlflow-<pin>`` folder must hold exactly :data:`MLFLOW_REQUIREMENT`
+    (it is built on first use). Raises :class:`MlflowUnavailable` if it cannot be set up.
     """
-    venv = mlflow_venv_dir()
-    if venv in _checked:
-        return _checked[venv]
-    python = venv / "bin" / "python"
-    pinned = os.environ.get(VENV_ENV_VAR) is None
-    if not _usable(python, pinned):
-        try:
-            venv.parent.mkdir(parents=True, exist_ok=True)
-            lock = open(f"{venv}.lock", "w")  # noqa: SIM115 - held across the install
-        except OSError as e:
-            raise MlflowUnavailable(f"cannot create {venv}: {e}") from e
-        with lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # another pytest process may be installing
-            if not _usable(python, pinned):
-                if not python.exists():
-                    _run_or_raise([sys.executable, "-m", "venv", str(venv)], "creating the venv")
-                _run_or_raise(
-                    [str(python), "-m", "pip", "install", "-q", MLFLOW_REQUIREMENT],
-                    f"pip install {MLFLOW_REQUIREMENT} into {venv}",
-                )
-                if not _usable(python, pinned):
-                    raise MlflowUnavailable(f"{python} still cannot import mlflow")
-    _checked[venv] = python
-    return python
+    distribution, version = MLFLOW_REQUIREMENT.split("==")
+    try:
+        return pinned_python(
+            distribution, version, "mlflow", override_var=VENV_ENV_VAR, env=_clean_env()
+        )
+    except VenvUnavailable as e:
+        raise MlflowUnavailable(str(e)) from e
 
 
 def free_port() -> int:

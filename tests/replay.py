@@ -12,7 +12,8 @@ runs against wire data recorded from the live APIs::
         client.chat.completions.create(**cassette.request_json(0))
         assert server.requests[0].path == "/v1/chat/completions"
 
-The cassettes live outside the repository (``../shared/cassettes``); see PROVENANCE.md there.
+The cassettes live in ``tests/cassettes`` (copied from the project's shared recordings); their
+sources and licenses are in ``tests/cassettes/PROVENANCE.md``.
 Formats handled: plain vcrpy YAML (text bodies and gzip ``!!binary`` bodies), scalar header
 values (one header, not one per character), header-less files (a Content-Type is inferred from
 the body) and pydantic-ai's ``parsed_body`` files (the mapping is served as JSON).
@@ -50,7 +51,7 @@ try:
 except ImportError:  # pragma: no cover - pyyaml is a test dependency
     yaml = None  # type: ignore[assignment]
 
-CASSETTES = Path(__file__).resolve().parents[2] / "shared" / "cassettes"
+CASSETTES = Path(__file__).resolve().parent / "cassettes"
 
 UNMATCHED_STATUS = 599
 # Hop-by-hop or length headers from the recording: the server sets its own framing.
@@ -303,7 +304,7 @@ def require_cassettes() -> Path:
     """The cassette folder; skips the test (or module) when it or pyyaml is missing."""
     if not CASSETTES.is_dir():
         pytest.skip(
-            f"recorded cassettes not found: ../shared/cassettes not found at {CASSETTES}",
+            f"recorded cassettes not found at {CASSETTES}",
             allow_module_level=True,
         )
     if yaml is None:  # pragma: no cover
@@ -312,7 +313,7 @@ def require_cassettes() -> Path:
 
 
 def load_or_skip(relpath: str | Path) -> Cassette:
-    """Load ``CASSETTES / relpath``, skipping when ../shared/cassettes is not there."""
+    """Load ``CASSETTES / relpath``, skipping when the folder is not there."""
     return Cassette.load(require_cassettes() / relpath)
 
 

@@ -1,6 +1,6 @@
 """Recorded Anthropic traffic replayed through the real SDK: exact span content.
 
-Every cassette in ../shared/cassettes/anthropic/ is served over loopback by
+Every cassette in tests/cassettes/anthropic/ is served over loopback by
 `tests.replay` to a real `anthropic.Anthropic` and `AsyncAnthropic` client with
 `tracekit.anthropic.autolog()` on. The recorded request JSON is sent again,
 through `messages.create` as recorded (plain or `stream=True`) and, for the
@@ -36,7 +36,7 @@ import tracekit.anthropic  # noqa: E402
 from tracekit.integrations.anthropic import integration  # noqa: E402
 from tracekit.testing import Capture  # noqa: E402
 
-# Every file in ../shared/cassettes/anthropic/ (a new one must get a test).
+# Every file in tests/cassettes/anthropic/ (a new one must get a test).
 COVERED = {
     "beta_messages_stream_gzip_sse.yaml",
     "messages_404_model_not_found_parsed_body.yaml",

@@ -4,7 +4,7 @@ never imports tracekit (the `tracekit-autostart.pth` start-up hook), and
 
 Every scenario is a fresh interpreter of this environment (the hook runs at
 interpreter start-up), talking to replay servers in the test process that serve
-the recorded provider traffic in ../shared/cassettes.
+the recorded provider traffic in tests/cassettes.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Gemini (google-genai) cassettes replayed through the real SDK, sync and `client.aio`.
 
-Every cassette in ../shared/cassettes/gemini/ is served over a loopback socket
+Every cassette in tests/cassettes/gemini/ is served over a loopback socket
 (tests/replay.py) to a real `genai.Client` (the Gemini Developer API on
 `/v1beta`, and a Vertex AI client for the Vertex cassette), with
 `tracekit.gemini.autolog()` on. The expected figures come from the recorded
@@ -601,7 +601,7 @@ def test_vertex_ai_stream_with_thinking(traced: Capture, mode: str):
 
 
 def test_every_gemini_cassette_is_replayed_here():
-    """A new cassette in ../shared/cassettes/gemini/ needs a test in this file."""
+    """A new cassette in tests/cassettes/gemini/ needs a test in this file."""
     from tests.replay import require_cassettes
 
     folder = require_cassettes() / "gemini"

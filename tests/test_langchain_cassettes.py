@@ -1,6 +1,6 @@
 """Recorded ChatOpenAI traffic replayed through langchain-openai: exact LangChain spans.
 
-Every cassette in ../shared/cassettes/langchain/ is served over loopback by
+Every cassette in tests/cassettes/langchain/ is served over loopback by
 `tests.replay` (with `match_body=True`, so the test proves it reproduced the
 recorded request: model, stream, stream_options, n, logprobs, temperature,
 max_tokens, tools) to a real `langchain_openai.ChatOpenAI`, with
@@ -46,7 +46,7 @@ class Expected:
 STREAM_MODES = ("invoke", "ainvoke", "stream", "astream")
 PLAIN_MODES = ("invoke", "ainvoke")
 
-# Every file in ../shared/cassettes/langchain/ and what its ChatOpenAI span must hold.
+# Every file in tests/cassettes/langchain/ and what its ChatOpenAI span must hold.
 CASES: dict[str, Expected] = {
     "chatopenai_stream_usage_include_usage.yaml": Expected(
         {"input_tokens": 18, "output_tokens": 15, "total_tokens": 33}, STREAM_MODES

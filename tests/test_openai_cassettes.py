@@ -1,6 +1,6 @@
 """Recorded OpenAI traffic replayed through the real SDK: exact span content.
 
-Every cassette in ../shared/cassettes/openai/ is served over loopback by
+Every cassette in tests/cassettes/openai/ is served over loopback by
 `tests.replay` to a real `openai.OpenAI` (and, where cheap, `AsyncOpenAI`)
 client with `tracekit.openai.autolog()` on. The recorded request JSON is sent
 again as keyword arguments, and each test asserts what the span must hold:
@@ -26,7 +26,7 @@ import tracekit.openai  # noqa: E402
 from tracekit.integrations.openai import integration  # noqa: E402
 from tracekit.testing import Capture  # noqa: E402
 
-# Every file in ../shared/cassettes/openai/ and the test(s) replaying it.
+# Every file in tests/cassettes/openai/ and the test(s) replaying it.
 COVERED = {
     "chat_completions_404_model_not_found.yaml",
     "chat_completions_nonstream_basic.yaml",
