@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from tests.fault_proxy import FaultProxy
 from tests.mlflow_server import MlflowServer, MlflowUnavailable, mlflow_python
+from tests.phoenix_server import PhoenixServer, PhoenixUnavailable, phoenix_python
 
 from tracekit import _stats
 from tracekit.testing import Capture, capture
@@ -71,3 +72,19 @@ def proxy(mlflow_server: MlflowServer) -> Iterator[FaultProxy]:
     """A fault proxy in front of the session's MLflow server, in `pass` mode."""
     with FaultProxy(mlflow_server.url) as p:
         yield p
+
+
+@pytest.fixture(scope="session")
+def phoenix_server() -> Iterator[PhoenixServer]:
+    """A real Arize Phoenix server (its own virtualenv, SQLite) for the whole session.
+
+    Skipped when Phoenix cannot be installed, except under CI, where that fails.
+    """
+    try:
+        python = phoenix_python()
+    except PhoenixUnavailable as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Phoenix is unavailable under CI: {e}")
+        pytest.skip(f"Phoenix is unavailable (set CI=true to fail instead): {e}")
+    with PhoenixServer(python) as server:
+        yield server
