@@ -18,36 +18,37 @@ cache directory outside the checkout (``tests/venvs.py`` says where and how to c
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
-import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 try:
+    from tests.server_process import ServerProcess, ServerStartError
+    from tests.server_process import free_port as free_port  # re-exported for the tests
     from tests.venvs import VenvUnavailable, pinned_python
 except ImportError:  # loaded by its path from a venv whose `tests` is another package (benchmarks)
     import importlib.util
     import sys
 
-    _spec = importlib.util.spec_from_file_location(
-        "tracekit_test_venvs", Path(__file__).with_name("venvs.py")
-    )
-    assert _spec is not None
-    assert _spec.loader is not None
-    _venvs = importlib.util.module_from_spec(_spec)
-    sys.modules[_spec.name] = _venvs
-    _spec.loader.exec_module(_venvs)
+    def _sibling(name: str) -> Any:
+        spec = importlib.util.spec_from_file_location(
+            f"tracekit_tests_{name}", Path(__file__).with_name(f"{name}.py")
+        )
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        return module
+
+    _servers, _venvs = _sibling("server_process"), _sibling("venvs")
+    ServerProcess, ServerStartError, free_port = (
+        _servers.ServerProcess, _servers.ServerStartError, _servers.free_port,
+    )  # fmt: skip
     VenvUnavailable, pinned_python = _venvs.VenvUnavailable, _venvs.pinned_python
 
 MLFLOW_REQUIREMENT = "mlflow==3.17.2"
@@ -61,7 +62,7 @@ class MlflowUnavailable(VenvUnavailable):
     """The MLflow virtualenv could not be found or created."""
 
 
-class MlflowServerError(RuntimeError):
+class MlflowServerError(ServerStartError):
     """The MLflow server did not start (the message ends with its log tail)."""
 
 
@@ -100,129 +101,25 @@ def mlflow_python() -> Path:
         raise MlflowUnavailable(str(e)) from e
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class MlflowServer:
+class MlflowServer(ServerProcess):
     """``mlflow server`` on 127.0.0.1 in its own process group, with a SQLite store."""
 
-    def __init__(
-        self, python: Path, workdir: Path | None = None, *, startup_timeout: float = 60.0
-    ) -> None:
-        self.python = python
-        self._own_workdir = workdir is None
-        self.workdir = (
-            Path(tempfile.mkdtemp(prefix="tracekit-mlflow-")) if workdir is None else workdir
-        )
-        self.log_path = self.workdir / "server.log"
-        self.startup_timeout = startup_timeout
-        self.port = 0
-        self.url = ""
-        self._proc: subprocess.Popen[bytes] | None = None
+    name = "mlflow"
+    health_path = "/health"
+    start_error = MlflowServerError
 
-    def start(self) -> MlflowServer:
-        """Start the server and wait until ``GET /health`` answers 200."""
-        if self._proc is not None:
-            return self
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        attempt = 0
-        while True:  # the free port may be taken before the server binds it
-            attempt += 1
-            self.port = free_port()
-            self.url = f"http://127.0.0.1:{self.port}"
-            try:
-                self._launch()
-                return self
-            except MlflowServerError:
-                if attempt >= 3 or "address already in use" not in self.log_tail().lower():
-                    raise
-
-    def _launch(self) -> None:
-        args = [
+    def command(self) -> list[str]:
+        return [
             str(self.python.parent / "mlflow"), "server",
             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
             "--backend-store-uri", f"sqlite:///{self.workdir / 'mlflow.db'}",
             "--default-artifact-root", str(self.workdir / "artifacts"),
         ]  # fmt: skip
+
+    def environment(self) -> dict[str, str]:
         # MLFLOW_MODEL_CATALOG_URI="": no download of a model price list (offline it stalls
         # the first span of every provider for about 7 s).
-        env = _clean_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_MODEL_CATALOG_URI="")
-        with open(self.log_path, "wb") as log:
-            self._proc = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=env, cwd=self.workdir, start_new_session=True,
-            )  # fmt: skip
-        atexit.register(self.stop)
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                code = self._proc.returncode
-                self.stop()
-                raise MlflowServerError(f"mlflow server exited ({code}):\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:  # noqa: S310
-                    if resp.status == 200:
-                        return
-            except (OSError, urllib.error.URLError):
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise MlflowServerError(
-            f"mlflow server not healthy after {self.startup_timeout:.0f} s:\n{self.log_tail()}"
-        )
-
-    def log_tail(self, lines: int = 40) -> str:
-        """The last lines of the server's log."""
-        try:
-            return _tail(self.log_path.read_text(errors="replace"), lines)
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        """Stop the whole process group: SIGTERM, up to 10 s, then SIGKILL. Idempotent."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        atexit.unregister(self.stop)
-        pgid = proc.pid  # start_new_session: the server leads its own group
-        _signal_group(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=10)
-        while time.monotonic() < deadline and _signal_group(pgid, 0):
-            time.sleep(0.05)  # children (the uvicorn worker) may outlive the leader briefly
-        if _signal_group(pgid, signal.SIGKILL):
-            time.sleep(0.1)
-        if proc.poll() is None:
-            proc.wait()
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> MlflowServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-def _signal_group(pgid: int, sig: int) -> bool:
-    """Send ``sig`` to a process group; False if no process is left in it."""
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # only zombies left, or the id was reused: nothing of ours
-        return False
-    return True
+        return _clean_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_MODEL_CATALOG_URI="")
 
 
 def create_experiment(url: str, name: str) -> str:

@@ -16,23 +16,16 @@ Phoenix accepts OTLP over protobuf only (JSON gets ``415 Unsupported content typ
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
+from tests.server_process import ServerProcess, ServerStartError, free_port
 from tests.venvs import VenvUnavailable, clean_env, pinned_python
 
 PHOENIX_REQUIREMENT = "arize-phoenix==20.26.1"
@@ -43,7 +36,7 @@ class PhoenixUnavailable(VenvUnavailable):
     """The Phoenix virtualenv could not be found or created."""
 
 
-class PhoenixServerError(RuntimeError):
+class PhoenixServerError(ServerStartError):
     """The Phoenix server did not start (the message ends with its log tail)."""
 
 
@@ -63,84 +56,32 @@ def phoenix_python() -> Path:
         raise PhoenixUnavailable(str(e)) from e
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class PhoenixServer(ServerProcess):
+    """``phoenix serve`` on 127.0.0.1 in its own process group, SQLite in its working dir."""
 
+    name = "phoenix"
+    health_path = "/healthz"
+    start_error = PhoenixServerError
 
-class PhoenixServer:
-    """``phoenix serve`` on 127.0.0.1 in its own process group, SQLite in a temporary dir."""
-
-    def __init__(self, python: Path, *, startup_timeout: float = 120.0) -> None:
-        self.python = python
-        self.workdir = Path(tempfile.mkdtemp(prefix="tracekit-phoenix-"))
-        self.log_path = self.workdir / "server.log"
-        self.startup_timeout = startup_timeout
-        self.port = 0
-        self.url = ""
-        self._proc: subprocess.Popen[bytes] | None = None
+    def __init__(self, python: Path, workdir: Path | None = None) -> None:
+        super().__init__(python, workdir, startup_timeout=120.0)
 
     @property
     def otlp_endpoint(self) -> str:
         """The OTLP/HTTP traces endpoint."""
         return f"{self.url}/v1/traces"
 
-    def start(self) -> PhoenixServer:
-        """Start the server and wait until ``GET /healthz`` answers 200."""
-        if self._proc is not None:
-            return self
-        for attempt in range(3):  # a free port may be taken before the server binds it
-            self.port = _free_port()
-            self.url = f"http://127.0.0.1:{self.port}"
-            try:
-                self._launch()
-                return self
-            except PhoenixServerError:
-                if attempt == 2 or "address already in use" not in self.log_tail().lower():
-                    raise
-        return self
+    def command(self) -> list[str]:
+        return [str(self.python.parent / "phoenix"), "serve"]
 
-    def _launch(self) -> None:
-        env = _env(
+    def environment(self) -> dict[str, str]:
+        return _env(
             PHOENIX_HOST="127.0.0.1",
             PHOENIX_PORT=str(self.port),
-            PHOENIX_GRPC_PORT=str(_free_port()),
+            PHOENIX_GRPC_PORT=str(free_port()),
             PHOENIX_WORKING_DIR=str(self.workdir),
             PHOENIX_TELEMETRY_ENABLED="false",
         )
-        with open(self.log_path, "wb") as log:
-            self._proc = subprocess.Popen(
-                [str(self.python.parent / "phoenix"), "serve"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=env, cwd=self.workdir, start_new_session=True,
-            )  # fmt: skip
-        atexit.register(self.stop)
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                code = self._proc.returncode
-                self.stop(remove=False)
-                raise PhoenixServerError(f"phoenix serve exited ({code}):\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as resp:  # noqa: S310
-                    if resp.status == 200:
-                        return
-            except (OSError, urllib.error.URLError):
-                pass
-            time.sleep(0.2)
-        self.stop(remove=False)
-        raise PhoenixServerError(
-            f"phoenix not healthy after {self.startup_timeout:.0f} s:\n{self.log_tail()}"
-        )
-
-    def log_tail(self, lines: int = 40) -> str:
-        """The last lines of the server's log."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.strip().splitlines()[-lines:])
 
     def get(self, path: str, **params: Any) -> Any:
         """GET a JSON document from Phoenix's REST API."""
@@ -175,30 +116,3 @@ class PhoenixServer:
                     return spans
             time.sleep(0.2)
         raise AssertionError(f"Phoenix has {len(spans)} of {count} spans after {timeout} s")
-
-    def stop(self, remove: bool = True) -> None:
-        """Stop the whole process group (SIGTERM, then SIGKILL after 10 s). Idempotent."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            atexit.unregister(self.stop)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        if remove:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> PhoenixServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
