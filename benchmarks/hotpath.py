@@ -210,11 +210,14 @@ def child_inproc(spec: dict[str, Any]) -> None:
             traced()
         _flush()
         gc.collect()
-        walls: dict[str, list[float]] = {"bare": [], "traced": []}
-        cpus: dict[str, list[float]] = {"bare": [], "traced": []}
-        for block in range(max(4, n // per)):
-            order = (("bare", bare), ("traced", traced))
-            for name, fn in order if block % 2 else order[::-1]:
+        # "control" is the bare call again, timed as a third series: bare vs control is
+        # the noise floor of this A/B on this machine, printed beside every ratio.
+        series = (("bare", bare), ("traced", traced), ("control", bare))
+        walls: dict[str, list[float]] = {name: [] for name, _ in series}
+        cpus: dict[str, list[float]] = {name: [] for name, _ in series}
+        for block in range(max(6, n // per)):
+            shift = block % len(series)  # each series takes each position in turn
+            for name, fn in series[shift:] + series[:shift]:
                 t0, c0 = clock(), cpu()
                 for _ in range(per):
                     fn()
@@ -254,7 +257,7 @@ def run_child(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--only", default="", help="cases whose name contains this")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the sample counts")
     parser.add_argument("--profile", action="store_true")
@@ -290,7 +293,14 @@ def main() -> int:
     problems: list[str] = []
     for index in range(args.rounds):
         print(f"round {index + 1}/{args.rounds} ...", file=sys.stderr, flush=True)
-        results = {v: run_child("latency", {**base, "variant": v}) for v in ("bare", "tracekit")}
+        # The order of the children rotates per round (none always runs first), and a second
+        # bare child ("control") shows what two identical processes differ by.
+        order = ["bare", "tracekit", "control"]
+        order = order[index % 3 :] + order[: index % 3]
+        results = {
+            v: run_child("latency", {**base, "variant": "bare" if v == "control" else v})
+            for v in order
+        }
         check = results["tracekit"]["check"]
         if check["stats"] or check["llm"] != check["spans"] or check["usage"] != check["llm"]:
             problems.append(f"round {index + 1}: {check}")
@@ -299,10 +309,13 @@ def main() -> int:
         f"\n{peers_revision()}, {args.rounds} rounds, {time.perf_counter() - started:.0f} s, "
         f"load {load:.2f} before / {os.getloadavg()[0]:.2f} after\n"
     )
-    print("| case | bare | tracekit added | ratio (range) | caller CPU added | CPU ratio |")
-    print("|---|---|---|---|---|---|")
+    print(HEADER)
     for case in cases:
         pairs = [(r["bare"]["cases"][case], r["tracekit"]["cases"][case]) for r in rounds]
+        controls = [
+            r["control"]["cases"][case]["median_ns"] / r["bare"]["cases"][case]["median_ns"]
+            for r in rounds
+        ]
         per = peers.BATCH if case == "openai_async" else 1
         ratios = [t["median_ns"] / b["median_ns"] for b, t in pairs]
         added = statistics.median(t["median_ns"] - b["median_ns"] for b, t in pairs) / per
@@ -313,7 +326,7 @@ def main() -> int:
             f"| {peers.CASES[case][1]} | {bare / US:,.0f} µs{' /batch' if per > 1 else ''} "
             f"| {added / US:+.1f} µs{'/call' if per > 1 else ''} "
             f"| {statistics.median(ratios):.3f} ({min(ratios):.3f}–{max(ratios):.3f}) "
-            f"| {cpu_added / US:+.1f} µs | {cpu_ratio:.3f} |"
+            f"| {cpu_added / US:+.1f} µs | {cpu_ratio:.3f} | {_control(controls)} |"
         )
     for problem in problems:
         print(f"\n!! tracekit did not record every call: {problem}")
@@ -330,10 +343,10 @@ def run_inproc(base: dict[str, Any], rounds: int) -> int:
         f"\n{peers_revision()}, in-process A/B, {rounds} rounds, load {load:.2f} before / "
         f"{os.getloadavg()[0]:.2f} after\n"
     )
-    print("| case | bare | tracekit added | ratio (range) | caller CPU added | CPU ratio |")
-    print("|---|---|---|---|---|---|")
+    print(HEADER)
     for case in base["cases"]:
         rs = [r[case] for r in results]
+        controls = [r["median_ns"]["control"] / r["median_ns"]["bare"] for r in rs]
         per = peers.BATCH if case == "openai_async" else 1
         ratios = [r["median_ns"]["traced"] / r["median_ns"]["bare"] for r in rs]
         added = statistics.median(r["median_ns"]["traced"] - r["median_ns"]["bare"] for r in rs)
@@ -344,9 +357,20 @@ def run_inproc(base: dict[str, Any], rounds: int) -> int:
             f"| {peers.CASES[case][1]} | {bare / US:,.0f} µs{' /batch' if per > 1 else ''} "
             f"| {added / US / per:+.1f} µs{'/call' if per > 1 else ''} "
             f"| {statistics.median(ratios):.3f} ({min(ratios):.3f}–{max(ratios):.3f}) "
-            f"| {cpu_added / US / per:+.1f} µs | {cpu_ratio:.3f} |"
+            f"| {cpu_added / US / per:+.1f} µs | {cpu_ratio:.3f} | {_control(controls)} |"
         )
     return 0
+
+
+HEADER = (
+    "| case | bare | tracekit added | ratio (range) | caller CPU added | CPU ratio "
+    "| control: bare/bare (range) |\n|---|---|---|---|---|---|---|"
+)
+
+
+def _control(ratios: list[float]) -> str:
+    """The bare-vs-bare ratio: a tracekit ratio inside this range is noise, not cost."""
+    return f"{statistics.median(ratios):.3f} ({min(ratios):.3f}–{max(ratios):.3f})"
 
 
 def peers_revision() -> str:
