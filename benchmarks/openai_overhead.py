@@ -423,7 +423,7 @@ def child_profile(spec: dict[str, Any]) -> None:
     import tracekit
     from tracekit import _api, _pipeline
     from tracekit.integrations import openai as mapper
-    from tracekit.integrations._engine import _Call
+    from tracekit.integrations._call import _Call
     from tracekit.integrations._streams import StreamCall, TracedStream
 
     n = spec["n"]

@@ -137,17 +137,7 @@ class TracedStream(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
         return self
 
     def __next__(self) -> Any:
-        while True:
-            try:
-                item = self.__wrapped__.__next__()
-            except StopIteration:
-                self._self_call.end(None)
-                raise
-            except BaseException as exc:
-                self._self_call.end(exc)
-                raise
-            if not self._self_call.chunk(item):
-                return item
+        return _advance(self._self_call, self.__wrapped__)
 
     def close(self) -> Any:
         try:
@@ -166,6 +156,35 @@ class TracedStream(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
             return self.__wrapped__.__exit__(et, exc, tb)
         finally:
             self._self_call.end(exc, "context_exit")
+
+
+def _advance(call: StreamCall, iterator: Any) -> Any:
+    """The next chunk the caller sees; the span ends with the iteration."""
+    while True:
+        try:
+            item = iterator.__next__()
+        except StopIteration:
+            call.end(None)
+            raise
+        except BaseException as exc:
+            call.end(exc)
+            raise
+        if not call.chunk(item):
+            return item
+
+
+class TracedIterable(TracedStream):
+    """A stream that is iterable but not an iterator (botocore's `EventStream`): its
+    iterator is made on the first `next()`, the object itself stays what the caller has."""
+
+    def __init__(self, wrapped: Any, call: StreamCall) -> None:
+        super().__init__(wrapped, call)
+        self._self_iterator: Any = None
+
+    def __next__(self) -> Any:
+        if self._self_iterator is None:
+            self._self_iterator = iter(self.__wrapped__)
+        return _advance(self._self_call, self._self_iterator)
 
 
 class TracedAsyncStream(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]

@@ -6,19 +6,14 @@ which share the same resources. Only maps; the engine wraps.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any
 
 from tracekit._span import Span, SpanType
 from tracekit.integrations import _usage
-from tracekit.integrations._common import (
-    Request,
-    record_response,
-    stainless_inject,
-    stainless_request,
-)
-from tracekit.integrations._engine import Endpoint, Integration
+from tracekit.integrations._common import Request, record_response
+from tracekit.integrations._engine import Endpoint, Integration, StreamSeam
+from tracekit.integrations._stainless import stainless, stainless_request
 from tracekit.integrations._usage import field
 
 _MESSAGES = "anthropic.resources.messages.messages"
@@ -173,19 +168,35 @@ def _is_stream(result: Any) -> bool:
 def _endpoints() -> list[Endpoint]:
     chat = _request("chat", SpanType.CHAT_MODEL)
     count = _request("count_tokens", SpanType.UNKNOWN)
+    events = StreamSeam(is_stream=_is_stream, accumulator=EventAccumulator)
     endpoints = []
     for module in (_MESSAGES, _BETA):
         for cls, is_async in (("Messages", False), ("AsyncMessages", True)):
             endpoints += [
-                Endpoint(
-                    module, f"{cls}.create", is_async, chat, _message, EventAccumulator, _is_stream
+                Endpoint.call(
+                    module,
+                    f"{cls}.create",
+                    is_async=is_async,
+                    request=chat,
+                    response=_message,
+                    stream=events,
                 ),
-                Endpoint(module, f"{cls}.parse", is_async, chat, _message),
-                Endpoint(module, f"{cls}.count_tokens", is_async, count, _count_tokens),
-                Endpoint(module, f"{cls}.stream", request=chat, helper=SnapshotAccumulator),
+                Endpoint.call(
+                    module, f"{cls}.parse", is_async=is_async, request=chat, response=_message
+                ),
+                Endpoint.call(
+                    module,
+                    f"{cls}.count_tokens",
+                    is_async=is_async,
+                    request=count,
+                    response=_count_tokens,
+                ),
+                Endpoint.helper_stream(
+                    module, f"{cls}.stream", request=chat, helper=SnapshotAccumulator
+                ),
             ]
     # Every request these methods send carries the caller's trace context.
-    return [dataclasses.replace(e, inject=stainless_inject) for e in endpoints]
+    return [stainless(e) for e in endpoints]
 
 
 integration = Integration("anthropic", "anthropic", _endpoints())

@@ -28,7 +28,7 @@ from tracekit.integrations._common import (
     request_attributes,
     without_traceparent,
 )
-from tracekit.integrations._engine import Endpoint, Integration
+from tracekit.integrations._engine import Endpoint, Integration, StreamSeam
 from tracekit.integrations._usage import field
 
 _MODELS = "google.genai.models"
@@ -325,41 +325,46 @@ def _is_stream(result: Any) -> bool:
 def _endpoints() -> list[Endpoint]:
     generate = _request("generate_content", SpanType.CHAT_MODEL)
     model_call = _request("generate_content", SpanType.CHAT_MODEL, outer=False)
+    chunks = StreamSeam(is_stream=_is_stream, accumulator=StreamAccumulator)
     endpoints = []
     for cls, is_async in (("Models", False), ("AsyncModels", True)):
         endpoints += [
-            Endpoint(_MODELS, f"{cls}.generate_content", is_async, generate, _generate_response),
-            Endpoint(
+            Endpoint.call(
+                _MODELS,
+                f"{cls}.generate_content",
+                is_async=is_async,
+                request=generate,
+                response=_generate_response,
+            ),
+            Endpoint.call(
                 _MODELS,
                 f"{cls}.generate_content_stream",
-                is_async,
-                generate,
-                None,
-                StreamAccumulator,
-                _is_stream,
+                is_async=is_async,
+                request=generate,
+                stream=chunks,
             ),
             # The model calls inside automatic function calling (and only those).
-            Endpoint(
+            Endpoint.call(
                 _MODELS,
                 f"{cls}._generate_content",
-                is_async,
-                model_call,
-                _generate_response,
+                is_async=is_async,
+                request=model_call,
+                response=_generate_response,
                 when=_in_afc_call,
             ),
-            Endpoint(
+            Endpoint.call(
                 _MODELS,
                 f"{cls}.embed_content",
-                is_async,
-                _request("embeddings", SpanType.EMBEDDING),
-                _embed_response,
+                is_async=is_async,
+                request=_request("embeddings", SpanType.EMBEDDING),
+                response=_embed_response,
             ),
-            Endpoint(
+            Endpoint.call(
                 _MODELS,
                 f"{cls}.count_tokens",
-                is_async,
-                _request("count_tokens", SpanType.UNKNOWN),
-                _count_response,
+                is_async=is_async,
+                request=_request("count_tokens", SpanType.UNKNOWN),
+                response=_count_response,
             ),
         ]
     # Every model request carries the caller's trace context (not the local tool calls):
@@ -369,28 +374,23 @@ def _endpoints() -> list[Endpoint]:
         dataclasses.replace(e, inject=_inject if "stream" in e.target else _remember)
         for e in endpoints
     ]
-    endpoints.append(Endpoint(_CLIENT, "BaseApiClient._build_request", raw=_add_traceparent))
+    endpoints.append(Endpoint.raw(_CLIENT, "BaseApiClient._build_request", _add_traceparent))
     tool = ("args", "function_to_invoke")
-    endpoints += [
-        Endpoint(
-            _EXTRA,
-            "invoke_function_from_dict_args",
-            False,
-            _tool_request,
-            _tool_response,
-            positional=tool,
-            when=_in_afc_call,
-        ),
-        Endpoint(
-            _EXTRA,
-            "invoke_function_from_dict_args_async",
-            True,
-            _tool_request,
-            _tool_response,
-            positional=tool,
-            when=_in_afc_call,
-        ),
-    ]
+    for function, is_async in (
+        ("invoke_function_from_dict_args", False),
+        ("invoke_function_from_dict_args_async", True),
+    ):
+        endpoints.append(
+            Endpoint.call(
+                _EXTRA,
+                function,
+                is_async=is_async,
+                request=_tool_request,
+                response=_tool_response,
+                positional=tool,
+                when=_in_afc_call,
+            )
+        )
     return endpoints
 
 

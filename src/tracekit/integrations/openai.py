@@ -8,19 +8,14 @@ MLflow AI Gateway, vLLM, OpenRouter), whose address is recorded.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from tracekit._span import Span, SpanType
 from tracekit.integrations import _usage
-from tracekit.integrations._common import (
-    Request,
-    record_response,
-    stainless_inject,
-    stainless_request,
-)
-from tracekit.integrations._engine import Endpoint, Integration, Prepared
+from tracekit.integrations._common import Request, record_response
+from tracekit.integrations._engine import Endpoint, Integration, Prepared, StreamSeam
+from tracekit.integrations._stainless import stainless, stainless_request
 from tracekit.integrations._usage import field
 
 _CHAT = "openai.resources.chat.completions.completions"
@@ -219,57 +214,66 @@ def _is_stream(result: Any) -> bool:
 
 def _endpoints() -> list[Endpoint]:
     chat = _request("chat", SpanType.CHAT_MODEL)
+    text = _request("text_completion", SpanType.LLM)
+    embeddings = _request("embeddings", SpanType.EMBEDDING)
+    chat_stream = StreamSeam(is_stream=_is_stream, accumulator=ChatAccumulator)
+    responses_stream = StreamSeam(is_stream=_is_stream, accumulator=ResponsesAccumulator)
     endpoints = []
     for cls, is_async in (("Completions", False), ("AsyncCompletions", True)):
         endpoints += [
-            Endpoint(
+            Endpoint.call(
                 _CHAT,
                 f"{cls}.create",
-                is_async,
-                chat,
-                _chat_response,
-                ChatAccumulator,
-                _is_stream,
+                is_async=is_async,
+                request=chat,
+                response=_chat_response,
+                stream=chat_stream,
                 prepare=_ask_stream_usage,
             ),
-            Endpoint(_CHAT, f"{cls}.parse", is_async, chat, _chat_response),
-            Endpoint(_CHAT, f"{cls}.stream", stream_manager=True),
-            Endpoint(
+            Endpoint.call(
+                _CHAT, f"{cls}.parse", is_async=is_async, request=chat, response=_chat_response
+            ),
+            Endpoint.stream_manager(_CHAT, f"{cls}.stream"),
+            Endpoint.call(
                 _COMPLETIONS,
                 f"{cls}.create",
-                is_async,
-                _request("text_completion", SpanType.LLM),
-                _chat_response,
-                ChatAccumulator,
-                _is_stream,
+                is_async=is_async,
+                request=text,
+                response=_chat_response,
+                stream=chat_stream,
             ),
         ]
     for cls, is_async in (("Responses", False), ("AsyncResponses", True)):
         endpoints += [
-            Endpoint(
+            Endpoint.call(
                 _RESPONSES,
                 f"{cls}.create",
-                is_async,
-                chat,
-                _responses_response,
-                ResponsesAccumulator,
-                _is_stream,
+                is_async=is_async,
+                request=chat,
+                response=_responses_response,
+                stream=responses_stream,
             ),
-            Endpoint(_RESPONSES, f"{cls}.parse", is_async, chat, _responses_response),
-            Endpoint(_RESPONSES, f"{cls}.stream", stream_manager=True),
+            Endpoint.call(
+                _RESPONSES,
+                f"{cls}.parse",
+                is_async=is_async,
+                request=chat,
+                response=_responses_response,
+            ),
+            Endpoint.stream_manager(_RESPONSES, f"{cls}.stream"),
         ]
     for cls, is_async in (("Embeddings", False), ("AsyncEmbeddings", True)):
         endpoints.append(
-            Endpoint(
+            Endpoint.call(
                 _EMBEDDINGS,
                 f"{cls}.create",
-                is_async,
-                _request("embeddings", SpanType.EMBEDDING),
-                _embeddings_response,
+                is_async=is_async,
+                request=embeddings,
+                response=_embeddings_response,
             )
         )
     # Every request these methods send carries the caller's trace context.
-    return [dataclasses.replace(e, inject=stainless_inject) for e in endpoints]
+    return [stainless(e) for e in endpoints]
 
 
 integration = Integration("openai", "openai", _endpoints())
