@@ -30,9 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import revision, status
+from _common import emit, revision, rss_mb, run_child_in_tmp, status
 
-RESULT_PREFIX = "RESULT "
 US = 1_000.0  # ns per µs
 
 # Targets (see README.md).
@@ -49,15 +48,6 @@ HTTP_MODULES = ("httpx", "requests", "urllib3", "aiohttp")
 # ---------------------------------------------------------------------------
 # helpers used in the children
 # ---------------------------------------------------------------------------
-
-
-def rss_mb() -> float:
-    """Resident set size of this process (VmRSS), in MiB."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def worker_cpu_s() -> float:
@@ -84,10 +74,6 @@ def store_contents(directory: str) -> tuple[int, int, int]:
                 lines += 1
                 spans += len(json.loads(raw)["spans"])
     return lines, spans, size
-
-
-def emit(result: dict[str, Any]) -> None:
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 
 # ---------------------------------------------------------------------------
@@ -465,31 +451,6 @@ def measure_import(runs: int, cwd: str, env: dict[str, str]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------
 
 
-def run_child(args: list[str], env_extra: dict[str, str], verbose: bool) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="tracekit-bench-") as tmp:
-        env = dict(os.environ)
-        for key in [k for k in env if k.startswith(("TRACEKIT_", "MLFLOW_", "OTEL_"))]:
-            del env[key]
-        env["TRACEKIT_TRACKING_URI"] = os.path.join(tmp, "store")
-        env.update(env_extra)
-        done = subprocess.run(
-            [sys.executable, os.path.abspath(__file__), "--child", *args],
-            cwd=tmp,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    if verbose and done.stderr.strip():
-        print("    | " + done.stderr.strip().replace("\n", "\n    | "))
-    results = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
-    if done.returncode != 0 or not results:
-        raise RuntimeError(
-            f"benchmark child {args} failed (exit {done.returncode}):\n{done.stderr[-3000:]}"
-        )
-    return json.loads(results[-1][len(RESULT_PREFIX) :])  # type: ignore[no-any-return]
-
-
 def fmt_stats(stats: dict[str, int]) -> str:
     shown = {k: v for k, v in stats.items() if v}
     return ", ".join(f"{k}={v:,}" for k, v in shown.items()) or "no drops"
@@ -560,7 +521,12 @@ def main() -> int:
             # Nested iterations make two spans: half the calls, same span count.
             n = calls // 2 if mode == "nested" else calls
             off = setting != "on" and worker != "idle"
-            r = run_child(["overhead", mode, str(n), str(rounds), worker], env, args.verbose)
+            r = run_child_in_tmp(
+                __file__,
+                ["overhead", mode, str(n), str(rounds), worker],
+                env_extra=env,
+                verbose=args.verbose,
+            )
             us = r["per_span_ns"] / US
             target = TARGET_OFF_US if off else TARGET_SPAN_US
             detail = (
@@ -582,7 +548,9 @@ def main() -> int:
         if not wanted(name):
             continue
         progress(name)
-        r = run_child(["throughput", str(spans_total), "10", worker], {}, args.verbose)
+        r = run_child_in_tmp(
+            __file__, ["throughput", str(spans_total), "10", worker], verbose=args.verbose
+        )
         lost = r["created_spans"] - r["spans"]
         complete = lost == 0 and r["lines"] == r["created_traces"] and r["flushed"]
         if not complete:
@@ -626,8 +594,10 @@ def main() -> int:
         progress("memory stalled")
         total = mem_traces * 10
         checkpoints = sorted({total // 10, total // 5, total // 2, total * 3 // 4, total})
-        r = run_child(
-            ["memory", str(mem_traces), "10", ",".join(map(str, checkpoints))], {}, args.verbose
+        r = run_child_in_tmp(
+            __file__,
+            ["memory", str(mem_traces), "10", ",".join(map(str, checkpoints))],
+            verbose=args.verbose,
         )
         before = r["before_mb"]
         points = {n: mb for n, mb, _ in r["points"]}
@@ -681,7 +651,7 @@ def main() -> int:
                 f"(largest self times, ms: {heaviest})",
             )
         )
-        c = run_child(["import_checks"], {}, args.verbose)
+        c = run_child_in_tmp(__file__, ["import_checks"], verbose=args.verbose)
         checks = [
             (
                 "no SDK imported",

@@ -29,7 +29,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -39,9 +38,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import revision, status
+from _common import child_env, emit, revision, status
+from _common import run_child as run_child_results
 
-RESULT_PREFIX = "RESULT "
 REPO_ROOT = Path(__file__).resolve().parent.parent
 US = 1_000.0  # ns per µs
 
@@ -72,10 +71,6 @@ DROP_REASONS = (
 # ---------------------------------------------------------------------------
 # helpers used in the children
 # ---------------------------------------------------------------------------
-
-
-def emit(result: dict[str, Any]) -> None:
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 
 def worker_cpu_s() -> float:
@@ -346,10 +341,6 @@ def child_latency(spec: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------
 
 
-class ChildError(RuntimeError):
-    pass
-
-
 def run_child(
     kind: str,
     spec: dict[str, Any],
@@ -359,35 +350,15 @@ def run_child(
     timeout: float = 900.0,
 ) -> tuple[list[dict[str, Any]], float]:
     """Run one child; return its RESULT objects and the monotonic time it was gone."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("TRACEKIT_", "MLFLOW_", "OTEL_"))
-    }
-    env.update(env_extra)
-    try:
-        done = subprocess.run(
-            [sys.executable, os.path.abspath(__file__), "--child", kind, json.dumps(spec)],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired as e:  # run() has killed it
-        raise ChildError(f"benchmark child {kind} timed out after {timeout:.0f} s") from e
-    gone = time.monotonic()
-    if verbose and done.stderr.strip():
-        print("    | " + done.stderr.strip().replace("\n", "\n    | "))
-    results = [
-        json.loads(line[len(RESULT_PREFIX) :])
-        for line in done.stdout.splitlines()
-        if line.startswith(RESULT_PREFIX)
-    ]
-    if done.returncode != 0 or not results:
-        raise ChildError(
-            f"benchmark child {kind} failed (exit {done.returncode}):\n{done.stderr[-3000:]}"
-        )
-    return results, gone
+    results = run_child_results(
+        __file__,
+        [kind, json.dumps(spec)],
+        env=child_env(env_extra),
+        cwd=cwd,
+        verbose=verbose,
+        timeout=timeout,
+    )
+    return results, time.monotonic()
 
 
 def fmt_stats(stats: dict[str, int]) -> str:

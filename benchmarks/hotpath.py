@@ -27,7 +27,6 @@ import gc
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,8 +36,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import peers  # the shared cases, clients and cassettes
+from _common import emit, revision
+from _common import run_child as run_child_results
 
-RESULT_PREFIX = "RESULT "
 US = 1_000.0
 SIZES = {  # (timed samples, warm-up samples) per child
     "openai_chat": (2_000, 200),
@@ -232,27 +232,13 @@ def child_inproc(spec: dict[str, Any]) -> None:
     os._exit(0)
 
 
-def emit(result: dict[str, Any]) -> None:
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
-
-
 def run_child(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="hotpath-bench-") as tmp:
         env = peers.child_env(spec["variant"], tmp, "file")
-        done = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), "--child", kind, json.dumps(spec)],
-            cwd=tmp,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
+        results = run_child_results(
+            __file__, [kind, json.dumps(spec)], env=env, cwd=tmp, echo=kind == "profile"
         )
-    if kind == "profile":
-        print(done.stdout)
-    results = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
-    if not results:
-        raise RuntimeError(f"child failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(results[-1][len(RESULT_PREFIX) :])  # type: ignore[no-any-return]
+    return results[-1]
 
 
 def main() -> int:
@@ -306,7 +292,7 @@ def main() -> int:
             problems.append(f"round {index + 1}: {check}")
         rounds.append(results)
     print(
-        f"\n{peers_revision()}, {args.rounds} rounds, {time.perf_counter() - started:.0f} s, "
+        f"\n{revision()}, {args.rounds} rounds, {time.perf_counter() - started:.0f} s, "
         f"load {load:.2f} before / {os.getloadavg()[0]:.2f} after\n"
     )
     print(HEADER)
@@ -340,7 +326,7 @@ def run_inproc(base: dict[str, Any], rounds: int) -> int:
         print(f"round {index + 1}/{rounds} ...", file=sys.stderr, flush=True)
         results.append(run_child("inproc", {**base, "variant": "tracekit"}))
     print(
-        f"\n{peers_revision()}, in-process A/B, {rounds} rounds, load {load:.2f} before / "
+        f"\n{revision()}, in-process A/B, {rounds} rounds, load {load:.2f} before / "
         f"{os.getloadavg()[0]:.2f} after\n"
     )
     print(HEADER)
@@ -371,12 +357,6 @@ HEADER = (
 def _control(ratios: list[float]) -> str:
     """The bare-vs-bare ratio: a tracekit ratio inside this range is noise, not cost."""
     return f"{statistics.median(ratios):.3f} ({min(ratios):.3f}–{max(ratios):.3f})"
-
-
-def peers_revision() -> str:
-    from _common import revision
-
-    return revision()
 
 
 if __name__ == "__main__":

@@ -37,17 +37,14 @@ import hashlib
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import revision
+from _common import emit, revision, run_child_in_tmp
 
-RESULT_PREFIX = "RESULT "
 US = 1_000.0  # ns per µs
 TARGET_ADDED = 0.03  # tracekit may add at most 3% to the median latency
 BATCH = 50  # concurrent calls per asyncio.gather in the async case
@@ -135,10 +132,6 @@ TRANSPORTS = {
 # ---------------------------------------------------------------------------
 # helpers used in the children
 # ---------------------------------------------------------------------------
-
-
-def emit(result: dict[str, Any]) -> None:
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 
 def worker_cpu_s() -> float:
@@ -570,31 +563,6 @@ def _top_self(prof: Any, limit: int) -> str:
 # ---------------------------------------------------------------------------
 
 
-def run_child(args: list[str], variant: str, verbose: bool) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="tracekit-bench-") as tmp:
-        env = dict(os.environ)
-        for key in [k for k in env if k.startswith(("TRACEKIT_", "MLFLOW_", "OTEL_"))]:
-            del env[key]
-        if variant == "tracekit":
-            env["TRACEKIT_TRACKING_URI"] = os.path.join(tmp, "store")
-        done = subprocess.run(
-            [sys.executable, os.path.abspath(__file__), "--child", *args],
-            cwd=tmp,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    if verbose and done.stderr.strip():
-        print("    | " + done.stderr.strip().replace("\n", "\n    | "))
-    results = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
-    if done.returncode != 0 or not results:
-        raise RuntimeError(
-            f"benchmark child {args} failed (exit {done.returncode}):\n{done.stderr[-3000:]}"
-        )
-    return json.loads(results[-1][len(RESULT_PREFIX) :])  # type: ignore[no-any-return]
-
-
 def start_server() -> Any:
     """The loopback server, in this (otherwise idle) process, keeping no request log."""
     from tracekit._fake_server import FakeProviderServer
@@ -656,7 +624,7 @@ def case_row(
 
 def run_profile(quick: bool, verbose: bool) -> int:
     spec = {"n": 2_000 if quick else 10_000, "calls": 300 if quick else 2_000}
-    r = run_child(["profile", json.dumps(spec)], "tracekit", verbose)
+    r = run_child_in_tmp(__file__, ["profile", json.dumps(spec)], verbose=verbose)
     print(f"## tracekit OpenAI hot path, per call ({revision()}, no profiler attached)\n")
     print("| component | wall µs per call | caller CPU µs per call |")
     print("|---|---|---|")
@@ -730,7 +698,12 @@ def main() -> int:
                         "warmup": warmups[transport],
                         **sizes[transport],
                     }
-                    r = run_child(["run", json.dumps(spec)], variant, args.verbose)
+                    r = run_child_in_tmp(
+                        __file__,
+                        ["run", json.dumps(spec)],
+                        store=variant == "tracekit",
+                        verbose=args.verbose,
+                    )
                     for problem in check_problems(r["check"], variant):
                         failures.append(f"{transport} round {index + 1}, {variant}: {problem}")
                     round_results[variant] = r

@@ -53,13 +53,15 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _common import RESULT_PREFIX, emit, revision, rss_mb  # noqa: E402
+
 REPO = HERE.parent
 VENV = REPO / ".bench-venv"
 REQUIREMENTS = HERE / "peers-requirements.txt"
 CASSETTES = Path(os.environ.get("TRACEKIT_CASSETTES", REPO / "tests" / "cassettes"))
 DOC = REPO / "docs" / "benchmarks.md"
 PLOT = REPO / "docs" / "benchmarks.png"
-RESULT_PREFIX = "RESULT "
 US = 1_000.0
 
 VARIANTS = ["bare", "tracekit", "mlflow", "openinference", "otel-openai-v2"]
@@ -231,18 +233,6 @@ def load_cassettes() -> dict[str, Any] | None:
 # ---------------------------------------------------------------------------
 # children: clients, instrumentation, the spans each variant produced
 # ---------------------------------------------------------------------------
-
-
-def emit(result: dict[str, Any]) -> None:
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 MINIMAL_REQUEST = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
@@ -1445,8 +1435,6 @@ class Run:
 
     # -- report ----------------------------------------------------------------------
     def report(self, started: float, load: tuple[float, ...], install_notes: list[str]) -> str:
-        from _common import revision
-
         today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         lines = [
             "# tracekit against the peers",
@@ -1805,5 +1793,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(HERE))
     sys.exit(main())
