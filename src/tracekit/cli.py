@@ -1,7 +1,8 @@
 """The `tracekit` command: list and show traces in a file store.
 
     tracekit ls [--store DIR] [--limit N] [--json]
-    tracekit show TRACE_ID [--store DIR] [--json]
+    tracekit show TRACE_ID [--store DIR] [--json] [--html FILE]
+    tracekit ui [--store DIR] [--host 127.0.0.1] [--port N] [--no-browser]
     tracekit demo
     tracekit upload [--spool DIR] [--to URI]
     tracekit upload --store DIR --to URI
@@ -123,6 +124,10 @@ def cmd_show(args: argparse.Namespace) -> int:
             )
         return 1
     record = matches[0]
+    if args.html:
+        from tracekit._ui.commands import write_html
+
+        return write_html(record, args.html)
     print(json.dumps(record, indent=2, ensure_ascii=False) if args.json else render_trace(record))
     return 0
 
@@ -152,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=cmd_ls)
     show = sub.add_parser("show", parents=[common], help="show one trace as a tree")
     show.add_argument("trace_id", help="trace id (a unique prefix is enough)")
+    show.add_argument("--html", metavar="FILE", help="write the trace as one offline HTML page")
     show.set_defaults(func=cmd_show)
     demo = sub.add_parser("demo", help="run a small traced LLM agent against a local fake server")
     demo.set_defaults(func=cmd_demo)
@@ -185,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--to", metavar="URI", help="destination (sets TRACEKIT_TRACKING_URI)")
     run.add_argument("command", nargs=argparse.REMAINDER, help="the program and its arguments")
     run.set_defaults(func=cmd_run)
+    from tracekit._ui.commands import add_parser as add_ui_parser
+
+    add_ui_parser(sub)
     return parser
 
 
