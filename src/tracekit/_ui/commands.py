@@ -45,6 +45,18 @@ def cmd_ui(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"tracekit ui: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
+    try:  # Ctrl-C at any point from here ends cleanly
+        _announce(server, store, args)
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        print("\ntracekit ui: stopped.", flush=True)
+    finally:
+        server.server_close()
+        server.index.close()
+    return 0
+
+
+def _announce(server: Any, store: Path, args: argparse.Namespace) -> None:
     print(f"tracekit ui: {server.url}", flush=True)
     if args.host not in LOOPBACK:
         print(
@@ -53,8 +65,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-    skipped = server.index.skipped()
+    server.index.refresh()  # the first run on a big store reads it all: after the URL line
     print(f"Serving {store} ({_count(server)}).", flush=True)
+    skipped = server.index.skipped()
     if skipped:
         print(f"{skipped} unreadable line(s) in the store were skipped.", flush=True)
     print("Press Ctrl-C to stop.", flush=True)
@@ -62,14 +75,6 @@ def cmd_ui(args: argparse.Namespace) -> int:
         import webbrowser
 
         webbrowser.open(server.url)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        print("\ntracekit ui: stopped.", flush=True)
-    finally:
-        server.server_close()
-        server.index.close()
-    return 0
 
 
 def _count(server: Any) -> str:

@@ -44,9 +44,9 @@ CREATE TABLE IF NOT EXISTS traces(
     trace_id TEXT PRIMARY KEY, name TEXT, status TEXT, start_ns INTEGER, end_ns INTEGER,
     duration_ns INTEGER, spans INTEGER, tokens INTEGER, cost REAL, session TEXT, user TEXT,
     root INTEGER);
-CREATE INDEX IF NOT EXISTS traces_start ON traces(start_ns);
-CREATE INDEX IF NOT EXISTS traces_duration ON traces(duration_ns);
-CREATE INDEX IF NOT EXISTS traces_tokens ON traces(tokens);
+CREATE INDEX IF NOT EXISTS traces_start ON traces(start_ns, trace_id);
+CREATE INDEX IF NOT EXISTS traces_duration ON traces(duration_ns, trace_id);
+CREATE INDEX IF NOT EXISTS traces_tokens ON traces(tokens, trace_id);
 CREATE INDEX IF NOT EXISTS traces_session ON traces(session, start_ns);
 CREATE TABLE IF NOT EXISTS tags(trace_id TEXT, key TEXT, value TEXT, PRIMARY KEY(trace_id, key));
 CREATE INDEX IF NOT EXISTS tags_kv ON tags(key, value);
@@ -73,6 +73,7 @@ ON CONFLICT(trace_id) DO UPDATE SET
 """
 _DURATION = "UPDATE traces SET duration_ns = end_ns - start_ns WHERE trace_id = ?"
 
+_LIST = "trace_id, name, status, start_ns, end_ns, duration_ns, spans, tokens, cost, session, user"
 SORTS = {"start": "start_ns", "duration": "duration_ns", "tokens": "tokens"}
 
 
@@ -131,7 +132,7 @@ def _row(record: dict[str, Any]) -> tuple[Any, ...]:
         record["trace_id"],
         str(record.get("name") or ""),
         str(record.get("status") or ""),
-        start,
+        start if start is not None else 0,  # never NULL: the list's order uses the index
         end,
         end - start if start is not None and end is not None else None,
         len(spans),
@@ -298,28 +299,38 @@ class StoreIndex:
         column = SORTS.get(query.sort, "start_ns")
         order = "ASC" if query.ascending else "DESC"
         limit = max(1, min(query.limit, MAX_PAGE))
-        sql = (
-            "SELECT trace_id, name, status, start_ns, end_ns, duration_ns, spans, tokens, cost, "
-            f"session, user FROM traces t {where} "  # noqa: S608 - built from fixed parts
-            f"ORDER BY {column} IS NULL, {column} {order}, trace_id {order} LIMIT ? OFFSET ?"
-        )
+        # Every ORDER BY matches an index (column, trace_id): a page is read off the
+        # index, not sorted, however big the store.
+        sql = f"SELECT {_LIST} FROM traces t {where} ORDER BY {column} {order}, trace_id {order}"  # noqa: S608 - fixed parts, values bound
         with self._lock:
             total = self._db.execute(f"SELECT count(*) FROM traces t {where}", params).fetchone()  # noqa: S608
-            rows = self._db.execute(sql, [*params, limit, max(0, query.offset)]).fetchall()
+            rows = self._db.execute(
+                sql + " LIMIT ? OFFSET ?", [*params, limit, max(0, query.offset)]
+            ).fetchall()
             return int(total[0]), [self._summary(row) for row in rows]
 
     def _summary(self, row: tuple[Any, ...]) -> dict[str, Any]:
-        keys = (
-            "trace_id name status start_time_ns end_time_ns duration_ns span_count "
-            "total_tokens total_cost session_id user_id"
-        ).split()
+        keys = [
+            "trace_id",
+            "name",
+            "status",
+            "start_time_ns",
+            "end_time_ns",
+            "duration_ns",
+            "span_count",
+            "total_tokens",
+            "total_cost",
+            "session_id",
+            "user_id",
+        ]
         summary = dict(zip(keys, row, strict=True))
         trace_id = row[0]
         summary["tags"] = dict(
             self._db.execute("SELECT key, value FROM tags WHERE trace_id = ?", (trace_id,))
         )
         summary["models"] = sorted(
-            m for (m,) in self._db.execute("SELECT model FROM models WHERE trace_id = ?", (trace_id,))
+            m
+            for (m,) in self._db.execute("SELECT model FROM models WHERE trace_id = ?", (trace_id,))
         )
         return summary
 
@@ -328,7 +339,9 @@ class StoreIndex:
         with self._lock:
             db = self._db
             return {
-                "status": [s for (s,) in db.execute("SELECT DISTINCT status FROM traces ORDER BY 1")],
+                "status": [
+                    s for (s,) in db.execute("SELECT DISTINCT status FROM traces ORDER BY 1")
+                ],
                 "model": [m for (m,) in db.execute("SELECT DISTINCT model FROM models ORDER BY 1")],
                 "tag": [k for (k,) in db.execute("SELECT DISTINCT key FROM tags ORDER BY 1")],
             }
@@ -440,21 +453,17 @@ def _where(query: Query) -> tuple[str, list[Any]]:
     if query.user:
         clauses.append("t.user = ?")
         params.append(query.user)
+    # IN (subquery) lets SQLite build the matching set once from the (key, value) index.
     if query.tag:
         key, has_value, value = query.tag.partition("=")
         if has_value:
-            clauses.append(
-                "EXISTS (SELECT 1 FROM tags g WHERE g.trace_id = t.trace_id "
-                "AND g.key = ? AND g.value = ?)"
-            )
+            clauses.append("t.trace_id IN (SELECT trace_id FROM tags WHERE key = ? AND value = ?)")
             params += [key.strip(), value.strip()]
         else:
-            clauses.append("EXISTS (SELECT 1 FROM tags g WHERE g.trace_id = t.trace_id AND g.key = ?)")
+            clauses.append("t.trace_id IN (SELECT trace_id FROM tags WHERE key = ?)")
             params.append(key.strip())
     if query.model:
-        clauses.append(
-            "EXISTS (SELECT 1 FROM models m WHERE m.trace_id = t.trace_id AND m.model = ?)"
-        )
+        clauses.append("t.trace_id IN (SELECT trace_id FROM models WHERE model = ?)")
         params.append(query.model)
     if query.since_ns is not None:
         clauses.append("t.start_ns >= ?")

@@ -47,15 +47,14 @@ class UIServer(ThreadingHTTPServer):
     def __init__(
         self, store: Path, host: str = "127.0.0.1", port: int = 0, index: StoreIndex | None = None
     ) -> None:
-        self.index = index or StoreIndex(store)
-        self.index.refresh()
+        self.index = index or StoreIndex(store)  # indexed at the first request or refresh()
         self.closing = False
         super().__init__((host, port), _Handler)
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        shown = f"[{host}]" if ":" in str(host) else str(host)
+        host, port = str(self.server_address[0]), self.server_address[1]
+        shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{port}/"
 
     def allowed_hosts(self) -> set[str]:
@@ -131,7 +130,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: UIServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # a quiet server: the terminal shows only the URL
 
     def do_GET(self) -> None:

@@ -134,13 +134,14 @@
     return node;
   }
 
-  var typing = null;
+  var typing = {};
   function textInput(key, placeholder, type) {
     var node = el("input", { name: key, type: type || "search", placeholder: placeholder, autocomplete: "off" });
     node.value = filters[key];
     node.addEventListener("input", function () {
-      clearTimeout(typing);
-      typing = setTimeout(function () { filters[key] = node.value.trim(); offset = 0; loadList(); }, 200);
+      filters[key] = node.value.trim();
+      clearTimeout(typing.timer);  // one request once typing pauses, with every field's value
+      typing.timer = setTimeout(function () { offset = 0; loadList(); }, 200);
     });
     return node;
   }
@@ -296,9 +297,9 @@
     append(app, el("div", { class: "trace-head" },
       EMBEDDED ? null : link("#/", "‹ Traces", "back"),
       el("h1", null, el("span", { id: "trace-title", text: r.name || "(unnamed)" }), " ", statusBadge(r.status)),
-      el("dl", { class: "meta" }, meta.map(function (m) { return [el("dt", { text: m[0] }), el("dd", { class: m[0] === "Trace" ? "mono" : null, text: m[1] })]; }),
-        md.session_id !== undefined ? [el("dt", { text: "Session" }), el("dd", null, EMBEDDED ? String(md.session_id) : link(sessionHash(String(md.session_id)), String(md.session_id)))] : null,
-        md.user_id !== undefined ? [el("dt", { text: "User" }), el("dd", { text: String(md.user_id) })] : null),
+      el("dl", { class: "meta" }, meta.map(function (m) { return el("div", null, el("dt", { text: m[0] }), el("dd", { class: m[0] === "Trace" ? "mono" : null, text: m[1] })); }),
+        md.session_id !== undefined ? el("div", null, el("dt", { text: "Session" }), el("dd", null, EMBEDDED ? String(md.session_id) : link(sessionHash(String(md.session_id)), String(md.session_id)))) : null,
+        md.user_id !== undefined ? el("div", null, el("dt", { text: "User" }), el("dd", { text: String(md.user_id) })) : null),
       el("div", { class: "tags" }, chips(r.tags))));
     var waterfall = el("section", { class: "waterfall", id: "waterfall" });
     var detail = el("section", { class: "detail", id: "span-detail" });
@@ -309,7 +310,7 @@
   function axis() {
     var span = current.t1 - current.t0;
     var ticks = [0, 0.25, 0.5, 0.75, 1].map(function (f) {
-      var tick = el("span", { class: "tick", text: fmtDuration(span * f) });
+      var tick = el("span", { class: "tick", text: f ? fmtDuration(span * f) : "0" });
       tick.style.left = (f * 100) + "%";
       return tick;
     });
@@ -351,8 +352,9 @@
   // The duration beside its bar: after it, or before it when the bar ends near the right edge.
   function timeLabel(text, from, to) {
     var node = el("span", { class: "wf-time", text: text });
-    if (to > 0.7 && from > 0.3) { node.classList.add("before"); node.style.right = ((1 - from) * 100) + "%"; }
-    else node.style.left = Math.min(100, to * 100) + "%";
+    if (to <= 0.8) node.style.left = (to * 100) + "%";
+    else if (to - from > 0.3) { node.classList.add("inside"); node.style.right = ((1 - to) * 100) + "%"; }
+    else node.style.right = ((1 - from) * 100) + "%";
     return node;
   }
 
