@@ -73,7 +73,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     )
     assert done.returncode == 0, done.stderr
     demo = json.loads((path / "traces.jsonl").read_text(encoding="utf-8").splitlines()[0])
-    append(path, chat_trace(), error_trace())
+    append(path, chat_trace(), '{"torn": ', error_trace())  # a torn line between two records
     return {"path": path, "root": root, "demo": demo}
 
 
@@ -106,11 +106,12 @@ def expect(locator: Any) -> Any:
     return sync_api.expect(locator)
 
 
-def shot(page: Any, name: str) -> None:
+def shot(page: Any, name: str, height: int = 860) -> None:
     if SHOTS:
         SHOTS.mkdir(parents=True, exist_ok=True)
-        height = page.evaluate("Math.ceil(document.querySelector('main').scrollHeight) + 46")
-        clip = {"x": 0, "y": 0, "width": 1400, "height": min(860, height)}
+        page.set_viewport_size({"width": 1400, "height": height})
+        content = page.evaluate("Math.ceil(document.querySelector('main').scrollHeight) + 46")
+        clip = {"x": 0, "y": 0, "width": 1400, "height": min(height, content)}
         page.screenshot(path=str(SHOTS / name), clip=clip)
 
 
@@ -123,6 +124,7 @@ def test_the_list_shows_the_demo_trace(page: Any, server: UIServer, store: dict[
     expect(row).to_contain_text(str(demo["token_usage"]["total_tokens"]))
     expect(row).to_contain_text("app=demo")
     expect(page.locator("tr.trace-row")).to_have_count(3)
+    expect(page.locator("#notice")).to_have_text("1 unreadable line in the store skipped")
     # The hand-built chat trace carries a cost, so the column shows.
     expect(page.locator(f'tr[data-trace-id="{"c" * 32}"]')).to_contain_text("$0.00010")
     shot(page, "ui-list.png")
@@ -173,7 +175,7 @@ def test_the_chat_view_and_a_deep_link(page: Any, server: UIServer) -> None:
     expect(detail.locator(".usage")).to_contain_text("total cost $0.00010")
     expect(detail).to_contain_text("first chunk after 300 ms")
     expect(page.locator(".wf-row.selected")).to_have_attribute("data-span-id", "c000000000000002")
-    shot(page, "ui-chat.png")
+    shot(page, "ui-chat.png", height=1200)  # the whole conversation
 
 
 def test_errors_show_their_stack_trace(page: Any, server: UIServer) -> None:

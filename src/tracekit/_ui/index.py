@@ -49,9 +49,9 @@ CREATE INDEX IF NOT EXISTS traces_duration ON traces(duration_ns, trace_id);
 CREATE INDEX IF NOT EXISTS traces_tokens ON traces(tokens, trace_id);
 CREATE INDEX IF NOT EXISTS traces_session ON traces(session, start_ns);
 CREATE TABLE IF NOT EXISTS tags(trace_id TEXT, key TEXT, value TEXT, PRIMARY KEY(trace_id, key));
-CREATE INDEX IF NOT EXISTS tags_kv ON tags(key, value);
+CREATE INDEX IF NOT EXISTS tags_kv ON tags(key, value, trace_id);
 CREATE TABLE IF NOT EXISTS models(trace_id TEXT, model TEXT, PRIMARY KEY(trace_id, model));
-CREATE INDEX IF NOT EXISTS models_model ON models(model);
+CREATE INDEX IF NOT EXISTS models_model ON models(model, trace_id);
 """
 
 # A fragment of a trace already indexed (a fork, a late span) folds into its row.
