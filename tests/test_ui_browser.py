@@ -181,7 +181,7 @@ def test_the_chat_view_and_a_deep_link(page: Any, server: UIServer) -> None:
 def test_errors_show_their_stack_trace(page: Any, server: UIServer) -> None:
     page.goto(server.url + f"#/trace/{'e' * 32}/span/e000000000000002")
     detail = page.locator("#span-detail")
-    expect(detail.locator(".event.exception")).to_contain_text("KeyError: 'A-9'")
+    expect(detail.locator(".event.exception")).to_contain_text("KeyError: 'A-9' at +2.0 ms")
     expect(detail.locator("pre.stack")).to_contain_text('File "app.py", line 3, in lookup_order')
 
 

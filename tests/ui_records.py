@@ -57,6 +57,8 @@ def trace(
     for s in spans:
         s["start_time_ns"] += shift
         s["end_time_ns"] += shift
+        for event in s["events"]:
+            event["timestamp_ns"] += shift
     root = spans[0]
     record: dict[str, Any] = {
         "schema": "tracekit.trace/1",
@@ -185,7 +187,7 @@ def error_trace(trace_id: str = "e" * 32, offset_s: float = 20) -> dict[str, Any
         events=[
             {
                 "name": "exception",
-                "time_ns": T0 + 3 * MS,
+                "timestamp_ns": T0 + 3 * MS,
                 "attributes": {
                     "exception.type": "KeyError",
                     "exception.message": "'A-9'",

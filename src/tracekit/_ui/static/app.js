@@ -59,8 +59,8 @@
   }
   function fmtDuration(ns) {
     if (ns === null || ns === undefined || isNaN(ns)) return "-";
-    var ms = ns / 1e6;
-    if (ms < 1) return (ns / 1e3).toFixed(0) + " µs";
+    var us = Math.round(ns / 1e3), ms = ns / 1e6;
+    if (us < 1000) return us + " µs";
     if (ms < 1000) return ms.toFixed(ms < 10 ? 1 : 0) + " ms";
     if (ms < 60000) return (ms / 1000).toFixed(2) + " s";
     return Math.floor(ms / 60000) + " min " + Math.round((ms % 60000) / 1000) + " s";
@@ -409,7 +409,8 @@
 
   function eventView(event, spanStart) {
     var a = event.attributes || {};
-    var when = typeof event.time_ns === "number" ? " at +" + fmtDuration(event.time_ns - spanStart) : "";
+    var at = typeof event.timestamp_ns === "number" ? event.timestamp_ns : event.time_ns;
+    var when = typeof at === "number" && at >= spanStart ? " at +" + fmtDuration(at - spanStart) : "";
     if (event.name === "exception") {
       return el("div", { class: "event exception" },
         el("div", { class: "error", text: (a["exception.type"] || "Exception") + ": " + (a["exception.message"] || "") + when }),
@@ -500,7 +501,8 @@
   function bubble(role, value) {
     var text = turnText(value);
     return el("div", { class: "msg role-" + role }, el("div", { class: "msg-role", text: role }),
-      text !== null ? el("div", { class: "part text", text: text }) : json(value === undefined ? null : value));
+      text !== null ? el("div", { class: "part text", text: text }) :
+        value === null || value === undefined ? el("div", { class: "muted", text: "(nothing recorded)" }) : json(value));
   }
 
   function showSession(id) {
