@@ -324,3 +324,15 @@ def test_the_viewer_loads_only_when_it_runs() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_ui_on_a_busy_port_says_so(store: Path, capsys: Any) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = cli_main(["ui", "--store", str(store), "--port", str(port), "--no-browser"])
+    assert code == 1
+    assert capsys.readouterr().err.startswith(f"tracekit ui: cannot listen on 127.0.0.1:{port}: ")
