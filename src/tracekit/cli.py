@@ -1,12 +1,13 @@
 """The `tracekit` command: list and show traces in a file store.
 
     tracekit ls [--store DIR] [--limit N] [--json]
-    tracekit show TRACE_ID [--store DIR] [--json] [--html FILE]
-    tracekit ui [--store DIR] [--host 127.0.0.1] [--port N] [--no-browser]
+    tracekit show TRACE_ID [--store DIR] [--json]
     tracekit demo
     tracekit upload [--spool DIR] [--to URI]
     tracekit upload --store DIR --to URI
     tracekit run [--autolog NAMES] [--to URI] -- COMMAND [ARGS...]
+    tracekit ui [--store DIR] [--host 127.0.0.1] [--port N] [--no-browser]
+    tracekit show TRACE_ID --html FILE
 
 The store is `--store`, else the first file destination in
 `TRACEKIT_TRACKING_URI`, else `./.tracekit`. `upload` delivers what a remote
@@ -123,11 +124,11 @@ def cmd_show(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         return 1
-    record = matches[0]
-    if args.html:
+    if args.html:  # the viewer's trace page as one file (tracekit._ui)
         from tracekit._ui.commands import write_html
 
-        return write_html(record, args.html)
+        return write_html(matches[0], args.html)
+    record = matches[0]
     print(json.dumps(record, indent=2, ensure_ascii=False) if args.json else render_trace(record))
     return 0
 
@@ -157,7 +158,6 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=cmd_ls)
     show = sub.add_parser("show", parents=[common], help="show one trace as a tree")
     show.add_argument("trace_id", help="trace id (a unique prefix is enough)")
-    show.add_argument("--html", metavar="FILE", help="write the trace as one offline HTML page")
     show.set_defaults(func=cmd_show)
     demo = sub.add_parser("demo", help="run a small traced LLM agent against a local fake server")
     demo.set_defaults(func=cmd_demo)
@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--to", metavar="URI", help="destination (sets TRACEKIT_TRACKING_URI)")
     run.add_argument("command", nargs=argparse.REMAINDER, help="the program and its arguments")
     run.set_defaults(func=cmd_run)
-    from tracekit._ui.commands import add_parser as add_ui_parser
+    from tracekit._ui.commands import add_parser as add_ui_parser  # `ui`, `show --html`
 
     add_ui_parser(sub)
     return parser

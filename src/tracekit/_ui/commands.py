@@ -14,7 +14,10 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def add_parser(sub: Any) -> None:
-    """Register `tracekit ui` on the CLI's subparsers."""
+    """Register `tracekit ui`, and `--html` on `tracekit show`, on the CLI's subparsers."""
+    sub.choices["show"].add_argument(
+        "--html", metavar="FILE", help="write the trace as one offline HTML page"
+    )
     ui = sub.add_parser(
         "ui",
         help="browse the file store's traces in a local web viewer",
