@@ -213,6 +213,11 @@ def test_api(server: UIServer, store: Path) -> None:
     assert get(url + "static/../server.py")[0] == 404
     # DNS rebinding: a page served from another name cannot read the store.
     assert get(url + "api/traces", host="attacker.example:80")[0] == 403
+    port = server.server_address[1]
+    allowed = ["localhost", f"LOCALHOST:{port}", f"127.0.0.1:{port}", "[::1]:80", "10.0.0.7:8"]
+    assert [server.allows(h) for h in allowed] == [True] * 5  # names no other site can use
+    refused = ["attacker.example", "evil.localhost:80", "", "[::1", "a b"]
+    assert [server.allows(h) for h in refused] == [False] * 5
 
 
 def test_api_long_poll_and_non_finite_numbers(server: UIServer, store: Path) -> None:

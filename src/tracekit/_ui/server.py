@@ -10,12 +10,14 @@ Standard library only (`http.server`): the viewer installs nothing. Routes:
     GET /api/sessions/<id>         a session's traces in order, as turns
     GET /api/wait?generation=N     long poll: returns when the store has new lines
 
-Requests whose `Host` is not the address the server listens on are refused, so
-a web page elsewhere cannot read the store through DNS rebinding.
+Requests whose `Host` is some domain name (not localhost, an IP address or the
+name given with --host) are refused, so a web page elsewhere cannot read the
+store through DNS rebinding.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import time
@@ -57,10 +59,25 @@ class UIServer(ThreadingHTTPServer):
         shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{port}/"
 
-    def allowed_hosts(self) -> set[str]:
-        host, port = str(self.server_address[0]), self.server_address[1]
-        names = {host, f"[{host}]", "localhost", "127.0.0.1", "[::1]"}
-        return names | {f"{name}:{port}" for name in names}
+    def allows(self, host_header: str) -> bool:
+        """Whether a request's `Host` names this server, not some other site's domain.
+
+        A DNS-rebinding page reaches the server under its own domain name: refuse
+        names other than localhost and the one given with --host. An address written
+        as such (127.0.0.1, or this machine's address when listening on 0.0.0.0) is
+        fine: no other site can be served under it.
+        """
+        try:
+            name = urlsplit("//" + host_header).hostname or ""  # lowercase, no port or []
+        except ValueError:  # "[::1" and the like
+            return False
+        if name in ("localhost", str(self.server_address[0]).lower()):
+            return True
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return True
 
     def close(self) -> None:
         self.closing = True
@@ -134,7 +151,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # a quiet server: the terminal shows only the URL
 
     def do_GET(self) -> None:
-        if self.headers.get("Host", "") not in self.server.allowed_hosts():
+        if not self.server.allows(self.headers.get("Host", "")):
             self._send(HTTPStatus.FORBIDDEN, b"unknown host\n", "text/plain")
             return
         parts = urlsplit(self.path)

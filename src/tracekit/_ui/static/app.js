@@ -85,6 +85,11 @@
     else { try { text = JSON.stringify(value, null, 2); } catch (e) { text = String(value); } }
     return el("pre", { class: "json", text: text === undefined ? "null" : text });
   }
+  // Tool arguments and results often arrive as JSON text: show them as JSON.
+  function parsed(value) {
+    if (typeof value !== "string" || !/^\s*[\[{]/.test(value)) return value;
+    try { return JSON.parse(value); } catch (e) { return value; }
+  }
   function chips(tags) {
     return Object.keys(tags || {}).map(function (k) {
       return el("span", { class: "chip", text: k + "=" + tags[k] });
@@ -452,10 +457,10 @@
       case "reasoning": return el("details", { class: "part reasoning" }, el("summary", { text: "Reasoning" }), el("div", { class: "text", text: String(p.content) }));
       case "tool_call": return el("div", { class: "part tool-call" },
         el("div", { class: "part-head" }, "Tool call ", el("strong", { text: String(p.name) }), p.id ? el("span", { class: "muted mono", text: "  " + p.id }) : null),
-        json(p.arguments));
+        json(parsed(p.arguments)));
       case "tool_call_response": return el("div", { class: "part tool-result" },
         el("div", { class: "part-head" }, "Tool result", p.id ? el("span", { class: "muted mono", text: "  " + p.id }) : null),
-        json(p.response));
+        json(parsed(p.response)));
       case "blob": case "uri": case "file": return el("div", { class: "part media" },
         "[" + (p.modality || "file") + (p.mime_type ? " " + p.mime_type : "") + "] " + String(p.uri || p.file_id || (typeof p.content === "string" ? p.content.slice(0, 80) + "…" : "")));
       default: return json(p);
