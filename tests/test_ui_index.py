@@ -108,6 +108,9 @@ def test_get_reads_the_record_back_and_merges_fragments(
     assert record["name"] == "travel_agent"
     total, (row,) = index.search(Query(tag="late=yes"))
     assert (total, row["span_count"], row["name"]) == (1, 3, "travel_agent")
+    # The late fragment started earlier: the row's start and duration span both.
+    assert row["start_time_ns"] == late["start_time_ns"]
+    assert row["duration_ns"] == chat_trace()["end_time_ns"] - late["start_time_ns"]
     assert index.get("f" * 32) is None
     assert index.resolve("ccc") == ["c" * 32]
 
