@@ -252,34 +252,49 @@ class StoreIndex:
             handle = path.open("rb")
         except OSError:
             return False
-        added = bad = 0
-        end = offset
         with handle:
             db.execute("BEGIN")
-            if new:
-                db.execute("INSERT INTO files VALUES (?, ?, 0, ?, 0)", (ident, path.name, b""))
-            handle.seek(offset)
-            batch = _Batch()
-            for start, line in _lines(handle, offset):
-                end = start + len(line)
-                try:
-                    record = _loads(line)
-                except ValueError:
-                    record = None
-                if not _store._well_formed(record):
-                    bad += 1 if line.strip() else 0
-                    continue
-                batch.add(record, ident, start, len(line))
-                added += 1
-                if len(batch.traces) >= BATCH:
-                    batch.flush(db)
-            batch.flush(db)
+            try:
+                added, bad, end = self._read_lines(handle, ident, path, offset, new)
+            except OSError:  # the file went away mid-read: keep what the index had
+                db.execute("ROLLBACK")
+                return False
+            except BaseException:  # Ctrl-C during a first indexing: nothing half-written
+                db.execute("ROLLBACK")
+                raise
             db.execute(
                 "UPDATE files SET size = ?, head = ?, bad = bad + ? WHERE ident = ?",
                 (end, _head(path), bad, ident),
             )
             db.execute("COMMIT")
         return bool(added or bad)
+
+    def _read_lines(
+        self, handle: Any, ident: str, path: Path, offset: int, new: bool
+    ) -> tuple[int, int, int]:
+        """Index the complete lines from `offset`: (records, bad lines, where they end)."""
+        db = self._db
+        added = bad = 0
+        end = offset
+        if new:
+            db.execute("INSERT INTO files VALUES (?, ?, 0, ?, 0)", (ident, path.name, b""))
+        handle.seek(offset)
+        batch = _Batch()
+        for start, line in _lines(handle, offset):
+            end = start + len(line)
+            try:
+                record = _loads(line)
+            except ValueError:
+                record = None
+            if not _store._well_formed(record):
+                bad += 1 if line.strip() else 0
+                continue
+            batch.add(record, ident, start, len(line))
+            added += 1
+            if len(batch.traces) >= BATCH:
+                batch.flush(db)
+        batch.flush(db)
+        return added, bad, end
 
     # -- reading ---------------------------------------------------------------------
 
