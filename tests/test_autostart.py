@@ -366,6 +366,8 @@ def test_the_hook_is_in_the_wheel(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("tracekit-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"tracekit-autostart.pth", "_tracekit_autostart.py", "tracekit/_autostart.py"} <= names
+    # `tracekit ui`'s page ships as package data (no build step, no network).
+    assert {f"tracekit/_ui/static/{n}" for n in ("index.html", "app.js", "app.css")} <= names
     pth = zipfile.ZipFile(wheel).read("tracekit-autostart.pth").decode()
     assert pth.strip() == (
         "import os; 'TRACEKIT_AUTOLOG' in os.environ and __import__('_tracekit_autostart')"

@@ -83,7 +83,7 @@ def test_demo(tmp_path: Path) -> None:
     assert lines[-2] == ""
     assert lines[-1] == (
         "Stored in .tracekit/ — list traces with `tracekit ls`, "
-        f"show this one with `tracekit show {trace_id}`."
+        f"show this one with `tracekit show {trace_id}`, browse them with `tracekit ui`."
     )
 
     # --- what it stores: exactly one line, in ./.tracekit/traces.jsonl

@@ -6,6 +6,8 @@
     tracekit upload [--spool DIR] [--to URI]
     tracekit upload --store DIR --to URI
     tracekit run [--autolog NAMES] [--to URI] -- COMMAND [ARGS...]
+    tracekit ui [--store DIR] [--host 127.0.0.1] [--port N] [--no-browser]
+    tracekit show TRACE_ID --html FILE
 
 The store is `--store`, else the first file destination in
 `TRACEKIT_TRACKING_URI`, else `./.tracekit`. `upload` delivers what a remote
@@ -122,6 +124,10 @@ def cmd_show(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         return 1
+    if args.html:  # the viewer's trace page as one file (tracekit._ui)
+        from tracekit._ui.commands import write_html
+
+        return write_html(matches[0], args.html)
     record = matches[0]
     print(json.dumps(record, indent=2, ensure_ascii=False) if args.json else render_trace(record))
     return 0
@@ -185,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--to", metavar="URI", help="destination (sets TRACEKIT_TRACKING_URI)")
     run.add_argument("command", nargs=argparse.REMAINDER, help="the program and its arguments")
     run.set_defaults(func=cmd_run)
+    from tracekit._ui.commands import add_parser as add_ui_parser  # `ui`, `show --html`
+
+    add_ui_parser(sub)
     return parser
 
 

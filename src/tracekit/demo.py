@@ -106,7 +106,7 @@ def main() -> None:
         print(render_trace(records[0]))
         print(
             f"\nStored in {store}/ — list traces with `tracekit ls`, "
-            f"show this one with `tracekit show {trace_id}`."
+            f"show this one with `tracekit show {trace_id}`, browse them with `tracekit ui`."
         )
     else:
         print(f"The trace went to {_state.config().tracking_uris}, not to a file store.")
