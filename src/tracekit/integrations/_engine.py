@@ -22,7 +22,7 @@ from typing import Any
 
 import wrapt
 
-from tracekit import _api, _state
+from tracekit import _api, _otel, _state
 from tracekit._context import current_span, is_suppressed
 from tracekit._guard import internal_error
 from tracekit._propagation import format_traceparent, unsampled_traceparent
@@ -79,6 +79,9 @@ class Endpoint:
     # A wrapt wrapper patched as it is (no span of its own), for a seam below the SDK's
     # public methods: Gemini puts `traceparent` on the HTTP request there.
     raw: Callable[[Any, Any, Any, Any], Any] | None = None
+    # (wrapped, instance) -> the callable a traced call is made through instead of
+    # `wrapped` (Anthropic: the same method on a client copy without the SDK's own spans).
+    through: Callable[[Any, Any], Callable[..., Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -209,7 +212,9 @@ class Integration:
             if call is None:
                 return wrapped(*args, **_unrecorded(endpoint, instance, kwargs))
             try:
-                manager = wrapped(*args, **call.propagate(instance, kwargs))
+                manager = _through(endpoint, wrapped, instance)(
+                    *args, **call.propagate(instance, kwargs)
+                )
             except BaseException as exc:
                 call.fail(exc)
                 raise
@@ -228,7 +233,7 @@ class Integration:
             prepared = call.prepare(self.options)
             sent = call.propagate(instance, prepared.kwargs if prepared else kwargs)
             try:
-                result = wrapped(*args, **sent)
+                result = _through(endpoint, wrapped, instance)(*args, **sent)
             except BaseException as exc:
                 call.fail(exc)
                 raise
@@ -247,7 +252,7 @@ class Integration:
             prepared = call.prepare(self.options)
             sent = call.propagate(instance, prepared.kwargs if prepared else kwargs)
             try:
-                result = await wrapped(*args, **sent)
+                result = await _through(endpoint, wrapped, instance)(*args, **sent)
             except BaseException as exc:
                 call.fail(exc)
                 raise
@@ -261,6 +266,17 @@ class Integration:
             return call.succeed(result, is_async=True, prepared=prepared, parsed=parsed)
 
         return wrapper
+
+
+def _through(endpoint: Endpoint, wrapped: Any, instance: Any) -> Any:
+    """What a traced call is made through: `wrapped`, unless the endpoint says otherwise."""
+    if endpoint.through is None:
+        return wrapped
+    try:
+        return endpoint.through(wrapped, instance)
+    except Exception as exc:
+        internal_error(f"{endpoint.target} through", exc)
+        return wrapped
 
 
 def _named(endpoint: Endpoint, args: Any, kwargs: Any) -> Any:
@@ -296,7 +312,7 @@ def _unrecorded(endpoint: Endpoint, instance: Any, kwargs: Any) -> Any:
 class _Call:
     """One traced SDK call: its span, made current only while the SDK runs."""
 
-    __slots__ = ("endpoint", "kwargs", "request", "span", "token")
+    __slots__ = ("endpoint", "kwargs", "otel", "request", "span", "token")
 
     def __init__(self, endpoint: Endpoint, request: Request, span: Span, kwargs: Any) -> None:
         self.endpoint = endpoint
@@ -304,6 +320,7 @@ class _Call:
         self.span = span
         self.kwargs = kwargs
         self.token = current_span.set(span)
+        self.otel = _otel.enter(span)
 
     @classmethod
     def begin(cls, endpoint: Endpoint, instance: Any, kwargs: Any) -> _Call | None:
@@ -324,6 +341,9 @@ class _Call:
             return None
 
     def detach(self) -> None:
+        if self.otel is not None:
+            _otel.leave(self.otel)
+            self.otel = None
         try:  # noqa: SIM105 - per call: a plain `try` costs less than contextlib.suppress
             current_span.reset(self.token)
         except ValueError:  # resumed in another context: leave the variable to that context
@@ -442,6 +462,7 @@ class HelperManager(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
             return None
         call = self._self_pending.pop()
         call.token = current_span.set(call.span)
+        call.otel = _otel.enter(call.span)
         return call
 
     def _self_wrap(self, call: _Call, stream: Any, is_async: bool) -> Any:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import weakref
+from functools import partial
 from typing import Any
 
 from tracekit._span import Span, SpanType
 from tracekit.integrations import _usage
 from tracekit.integrations._common import (
     Request,
+    client_of,
     record_response,
     stainless_inject,
     stainless_request,
@@ -170,6 +173,38 @@ def _is_stream(result: Any) -> bool:
     return isinstance(result, (anthropic.Stream, anthropic.AsyncStream))
 
 
+# Each client tracekit traced a call of -> a copy of it without the SDK's own spans
+# (None: the client has them off already, or cannot be copied).
+_quiet: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _quiet_copy(client: Any) -> Any:
+    if not client.open_telemetry["traces"]["enabled"]:
+        return None
+    # `with_options` shares the connection pool and every other setting; the SDK's
+    # public switch `open_telemetry=False` turns off its spans and its `traceparent`.
+    return client.with_options(open_telemetry=False)
+
+
+def without_sdk_spans(wrapped: Any, instance: Any) -> Any:
+    """The traced call made without the SDK's own OpenTelemetry span (anthropic 2.x:
+    `anthropic.messages.create`, whose `traceparent` would replace tracekit's): the same
+    method on the same resource of a client copy with `open_telemetry=False`. Unless
+    `autolog(sdk_spans=True)` keeps them."""
+    if integration.options.get("sdk_spans"):
+        return wrapped
+    client = client_of(instance)
+    if client is None or not hasattr(client, "open_telemetry"):
+        return wrapped  # an SDK without its own tracing
+    try:
+        quiet = _quiet[client]
+    except KeyError:
+        quiet = _quiet[client] = _quiet_copy(client)
+    if quiet is None:
+        return wrapped
+    return partial(wrapped.__func__, type(instance)(quiet))
+
+
 def _endpoints() -> list[Endpoint]:
     chat = _request("chat", SpanType.CHAT_MODEL)
     count = _request("count_tokens", SpanType.UNKNOWN)
@@ -185,7 +220,10 @@ def _endpoints() -> list[Endpoint]:
                 Endpoint(module, f"{cls}.stream", request=chat, helper=SnapshotAccumulator),
             ]
     # Every request these methods send carries the caller's trace context.
-    return [dataclasses.replace(e, inject=stainless_inject) for e in endpoints]
+    return [
+        dataclasses.replace(e, inject=stainless_inject, through=without_sdk_spans)
+        for e in endpoints
+    ]
 
 
 integration = Integration("anthropic", "anthropic", _endpoints())

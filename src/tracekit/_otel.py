@@ -1,0 +1,102 @@
+"""OpenTelemetry in the same process: one trace, nested either way.
+
+Only when the app uses OpenTelemetry tracing (it imported `opentelemetry.trace`
+and registered a TracerProvider; tracekit never imports OpenTelemetry here) and
+`otel_context` is on:
+
+- while a tracekit span is current, OpenTelemetry's current span is a
+  non-recording stand-in carrying that span's ids (`enter`/`leave`), so the
+  spans the app or an instrumented library starts there are its children;
+- a tracekit span started while an OpenTelemetry span that was started inside
+  the current tracekit span is current nests under that OpenTelemetry span
+  (`foreign_parent`); a tracekit root span under an OpenTelemetry span joins
+  its trace (`_propagation.incoming`).
+
+Otherwise each function costs one `sys.modules` lookup.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+from tracekit import _state
+from tracekit._guard import internal_error
+
+if TYPE_CHECKING:
+    from tracekit._span import Span
+
+_MODULE = "opentelemetry.trace"
+_standin_type: Any = None  # NonRecordingSpan subclass marking tracekit's stand-ins
+
+
+def _in_use(otel: Any) -> bool:
+    """`otel_context` is on and the app registered a TracerProvider (without one,
+    OpenTelemetry records nothing: the stand-ins would cost time for nothing)."""
+    if not (_state._config_value or _state.config()).otel_context:
+        return False
+    return not isinstance(otel.get_tracer_provider(), otel.ProxyTracerProvider)
+
+
+def _standin(otel: Any) -> Any:
+    global _standin_type
+    if _standin_type is None:
+        _standin_type = type("TracekitSpan", (otel.NonRecordingSpan,), {"__slots__": ()})
+    return _standin_type
+
+
+def enter(span: Span) -> Any:
+    """Make `span` OpenTelemetry's current span too; the token for `leave`, or None."""
+    otel = sys.modules.get(_MODULE)
+    if otel is None or not span.is_recording:
+        return None
+    try:
+        if not _in_use(otel):
+            return None
+        context = otel.SpanContext(
+            int(span.trace_id, 16),
+            int(span.span_id, 16),
+            is_remote=False,
+            trace_flags=otel.TraceFlags(otel.TraceFlags.SAMPLED),
+        )
+        return sys.modules["opentelemetry.context"].attach(
+            otel.set_span_in_context(_standin(otel)(context))
+        )
+    except Exception as exc:
+        internal_error("opentelemetry context enter", exc)
+        return None
+
+
+def leave(token: Any) -> None:
+    """Undo `enter` (a None token: nothing to undo)."""
+    if token is None:
+        return
+    try:
+        sys.modules["opentelemetry.context"].detach(token)
+    except Exception as exc:
+        internal_error("opentelemetry context leave", exc)
+
+
+def foreign_parent(current: Span) -> str | None:
+    """The span id of the OpenTelemetry span that is current now, when it was started
+    inside `current` (the current tracekit span): the parent of a span started here.
+    None when OpenTelemetry's current span is `current`'s own stand-in, or unrelated."""
+    otel = sys.modules.get(_MODULE)
+    if otel is None or not current.is_recording:
+        return None
+    try:
+        if not _in_use(otel):
+            return None
+        span = otel.get_current_span()
+        if isinstance(span, _standin(otel)) or not span.is_recording():
+            return None
+        context = span.get_span_context()
+        trace_id = f"{context.trace_id:032x}"
+        # `enter` put `current`'s stand-in in place when it became current: a recording
+        # OpenTelemetry span of the same trace in its place was started inside it.
+        if not context.is_valid or trace_id != current.trace_id:
+            return None
+        return f"{context.span_id:016x}"
+    except Exception as exc:
+        internal_error("opentelemetry parent", exc)
+        return None
