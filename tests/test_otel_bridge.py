@@ -208,18 +208,27 @@ def test_otel_around_tracekit_around_otel(app_otel: InMemorySpanExporter, bridge
     assert named["otel in task"][3] == named["tk async"][2]
 
 
-def test_no_opentelemetry_work_without_a_provider(captured: Capture) -> None:
-    globals_test.reset_trace_globals()  # imported, but no TracerProvider registered
-    with tracekit.start_span("root"):
-        assert otel_trace.get_current_span() is otel_trace.INVALID_SPAN
+def test_without_a_provider_opentelemetry_propagates_the_tracekit_span(
+    captured: Capture,
+) -> None:
+    """No TracerProvider (OpenTelemetry loaded by a library): what OpenTelemetry
+    propagates inside a tracekit span (an instrumented HTTP client) names that span."""
+    from opentelemetry import propagate
+
+    globals_test.reset_trace_globals()
+    carrier: dict[str, str] = {}
+    with tracekit.start_span("root") as span:
+        propagate.inject(carrier)
+    assert carrier == {"traceparent": format_traceparent(span.trace_id, span.span_id)}
+    assert otel_trace.get_current_span() is otel_trace.INVALID_SPAN  # left as it was
     assert len(captured.traces) == 1
 
 
 def test_otel_context_off_keeps_them_apart(app_otel: InMemorySpanExporter) -> None:
     tracer = otel_trace.get_tracer("app")
     with capture(otel_context=False) as captured:
-        with tracer.start_as_current_span("otel"), tracekit.start_span("tk"):
-            assert otel_trace.get_current_span().name == "otel"  # type: ignore[attr-defined]
+        with tracer.start_as_current_span("otel") as outer, tracekit.start_span("tk"):
+            assert otel_trace.get_current_span() is outer  # no stand-in
         (record,) = captured.traces
     (span,) = record["spans"]
     assert span["parent_id"] is None

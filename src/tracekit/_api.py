@@ -49,7 +49,8 @@ def start(name: str, span_type: str = SpanType.UNKNOWN, parent: Span | None = No
 def start_under(name: str, span_type: str, parent: Span | None) -> Span:
     """Start a span under the current `parent`, or under an OpenTelemetry span started
     inside it when that is OpenTelemetry's current span (may raise: callers guard)."""
-    span = _state.buffer.start_span(name, span_type, parent, _state._config_value or _state.config())
+    config = _state._config_value or _state.config()
+    span = _state.buffer.start_span(name, span_type, parent, config)
     if parent is not None:
         other = _otel.foreign_parent(parent)
         if other is not None and span.is_recording:
@@ -277,7 +278,8 @@ def configure(
         tracking_uri: destination(s) (`TRACEKIT_TRACKING_URI`): a directory or
             `file://DIR`, `console`, `memory`, `http(s)://HOST[:PORT]` (an
             MLflow-compatible tracking server), `otlp` or
-            `otlp+http(s)://HOST:PORT[/PATH]`; a list or comma-separated string
+            `otlp+http(s)://HOST:PORT[/PATH]`, `otel` (the app's own
+            OpenTelemetry TracerProvider); a list or comma-separated string
             for several.
         experiment_id: experiment on a tracking server.
         experiment_name: experiment on a tracking server, created if missing.
@@ -298,8 +300,10 @@ def configure(
         propagate_context_to_threads: carry the current span into thread pools.
         propagate_context: send a W3C `traceparent` naming the LLM span with
             each traced SDK request (`TRACEKIT_PROPAGATE_CONTEXT`, default True).
-        otel_context: root spans started while an OpenTelemetry span is
-            recording join its trace (`TRACEKIT_OTEL_CONTEXT`, default True).
+        otel_context: tracekit and OpenTelemetry spans nest in one trace either
+            way (`TRACEKIT_OTEL_CONTEXT`, default True): a span started while an
+            OpenTelemetry span is recording is its child, and OpenTelemetry sees
+            the current tracekit span as its current span.
         **limits: `max_spans_per_trace`, `max_in_flight_traces`,
             `max_queued_spans`, `export_batch_spans`, `max_value_chars`,
             `max_trace_chars`, `orphan_timeout`.

@@ -1,7 +1,7 @@
 """OpenTelemetry in the same process: one trace, nested either way.
 
-Only when the app uses OpenTelemetry tracing (it imported `opentelemetry.trace`
-and registered a TracerProvider; tracekit never imports OpenTelemetry here) and
+Only when OpenTelemetry is loaded (the app, or a library such as anthropic 2.x,
+imported `opentelemetry.trace`; tracekit never imports it here) and
 `otel_context` is on:
 
 - while a tracekit span is current, OpenTelemetry's current span is a
@@ -30,17 +30,13 @@ _MODULE = "opentelemetry.trace"
 _standin_type: Any = None  # NonRecordingSpan subclass marking tracekit's stand-ins
 
 
-def _in_use(otel: Any) -> bool:
-    """`otel_context` is on and the app registered a TracerProvider (without one,
-    OpenTelemetry records nothing: the stand-ins would cost time for nothing)."""
-    if not (_state._config_value or _state.config()).otel_context:
-        return False
-    return not isinstance(otel.get_tracer_provider(), otel.ProxyTracerProvider)
+_sampled: Any = None
 
 
 def _standin(otel: Any) -> Any:
-    global _standin_type
+    global _standin_type, _sampled
     if _standin_type is None:
+        _sampled = otel.TraceFlags(otel.TraceFlags.SAMPLED)
         _standin_type = type("TracekitSpan", (otel.NonRecordingSpan,), {"__slots__": ()})
     return _standin_type
 
@@ -51,16 +47,14 @@ def enter(span: Span) -> Any:
     if otel is None or not span.is_recording:
         return None
     try:
-        if not _in_use(otel):
+        if not (_state._config_value or _state.config()).otel_context:
             return None
-        context = otel.SpanContext(
-            int(span.trace_id, 16),
-            int(span.span_id, 16),
-            is_remote=False,
-            trace_flags=otel.TraceFlags(otel.TraceFlags.SAMPLED),
-        )
+        # Whether a TracerProvider is registered is not asked: `get_tracer_provider()`
+        # costs more (an environment lookup that misses) than the stand-in itself.
+        standin = _standin(otel)
+        context = otel.SpanContext(int(span.trace_id, 16), int(span.span_id, 16), False, _sampled)
         return sys.modules["opentelemetry.context"].attach(
-            otel.set_span_in_context(_standin(otel)(context))
+            otel.set_span_in_context(standin(context))
         )
     except Exception as exc:
         internal_error("opentelemetry context enter", exc)
@@ -85,9 +79,9 @@ def foreign_parent(current: Span) -> str | None:
     if otel is None or not current.is_recording:
         return None
     try:
-        if not _in_use(otel):
+        if not (_state._config_value or _state.config()).otel_context:
             return None
-        span = otel.get_current_span()
+        span = otel.get_current_span()  # without a TracerProvider, never recording
         if isinstance(span, _standin(otel)) or not span.is_recording():
             return None
         context = span.get_span_context()

@@ -55,6 +55,12 @@ class _TracekitIds:
         return False  # tracekit's ids are random, but the test clock's are not: no promise
 
 
+# One for the process: every bridge exporter (a reconfiguration makes a new one) uses
+# the same tracer of the provider, so the ids it hands out and the lock are shared too.
+_IDS = _TracekitIds()
+_LOCK = threading.Lock()
+
+
 def _plain(value: Mapping[str, Any]) -> Any:
     """An OTLP AnyValue (`_otlp.any_value`) back as an OpenTelemetry attribute value,
     so both paths encode a value the same way (maps and mixed lists as JSON)."""
@@ -103,10 +109,6 @@ class OtelBridgeExporter(BaseExporter):
         tracekit.configure(tracking_uri="otel")      # or TRACEKIT_TRACKING_URI=otel
     """
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._ids = _TracekitIds()
-
     @property
     def destination(self) -> str:
         return "otel"
@@ -118,14 +120,14 @@ class OtelBridgeExporter(BaseExporter):
             return None
         from tracekit import __version__
 
-        tracer = provider.get_tracer(SCOPE, __version__)
+        tracer: Any = provider.get_tracer(SCOPE, __version__)
         # The OpenTelemetry SDK's Tracer draws every id from its `id_generator` (its
         # documented extension point); this tracer is the bridge's alone.
         keeps = type(tracer).__module__.startswith("opentelemetry.sdk") and hasattr(
             tracer, "id_generator"
         )
-        if keeps and tracer.id_generator is not self._ids:
-            tracer.id_generator = self._ids
+        if keeps and tracer.id_generator is not _IDS:
+            tracer.id_generator = _IDS
         return tracer, keeps
 
     def export(self, traces: Sequence[TraceRecord]) -> ExportResult:
@@ -140,7 +142,7 @@ class OtelBridgeExporter(BaseExporter):
             )
             return ExportResult(ok=False, message="no OpenTelemetry TracerProvider registered")
         tracer, keeps = found
-        with self._lock:
+        with _LOCK:
             for record in traces:
                 self._trace(tracer, keeps, record)
         return SUCCESS
@@ -166,8 +168,8 @@ class OtelBridgeExporter(BaseExporter):
                 parent = otel_context.Context()  # a root: no current span leaks in
             attributes = attributes_of(span_attributes(span, record, False))
             if keeps:
-                self._ids.trace_id = trace_id
-                self._ids.span_id = int(span["span_id"], 16)
+                _IDS.trace_id = trace_id
+                _IDS.span_id = int(span["span_id"], 16)
             else:
                 attributes["tracekit.trace_id"] = record["trace_id"]
                 attributes["tracekit.span_id"] = span["span_id"]

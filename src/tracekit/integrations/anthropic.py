@@ -174,8 +174,10 @@ def _is_stream(result: Any) -> bool:
 
 
 # Each client tracekit traced a call of -> a copy of it without the SDK's own spans
-# (None: the client has them off already, or cannot be copied).
-_quiet: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+# (None: the client has them off already); each resource -> the same resource of the
+# copy (None likewise).
+_copies: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_resources: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def _quiet_copy(client: Any) -> Any:
@@ -193,16 +195,23 @@ def without_sdk_spans(wrapped: Any, instance: Any) -> Any:
     `autolog(sdk_spans=True)` keeps them."""
     if integration.options.get("sdk_spans"):
         return wrapped
+    try:
+        resource = _resources[instance]
+    except KeyError:
+        resource = _resources[instance] = _quiet_resource(instance)
+    return wrapped if resource is None else partial(wrapped.__func__, resource)
+
+
+def _quiet_resource(instance: Any) -> Any:
     client = client_of(instance)
     if client is None or not hasattr(client, "open_telemetry"):
-        return wrapped  # an SDK without its own tracing
+        return None  # an SDK version without its own tracing
     try:
-        quiet = _quiet[client]
+        quiet = _copies[client]
     except KeyError:
-        quiet = _quiet[client] = _quiet_copy(client)
-    if quiet is None:
-        return wrapped
-    return partial(wrapped.__func__, type(instance)(quiet))
+        quiet = _copies[client] = _quiet_copy(client)
+    # A Stainless resource holds nothing but its client.
+    return None if quiet is None else type(instance)(quiet)
 
 
 def _endpoints() -> list[Endpoint]:
