@@ -147,6 +147,64 @@ def test_the_bridge_beside_another_destination(
     assert list(tmp_path.glob("*.jsonl"))  # the file store got it too
 
 
+def test_otel_is_a_destination_word(tmp_path: Any) -> None:
+    from tracekit import _config
+    from tracekit.exporters import FanoutExporter, build, store_directory
+    from tracekit.exporters.file import FileExporter
+    from tracekit.exporters.otel import OtelBridgeExporter
+
+    config = _config.from_env({"TRACEKIT_TRACKING_URI": f"OTel,{tmp_path}"})
+    exporter = build(config)
+    assert isinstance(exporter, FanoutExporter)
+    assert [type(e) for e in exporter.exporters] == [OtelBridgeExporter, FileExporter]
+    assert store_directory("otel") is None
+
+
+class _OtherTracer(otel_trace.Tracer):
+    """A tracer that is not the OpenTelemetry SDK's (it delegates to one)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def start_span(self, *args: Any, **kwargs: Any) -> Any:
+        return self.inner.start_span(*args, **kwargs)
+
+    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:
+        return self.inner.start_as_current_span(*args, **kwargs)
+
+
+class _OtherProvider(otel_trace.TracerProvider):
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> Any:
+        return _OtherTracer(self.inner.get_tracer(*args, **kwargs))
+
+
+def test_with_another_provider_ids_are_new_and_the_tree_is_kept() -> None:
+    globals_test.reset_trace_globals()
+    exporter = InMemorySpanExporter()
+    provider = sdk_trace.TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    otel_trace.set_tracer_provider(_OtherProvider(provider))
+    try:
+        with capture(tracking_uri="otel") as captured:
+            with tracekit.start_span("root"), tracekit.start_span("child"):
+                pass
+            (record,) = captured.traces
+    finally:
+        globals_test.reset_trace_globals()
+    root, child = sorted(exporter.get_finished_spans(), key=lambda s: s.start_time or 0)
+    assert child.parent is not None and child.parent.span_id == root.context.span_id
+    assert child.context.trace_id == root.context.trace_id
+    assert [(s.name, (s.attributes or {})["tracekit.span_id"]) for s in (root, child)] == [
+        (s["name"], s["span_id"]) for s in record["spans"]
+    ]
+    assert {(s.attributes or {})["tracekit.trace_id"] for s in (root, child)} == {
+        record["trace_id"]
+    }
+
+
 def test_the_apps_sampler_applies() -> None:
     globals_test.reset_trace_globals()
     exporter = InMemorySpanExporter()
@@ -206,6 +264,38 @@ def test_otel_around_tracekit_around_otel(app_otel: InMemorySpanExporter, bridge
     assert named["tk innermost"][3] == named["otel inner"][2]
     assert named["tk async"][3] == outer[2]
     assert named["otel in task"][3] == named["tk async"][2]
+
+
+def test_otel_spans_inside_traced_generators(app_otel: InMemorySpanExporter) -> None:
+    tracer = otel_trace.get_tracer("app")
+
+    @tracekit.trace
+    def numbers() -> Any:
+        for i in range(2):
+            with tracer.start_as_current_span(f"otel {i}"):
+                pass
+            yield i
+
+    @tracekit.trace
+    async def anumbers() -> Any:
+        with tracer.start_as_current_span("otel async"):
+            pass
+        yield 1
+
+    async def consume() -> list[Any]:
+        return [i async for i in anumbers()]
+
+    with capture() as captured:
+        assert list(numbers()) == [0, 1]
+        assert asyncio.run(consume()) == [1]
+        records = captured.traces
+    parents = {s[0]: s[3] for s in tree(app_otel)}
+    ids = {r["spans"][0]["name"]: r["spans"][0]["span_id"] for r in records}
+    assert parents == {
+        "otel 0": ids["numbers"],
+        "otel 1": ids["numbers"],
+        "otel async": ids["anumbers"],
+    }
 
 
 def test_without_a_provider_opentelemetry_propagates_the_tracekit_span(
