@@ -195,7 +195,8 @@ def test_with_another_provider_ids_are_new_and_the_tree_is_kept() -> None:
     finally:
         globals_test.reset_trace_globals()
     root, child = sorted(exporter.get_finished_spans(), key=lambda s: s.start_time or 0)
-    assert child.parent is not None and child.parent.span_id == root.context.span_id
+    assert child.parent is not None
+    assert child.parent.span_id == root.context.span_id
     assert child.context.trace_id == root.context.trace_id
     assert [(s.name, (s.attributes or {})["tracekit.span_id"]) for s in (root, child)] == [
         (s["name"], s["span_id"]) for s in record["spans"]
@@ -296,6 +297,39 @@ def test_otel_spans_inside_traced_generators(app_otel: InMemorySpanExporter) -> 
         "otel 1": ids["numbers"],
         "otel async": ids["anumbers"],
     }
+
+
+def test_a_langchain_run_inside_an_otel_span(app_otel: InMemorySpanExporter) -> None:
+    """LangChain runs are current for tracekit only (not for OpenTelemetry): a run started
+    under an OpenTelemetry span nests under it, and what runs inside the run under the run."""
+    pytest.importorskip("langchain_core")
+    from langchain_core.runnables import RunnableLambda
+
+    from tracekit.integrations.langchain import integration
+
+    tracer = otel_trace.get_tracer("app")
+
+    @tracekit.trace
+    def inner(x: int) -> int:
+        return x + 1
+
+    @tracekit.trace
+    def outer() -> int:
+        with tracer.start_as_current_span("otel"):
+            return int(RunnableLambda(inner, name="step").invoke(1))
+
+    tracekit.langchain.autolog()
+    try:
+        with capture() as captured:
+            assert outer() == 2
+            (record,) = captured.traces
+    finally:
+        integration.revert()
+    ((_, _, otel_id, otel_parent, _),) = tree(app_otel)
+    spans = {s["name"]: s for s in record["spans"]}
+    assert otel_parent == spans["outer"]["span_id"]
+    assert spans["step"]["parent_id"] == otel_id
+    assert spans["inner"]["parent_id"] == spans["step"]["span_id"]
 
 
 def test_without_a_provider_opentelemetry_propagates_the_tracekit_span(

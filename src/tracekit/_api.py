@@ -36,19 +36,15 @@ def start(name: str, span_type: str = SpanType.UNKNOWN, parent: Span | None = No
     call `span.end()` exactly once (further calls are ignored). Never raises.
     """
     try:  # every traced call comes here: a plain `try` costs less than `guard`
-        if parent is not None:
-            return _state.buffer.start_span(
-                name, span_type, parent, _state._config_value or _state.config()
-            )
-        return start_under(name, span_type, current_parent())
+        return start_under(name, span_type, current_parent() if parent is None else parent)
     except Exception as exc:
         internal_error("start span", exc)
     return NON_RECORDING
 
 
 def start_under(name: str, span_type: str, parent: Span | None) -> Span:
-    """Start a span under the current `parent`, or under an OpenTelemetry span started
-    inside it when that is OpenTelemetry's current span (may raise: callers guard)."""
+    """Start a span under `parent`, or under an OpenTelemetry span started inside it
+    when that is OpenTelemetry's current span (may raise: callers guard)."""
     config = _state._config_value or _state.config()
     span = _state.buffer.start_span(name, span_type, parent, config)
     if parent is not None:

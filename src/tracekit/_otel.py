@@ -31,12 +31,16 @@ _standin_type: Any = None  # NonRecordingSpan subclass marking tracekit's stand-
 
 
 _sampled: Any = None
+# A key of OpenTelemetry's context: the id of the tracekit span `enter` made current.
+# OpenTelemetry spans started under it copy the context, key included.
+_entered: Any = None
 
 
 def _standin(otel: Any) -> Any:
-    global _standin_type, _sampled
+    global _standin_type, _sampled, _entered
     if _standin_type is None:
         _sampled = otel.TraceFlags(otel.TraceFlags.SAMPLED)
+        _entered = sys.modules["opentelemetry.context"].create_key("tracekit-entered-span")
         _standin_type = type("TracekitSpan", (otel.NonRecordingSpan,), {"__slots__": ()})
     return _standin_type
 
@@ -53,8 +57,9 @@ def enter(span: Span) -> Any:
         # costs more (an environment lookup that misses) than the stand-in itself.
         standin = _standin(otel)
         context = otel.SpanContext(int(span.trace_id, 16), int(span.span_id, 16), False, _sampled)
-        return sys.modules["opentelemetry.context"].attach(
-            otel.set_span_in_context(standin(context))
+        api = sys.modules["opentelemetry.context"]
+        return api.attach(
+            api.set_value(_entered, span.span_id, otel.set_span_in_context(standin(context)))
         )
     except Exception as exc:
         internal_error("opentelemetry context enter", exc)
@@ -84,13 +89,13 @@ def foreign_parent(current: Span) -> str | None:
         span = otel.get_current_span()  # without a TracerProvider, never recording
         if isinstance(span, _standin(otel)) or not span.is_recording():
             return None
-        context = span.get_span_context()
-        trace_id = f"{context.trace_id:032x}"
-        # `enter` put `current`'s stand-in in place when it became current: a recording
-        # OpenTelemetry span of the same trace in its place was started inside it.
-        if not context.is_valid or trace_id != current.trace_id:
+        # A recording span in place of the stand-in `enter` made current for `current`
+        # was started inside it. Not so when `current` was made current without
+        # `enter` (a LangChain run): the OpenTelemetry span may be its ancestor.
+        if sys.modules["opentelemetry.context"].get_value(_entered) != current.span_id:
             return None
-        return f"{context.span_id:016x}"
+        context = span.get_span_context()
+        return f"{context.span_id:016x}" if context.is_valid else None
     except Exception as exc:
         internal_error("opentelemetry parent", exc)
         return None
