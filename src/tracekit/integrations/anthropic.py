@@ -174,10 +174,11 @@ def _is_stream(result: Any) -> bool:
 
 
 # Each client tracekit traced a call of -> a copy of it without the SDK's own spans
-# (None: the client has them off already); each resource -> the same resource of the
-# copy (None likewise).
+# (None: the client has them off already).
 _copies: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-_resources: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+# id(resource) -> (a weak reference to it, the same resource of the copy or None). A
+# plain dict: a WeakKeyDictionary lookup makes a weak reference per call.
+_resources: dict[int, tuple[weakref.ref[Any], Any]] = {}
 
 
 def _quiet_copy(client: Any) -> Any:
@@ -195,10 +196,12 @@ def without_sdk_spans(wrapped: Any, instance: Any) -> Any:
     `autolog(sdk_spans=True)` keeps them."""
     if integration.options.get("sdk_spans"):
         return wrapped
-    try:
-        resource = _resources[instance]
-    except KeyError:
-        resource = _resources[instance] = _quiet_resource(instance)
+    entry = _resources.get(id(instance))
+    if entry is None or entry[0]() is not instance:
+        key = id(instance)
+        entry = (weakref.ref(instance, lambda _: _resources.pop(key, None)), None)
+        entry = _resources[key] = (entry[0], _quiet_resource(instance))
+    resource = entry[1]
     return wrapped if resource is None else partial(wrapped.__func__, resource)
 
 
