@@ -451,6 +451,40 @@ def test_one_llm_span_per_anthropic_call(
     assert otel == (tk_tree(record) if bridge and app == "global" else [])
 
 
+@pytest.mark.parametrize(
+    "cassette", ["messages_tool_use_nonstream_gzip.yaml", "messages_stream_basic.yaml"]
+)
+def test_recorded_anthropic_calls_through_the_bridge(
+    anthropic_sdk: Any, app_otel: InMemorySpanExporter, cassette: str
+) -> None:
+    """Real recorded responses: the app's pipeline gets tracekit's LLM span, whole
+    (every attribute, as OTLP maps them), and no span of the SDK's."""
+    from tests.replay import load_or_skip, replay_server
+
+    from tracekit.exporters._otlp import span_attributes
+    from tracekit.exporters.otel import attributes_of
+
+    recorded = load_or_skip(f"anthropic/{cassette}")
+    with capture(tracking_uri="otel") as captured, replay_server(recorded) as server:
+        client = anthropic_sdk.Anthropic(api_key="t", base_url=server.base_url, max_retries=0)
+        result = client.messages.create(**recorded.request_json(0))
+        if recorded.request_json(0).get("stream"):
+            list(result)
+        (record,) = captured.traces
+        (request,) = server.requests
+    (llm,) = record["spans"]
+    assert llm["token_usage"]  # the recorded usage reached the span
+    (span,) = app_otel.get_finished_spans()
+    assert tree(app_otel) == tk_tree(record)
+    expected = attributes_of(span_attributes(llm, record, False))
+    assert expected["gen_ai.usage.input_tokens"] == llm["token_usage"]["input_tokens"]
+    assert dict(span.attributes or {}) == {  # OpenTelemetry keeps arrays as tuples
+        k: tuple(v) if isinstance(v, list) else v for k, v in expected.items()
+    }
+    assert span.kind == otel_trace.SpanKind.CLIENT
+    assert request.headers["traceparent"] == format_traceparent(record["trace_id"], llm["span_id"])
+
+
 def test_sdk_spans_kept_on_request(
     app_otel: InMemorySpanExporter, server: FakeProviderServer
 ) -> None:
