@@ -200,6 +200,11 @@ class OtelBridgeExporter(BaseExporter):
                 otel_span.set_status(trace.Status(trace.StatusCode.ERROR, message or None))
             otel_span.end(end_time=span.get("end_time_ns") or start)
 
+    def keep(self, traces: Sequence[TraceRecord]) -> ExportResult:
+        """At exit, what the worker did not reach: handing spans over costs little
+        (the app's processors export them, within their own exit flush)."""
+        return self.export(traces)
+
     def force_flush(self, timeout: float | None = None) -> bool:
         """Flush the app's provider too, so `tracekit.flush()` reaches its exporters."""
         flush = getattr(trace.get_tracer_provider(), "force_flush", None)
