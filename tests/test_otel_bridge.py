@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -267,7 +268,7 @@ def test_otel_around_tracekit_around_otel(app_otel: InMemorySpanExporter, bridge
     assert named["otel in task"][3] == named["tk async"][2]
 
 
-def test_otel_spans_inside_traced_generators(app_otel: InMemorySpanExporter) -> None:
+def test_otel_spans_inside_generators_and_thread_pools(app_otel: InMemorySpanExporter) -> None:
     tracer = otel_trace.get_tracer("app")
 
     @tracekit.trace
@@ -286,9 +287,19 @@ def test_otel_spans_inside_traced_generators(app_otel: InMemorySpanExporter) -> 
     async def consume() -> list[Any]:
         return [i async for i in anumbers()]
 
+    @tracekit.trace
+    def pooled() -> None:
+        def work() -> None:
+            with tracer.start_as_current_span("otel thread"):
+                pass
+
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(work).result()
+
     with capture() as captured:
         assert list(numbers()) == [0, 1]
         assert asyncio.run(consume()) == [1]
+        pooled()
         records = captured.traces
     parents = {s[0]: s[3] for s in tree(app_otel)}
     ids = {r["spans"][0]["name"]: r["spans"][0]["span_id"] for r in records}
@@ -296,6 +307,7 @@ def test_otel_spans_inside_traced_generators(app_otel: InMemorySpanExporter) -> 
         "otel 0": ids["numbers"],
         "otel 1": ids["numbers"],
         "otel async": ids["anumbers"],
+        "otel thread": ids["pooled"],
     }
 
 
