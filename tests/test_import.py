@@ -248,3 +248,10 @@ def test_autolog_patches_lazily_loaded_sdk_modules_when_they_load() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "FunctionWrapper", "True"]
+
+
+def test_tracing_never_imports_opentelemetry(fresh: dict[str, Any]) -> None:
+    """Only the `otel` destination imports it; nesting with the app's OpenTelemetry
+    reads `sys.modules` (see tracekit._otel)."""
+    loaded = [m for m in fresh["after_tracing"] if m.split(".")[0] == "opentelemetry"]
+    assert loaded == []

@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from tracekit import _propagation, _state, _stats
+from tracekit import _otel, _propagation, _state, _stats
 from tracekit._context import current_parent, current_span
 from tracekit._guard import guard, internal_error, warn_limited
 from tracekit._span import NON_RECORDING, Span, SpanStatus, SpanType
@@ -36,15 +36,22 @@ def start(name: str, span_type: str = SpanType.UNKNOWN, parent: Span | None = No
     call `span.end()` exactly once (further calls are ignored). Never raises.
     """
     try:  # every traced call comes here: a plain `try` costs less than `guard`
-        return _state.buffer.start_span(
-            name,
-            span_type,
-            current_parent() if parent is None else parent,
-            _state._config_value or _state.config(),
-        )
+        return start_under(name, span_type, current_parent() if parent is None else parent)
     except Exception as exc:
         internal_error("start span", exc)
     return NON_RECORDING
+
+
+def start_under(name: str, span_type: str, parent: Span | None) -> Span:
+    """Start a span under `parent`, or under an OpenTelemetry span started inside it
+    when that is OpenTelemetry's current span (may raise: callers guard)."""
+    config = _state._config_value or _state.config()
+    span = _state.buffer.start_span(name, span_type, parent, config)
+    if parent is not None:
+        other = _otel.foreign_parent(parent)
+        if other is not None and span.is_recording:
+            span.parent_id = other
+    return span
 
 
 class start_span:  # noqa: N801 - used like a function, as in OpenTelemetry
@@ -65,7 +72,7 @@ class start_span:  # noqa: N801 - used like a function, as in OpenTelemetry
     and propagates unchanged; otherwise the span ends `OK`.
     """
 
-    __slots__ = ("_attributes", "_inputs", "_name", "_span", "_span_type", "_token")
+    __slots__ = ("_attributes", "_inputs", "_name", "_otel", "_span", "_span_type", "_token")
 
     def __init__(
         self,
@@ -80,6 +87,7 @@ class start_span:  # noqa: N801 - used like a function, as in OpenTelemetry
         self._attributes = attributes
         self._span: Span = NON_RECORDING
         self._token: Any = None
+        self._otel: Any = None
 
     def __enter__(self) -> Span:
         config = _state._config_value or _state.config()
@@ -91,6 +99,7 @@ class start_span:  # noqa: N801 - used like a function, as in OpenTelemetry
             return NON_RECORDING  # token stays None: __exit__ has nothing to undo
         span = self._span = start(self._name, self._span_type)
         self._token = current_span.set(span)
+        self._otel = _otel.enter(span)
         with guard("start_span enter"):
             if self._inputs is not None:
                 span.set_inputs(self._inputs)
@@ -107,6 +116,7 @@ class start_span:  # noqa: N801 - used like a function, as in OpenTelemetry
         if self._token is None:
             return
         span = self._span
+        _otel.leave(self._otel)
         with guard("start_span exit"):
             if self._token is not None:
                 try:
@@ -264,7 +274,8 @@ def configure(
         tracking_uri: destination(s) (`TRACEKIT_TRACKING_URI`): a directory or
             `file://DIR`, `console`, `memory`, `http(s)://HOST[:PORT]` (an
             MLflow-compatible tracking server), `otlp` or
-            `otlp+http(s)://HOST:PORT[/PATH]`; a list or comma-separated string
+            `otlp+http(s)://HOST:PORT[/PATH]`, `otel` (the app's own
+            OpenTelemetry TracerProvider); a list or comma-separated string
             for several.
         experiment_id: experiment on a tracking server.
         experiment_name: experiment on a tracking server, created if missing.
@@ -285,8 +296,10 @@ def configure(
         propagate_context_to_threads: carry the current span into thread pools.
         propagate_context: send a W3C `traceparent` naming the LLM span with
             each traced SDK request (`TRACEKIT_PROPAGATE_CONTEXT`, default True).
-        otel_context: root spans started while an OpenTelemetry span is
-            recording join its trace (`TRACEKIT_OTEL_CONTEXT`, default True).
+        otel_context: tracekit and OpenTelemetry spans nest in one trace either
+            way (`TRACEKIT_OTEL_CONTEXT`, default True): a span started while an
+            OpenTelemetry span is recording is its child, and OpenTelemetry sees
+            the current tracekit span as its current span.
         **limits: `max_spans_per_trace`, `max_in_flight_traces`,
             `max_queued_spans`, `export_batch_spans`, `max_value_chars`,
             `max_trace_chars`, `orphan_timeout`.

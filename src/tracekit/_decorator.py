@@ -6,8 +6,8 @@ import functools
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from typing import Any, TypeVar, overload
 
-from tracekit import _propagation, _state
-from tracekit._api import finish
+from tracekit import _otel, _propagation, _state
+from tracekit._api import finish, start_under
 from tracekit._context import current_parent, current_span
 from tracekit._guard import guard, internal_error
 from tracekit._span import NON_RECORDING, Span, SpanType
@@ -88,9 +88,7 @@ def _begin(
     kwargs: dict[str, Any],
 ) -> Span:
     try:
-        span = _state.buffer.start_span(
-            name, span_type, current_parent(), _state._config_value or _state.config()
-        )
+        span = start_under(name, span_type, current_parent())
         if span is not NON_RECORDING:
             if span._trace.capture_content:
                 span.set_inputs(bind(args, kwargs))
@@ -184,11 +182,14 @@ def _function(func: Any, name: str, span_type: str, attributes: Any, bind: _Inpu
             return func(*args, **kwargs)
         span = _begin(name, span_type, attributes, bind, args, kwargs)
         token = current_span.set(span)
+        otel = _otel.enter(span)
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
+            _otel.leave(otel)
             _end(span, token, exc)
             raise
+        _otel.leave(otel)
         _end(span, token, None, result)
         return result
 
@@ -201,11 +202,14 @@ def _coroutine(func: Any, name: str, span_type: str, attributes: Any, bind: _Inp
             return await func(*args, **kwargs)
         span = _begin(name, span_type, attributes, bind, args, kwargs)
         token = current_span.set(span)
+        otel = _otel.enter(span)
         try:
             result = await func(*args, **kwargs)
         except BaseException as exc:
+            _otel.leave(otel)
             _end(span, token, exc)
             raise
+        _otel.leave(otel)
         _end(span, token, None, result)
         return result
 
@@ -251,6 +255,7 @@ def _drive(gen: Generator[Any, Any, Any], span: Span, items: list[Any]) -> Gener
     to_throw: BaseException | None = None
     while True:
         token = current_span.set(span)
+        otel = _otel.enter(span)
         try:
             if to_throw is not None:
                 exc, to_throw = to_throw, None
@@ -260,6 +265,7 @@ def _drive(gen: Generator[Any, Any, Any], span: Span, items: list[Any]) -> Gener
         except StopIteration as stop:
             return stop.value
         finally:
+            _otel.leave(otel)
             current_span.reset(token)
         if span is not NON_RECORDING:
             _record_item(span, items, item)
@@ -290,6 +296,7 @@ def _async_generator(func: Any, name: str, span_type: str, attributes: Any, bind
         try:
             while True:
                 token = current_span.set(span)
+                otel = _otel.enter(span)
                 try:
                     if to_throw is not None:
                         exc, to_throw = to_throw, None
@@ -299,6 +306,7 @@ def _async_generator(func: Any, name: str, span_type: str, attributes: Any, bind
                 except StopAsyncIteration:
                     break
                 finally:
+                    _otel.leave(otel)
                     current_span.reset(token)
                 if span is not NON_RECORDING:
                     _record_item(span, items, item)

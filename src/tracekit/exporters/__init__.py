@@ -41,7 +41,7 @@ __all__ = [
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 _USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]*@")
 _REMOTE = ("http", "https", "otlp", "otlp+http", "otlp+https", "databricks")
-_WORDS = ("console", "memory", "databricks", "otlp")
+_WORDS = ("console", "memory", "databricks", "otlp", "otel")
 
 
 def store_directory(uri: str) -> Path | None:
@@ -70,6 +70,20 @@ def _one(uri: str, config: Config) -> Exporter:
         from tracekit.exporters.memory import default_exporter
 
         return default_exporter()
+    if uri.lower() == "otel":  # the app's own OpenTelemetry TracerProvider
+        try:
+            from tracekit.exporters.otel import OtelBridgeExporter
+        except ImportError:
+            logger.warning(
+                "tracekit: the `otel` destination needs opentelemetry-api (pip install "
+                "opentelemetry-sdk and register a TracerProvider); writing to the file store "
+                "%r instead",
+                DEFAULT_STORE,
+            )
+            from tracekit.exporters.file import FileExporter
+
+            return FileExporter(Path(DEFAULT_STORE))
+        return OtelBridgeExporter()
     scheme = uri.split("://", 1)[0].lower() if "://" in uri else uri.lower()
     if scheme in _REMOTE:
         try:

@@ -14,7 +14,7 @@ from typing import Any
 
 import wrapt
 
-from tracekit import _api, _state
+from tracekit import _api, _otel, _state
 from tracekit._context import current_span
 from tracekit._guard import internal_error
 from tracekit._propagation import format_traceparent, unsampled_traceparent
@@ -60,7 +60,7 @@ def unrecorded(endpoint: Endpoint, instance: Any, kwargs: Any) -> Any:
 class _Call:
     """One traced SDK call: its span, made current only while the SDK runs."""
 
-    __slots__ = ("endpoint", "kwargs", "raw", "request", "span", "token")
+    __slots__ = ("endpoint", "kwargs", "otel", "raw", "request", "span", "token")
 
     def __init__(self, endpoint: Endpoint, request: Request, span: Span, kwargs: Any) -> None:
         self.endpoint = endpoint
@@ -71,6 +71,7 @@ class _Call:
         # The raw-response mode, read once: a raw result is recorded differently.
         self.raw = raw.mode(kwargs) if raw is not None else None
         self.token = current_span.set(span)
+        self.otel = _otel.enter(span)
 
     @classmethod
     def begin(cls, endpoint: Endpoint, instance: Any, kwargs: Any) -> _Call | None:
@@ -91,6 +92,9 @@ class _Call:
             return None
 
     def detach(self) -> None:
+        if self.otel is not None:
+            _otel.leave(self.otel)
+            self.otel = None
         try:  # noqa: SIM105 - per call: a plain `try` costs less than contextlib.suppress
             current_span.reset(self.token)
         except ValueError:  # resumed in another context: leave the variable to that context
@@ -215,6 +219,7 @@ class HelperManager(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
             return None
         call = self._self_pending.pop()
         call.token = current_span.set(call.span)
+        call.otel = _otel.enter(call.span)
         return call
 
     def _self_wrap(self, call: _Call, stream: Any, is_async: bool) -> Any:

@@ -113,6 +113,9 @@ class Endpoint:
         raw_responses: the SDK family's raw-response convention, if it has one.
         wrapper: the wrapt wrapper of a `raw` endpoint.
         instrument: called with each object a `factory` endpoint returns.
+        through: (wrapped, instance) -> the callable a traced call is made through
+            instead of `wrapped` (Anthropic: the same method on a client copy without
+            the SDK's own OpenTelemetry spans).
     """
 
     module: str
@@ -130,6 +133,7 @@ class Endpoint:
     raw_responses: RawResponses | None = None
     wrapper: Wrapper | None = None
     instrument: Callable[[Any, Integration], None] | None = None
+    through: Callable[[Any, Any], Callable[..., Any]] | None = None
 
     @classmethod
     def call(

@@ -182,7 +182,9 @@ class Integration:
             if call is None:
                 return wrapped(*args, **unrecorded(endpoint, instance, kwargs))
             try:
-                manager = wrapped(*args, **call.propagate(instance, kwargs))
+                manager = _through(endpoint, wrapped, instance)(
+                    *args, **call.propagate(instance, kwargs)
+                )
             except BaseException as exc:
                 call.fail(exc)
                 raise
@@ -201,7 +203,7 @@ class Integration:
             prepared = call.prepare(self.options)
             sent = call.propagate(instance, prepared.kwargs if prepared else kwargs)
             try:
-                result = wrapped(*args, **sent)
+                result = _through(endpoint, wrapped, instance)(*args, **sent)
             except BaseException as exc:
                 call.fail(exc)
                 raise
@@ -220,7 +222,7 @@ class Integration:
             prepared = call.prepare(self.options)
             sent = call.propagate(instance, prepared.kwargs if prepared else kwargs)
             try:
-                result = await wrapped(*args, **sent)
+                result = await _through(endpoint, wrapped, instance)(*args, **sent)
             except BaseException as exc:
                 call.fail(exc)
                 raise
@@ -234,3 +236,14 @@ class Integration:
             return call.succeed(result, is_async=True, prepared=prepared, parsed=parsed)
 
         return wrapper
+
+
+def _through(endpoint: Endpoint, wrapped: Any, instance: Any) -> Any:
+    """What a traced call is made through: `wrapped`, unless the endpoint says otherwise."""
+    if endpoint.through is None:
+        return wrapped
+    try:
+        return endpoint.through(wrapped, instance)
+    except Exception as exc:
+        internal_error(f"{endpoint.target} through", exc)
+        return wrapped

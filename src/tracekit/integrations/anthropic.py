@@ -6,14 +6,17 @@ which share the same resources. Only maps; the engine wraps.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import weakref
+from functools import partial
 from typing import Any
 
 from tracekit._span import Span, SpanType
 from tracekit.integrations import _usage
 from tracekit.integrations._common import Request, record_response
 from tracekit.integrations._engine import Endpoint, Integration, StreamSeam
-from tracekit.integrations._stainless import stainless, stainless_request
+from tracekit.integrations._stainless import client_of, stainless, stainless_request
 from tracekit.integrations._usage import field
 
 _MESSAGES = "anthropic.resources.messages.messages"
@@ -165,6 +168,50 @@ def _is_stream(result: Any) -> bool:
     return isinstance(result, (anthropic.Stream, anthropic.AsyncStream))
 
 
+# Each client tracekit traced a call of -> a copy of it without the SDK's own spans
+# (None: the client has them off already).
+_copies: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+# id(resource) -> (a weak reference to it, the same resource of the copy or None). A
+# plain dict: a WeakKeyDictionary lookup makes a weak reference per call.
+_resources: dict[int, tuple[weakref.ref[Any], Any]] = {}
+
+
+def _quiet_copy(client: Any) -> Any:
+    if not client.open_telemetry["traces"]["enabled"]:
+        return None
+    # `with_options` shares the connection pool and every other setting; the SDK's
+    # public switch `open_telemetry=False` turns off its spans and its `traceparent`.
+    return client.with_options(open_telemetry=False)
+
+
+def without_sdk_spans(wrapped: Any, instance: Any) -> Any:
+    """The traced call made without the SDK's own OpenTelemetry span (anthropic 2.x:
+    `anthropic.messages.create`, whose `traceparent` would replace tracekit's): the same
+    method on the same resource of a client copy with `open_telemetry=False`. Unless
+    `autolog(sdk_spans=True)` keeps them."""
+    if integration.options.get("sdk_spans"):
+        return wrapped
+    entry = _resources.get(id(instance))
+    if entry is None or entry[0]() is not instance:
+        key = id(instance)
+        entry = (weakref.ref(instance, lambda _: _resources.pop(key, None)), None)
+        entry = _resources[key] = (entry[0], _quiet_resource(instance))
+    resource = entry[1]
+    return wrapped if resource is None else partial(wrapped.__func__, resource)
+
+
+def _quiet_resource(instance: Any) -> Any:
+    client = client_of(instance)
+    if client is None or not hasattr(client, "open_telemetry"):
+        return None  # an SDK version without its own tracing
+    try:
+        quiet = _copies[client]
+    except KeyError:
+        quiet = _copies[client] = _quiet_copy(client)
+    # A Stainless resource holds nothing but its client.
+    return None if quiet is None else type(instance)(quiet)
+
+
 def _endpoints() -> list[Endpoint]:
     chat = _request("chat", SpanType.CHAT_MODEL)
     count = _request("count_tokens", SpanType.UNKNOWN)
@@ -196,7 +243,7 @@ def _endpoints() -> list[Endpoint]:
                 ),
             ]
     # Every request these methods send carries the caller's trace context.
-    return [stainless(e) for e in endpoints]
+    return [dataclasses.replace(stainless(e), through=without_sdk_spans) for e in endpoints]
 
 
 integration = Integration("anthropic", "anthropic", _endpoints())
