@@ -29,10 +29,12 @@ UPDATE = os.environ.get("TRACEKIT_UPDATE_SNAPSHOTS", "").lower() in ("1", "true"
 
 _PORT = "<port>"
 _LOOPBACK = re.compile(r"(127\.0\.0\.1|localhost):\d+")
+_RUN_ID = re.compile(r"lc_run--[0-9a-f-]{36}")  # LangChain's message ids: its run ids
 
 
 def mask(value: Any) -> Any:
-    """The record with what changes from run to run (the replay server's port) masked."""
+    """The record with what changes from run to run (the replay server's port,
+    LangChain's run ids) masked."""
     if isinstance(value, dict):
         return {
             k: (_PORT if k == "server.port" and isinstance(v, int) else mask(v))
@@ -41,7 +43,7 @@ def mask(value: Any) -> Any:
     if isinstance(value, list):
         return [mask(v) for v in value]
     if isinstance(value, str):
-        return _LOOPBACK.sub(r"\1:" + _PORT, value)
+        return _RUN_ID.sub("lc_run--<run id>", _LOOPBACK.sub(r"\1:" + _PORT, value))
     return value
 
 

@@ -314,7 +314,9 @@ def tool_definitions(tools: Any) -> list[dict[str, Any]]:
         declarations = get(tool, "function_declarations", "functionDeclarations")
         if isinstance(declarations, list):  # Gemini
             for d in declarations:
-                schema = get(d, "parameters_json_schema", "parametersJsonSchema", "parameters")
+                schema = get(d, "parameters_json_schema", "parametersJsonSchema")
+                if schema is None:
+                    schema = gemini_schema(get(d, "parameters"))
                 out.append(_function(get(d, "name"), get(d, "description"), schema))
             continue
         function = tool.get("function")
@@ -343,4 +345,28 @@ def _function(name: Any, description: Any, parameters: Any) -> dict[str, Any]:
         out["description"] = description
     if isinstance(parameters, Mapping):
         out["parameters"] = parameters
+    return out
+
+
+def gemini_schema(schema: Any) -> Any:
+    """A Gemini `Schema` (serialized: snake_case, every unset field null, upper-case
+    types) as the JSON Schema it stands for."""
+    if isinstance(schema, list):
+        return [gemini_schema(x) for x in schema]
+    if not isinstance(schema, Mapping):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if value is None:
+            continue
+        if key in ("properties", "defs") and isinstance(value, Mapping):
+            # property names are the user's: only their schemas are converted
+            out["$defs" if key == "defs" else key] = {k: gemini_schema(v) for k, v in value.items()}
+        elif key == "type" and isinstance(value, str):
+            out[key] = value.lower()
+        elif key == "ref":
+            out["$ref"] = value
+        else:
+            head, *rest = key.split("_")
+            out[head + "".join(w.title() for w in rest)] = gemini_schema(value)
     return out
