@@ -45,6 +45,11 @@ def get(value: Any, *keys: str) -> Any:
     return None
 
 
+def items(value: Any) -> list[Any]:
+    """`value` if it is a list, else no items (serialized data can hold anything)."""
+    return value if isinstance(value, list) else []
+
+
 def text(content: Any) -> Part | None:
     return {"type": "text", "content": content} if isinstance(content, str) and content else None
 
@@ -141,7 +146,7 @@ def file_part(file_id: Any, mime_type: Any = None, kind: str | None = None) -> P
 
 def _source(source: Any, kind: str) -> Part | None:
     """Anthropic's (and LangChain's) `source`: base64, url, file or plain text."""
-    form = get(source, "type", "source_type")
+    form = get(source, "source_type", "type")  # a LangChain block's own `type` is "image"
     mime = get(source, "media_type", "mime_type")
     if form in ("base64", None) and get(source, "data") is not None:
         return blob(get(source, "data"), mime, kind)
@@ -237,8 +242,8 @@ def block_parts(block: Any) -> list[Part]:
 
 def _summary(item: Mapping[str, Any]) -> str:
     """A Responses reasoning item's text: its summaries, or its reasoning content."""
-    texts = [get(s, "text") for s in item.get("summary") or []]
-    texts += [get(c, "text") for c in item.get("content") or []]
+    texts = [get(s, "text") for s in items(item.get("summary"))]
+    texts += [get(c, "text") for c in items(item.get("content"))]
     return "\n\n".join(t for t in texts if isinstance(t, str) and t)
 
 

@@ -13,6 +13,7 @@ from tracekit._chat._parts import (
     content_parts,
     finish_reason,
     get,
+    items,
     merged,
     message,
     tool_definitions,
@@ -39,7 +40,7 @@ def chat(inputs: Mapping[str, Any], outputs: Any, status: str) -> dict[str, Any]
     if system:
         result["system_instructions"] = system
     result["input_messages"] = merged(
-        [m for msg in inputs.get("messages") or [] for m in _messages(msg)]
+        [m for msg in items(inputs.get("messages")) for m in _messages(msg)]
     )
     if isinstance(outputs, Mapping) and ("content" in outputs or "stop_reason" in outputs):
         default = "error" if status == "ERROR" else "stop"

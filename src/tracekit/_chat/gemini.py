@@ -14,6 +14,7 @@ from tracekit._chat._parts import (
     file_part,
     finish_reason,
     get,
+    items,
     merged,
     message,
     reasoning,
@@ -74,7 +75,7 @@ def _is_content(value: Any) -> bool:
 
 def content(value: Any) -> Message:
     role = get(value, "role")
-    parts = _parts(get(value, "parts") or [])
+    parts = _parts(items(get(value, "parts")))
     if role == "user" and parts and all(p["type"] == "tool_call_response" for p in parts):
         role = "tool"
     return message(_ROLES.get(role, "user") if isinstance(role, str) else "user", parts)
@@ -111,8 +112,8 @@ def chat(inputs: Mapping[str, Any], outputs: Any, status: str) -> dict[str, Any]
     result["input_messages"] = contents(inputs.get("contents"))
     default = "error" if status == "ERROR" else "stop"
     out = []
-    for candidate in get(outputs, "candidates") or []:
-        parts = _parts(get(get(candidate, "content"), "parts") or [])
+    for candidate in items(get(outputs, "candidates")):
+        parts = _parts(items(get(get(candidate, "content"), "parts")))
         reason = finish_reason(get(candidate, "finish_reason", "finishReason"), default)
         out.append({"role": "assistant", "parts": parts, "finish_reason": reason})
     if out:

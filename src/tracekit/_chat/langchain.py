@@ -14,6 +14,7 @@ from tracekit._chat._parts import (
     content_parts,
     finish_reason,
     get,
+    items,
     merged,
     message,
     reasoning,
@@ -47,11 +48,11 @@ def _role(msg: Mapping[str, Any]) -> str:
 
 
 def _tool_calls(msg: Mapping[str, Any]) -> list[Part]:
-    calls = msg.get("tool_calls")
+    calls = items(msg.get("tool_calls"))
     if calls:
         return [tool_call(get(c, "id"), get(c, "name"), get(c, "args")) for c in calls]
     # A streamed AIMessageChunk that was never merged keeps its calls' pieces.
-    chunks = msg.get("tool_call_chunks") or []
+    chunks = items(msg.get("tool_call_chunks"))
     return [tool_call(get(c, "id"), get(c, "name"), get(c, "args")) for c in chunks]
 
 

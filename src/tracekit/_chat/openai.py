@@ -14,6 +14,7 @@ from tracekit._chat._parts import (
     content_parts,
     finish_reason,
     get,
+    items,
     merged,
     message,
     reasoning,
@@ -28,7 +29,7 @@ _ROLES = {"developer": "system", "function": "tool"}
 
 def _tool_calls(msg: Mapping[str, Any]) -> list[Part]:
     parts = []
-    for call in msg.get("tool_calls") or []:
+    for call in items(msg.get("tool_calls")):
         function = get(call, "function") or get(call, "custom") or {}
         args = get(function, "arguments", "input")
         parts.append(tool_call(get(call, "id"), get(function, "name"), args))
@@ -76,7 +77,7 @@ def _joined(content: Any) -> Any:
 
 
 def chat(inputs: Mapping[str, Any], outputs: Any, status: str) -> dict[str, Any]:
-    messages = [_chat_message(m) for m in inputs.get("messages") or []]
+    messages = [_chat_message(m) for m in items(inputs.get("messages"))]
     result: dict[str, Any] = {"input_messages": merged([m for m in messages if m])}
     if isinstance(inputs.get("prompt"), (str, list)):  # legacy completions
         prompt = inputs["prompt"]
@@ -85,7 +86,7 @@ def chat(inputs: Mapping[str, Any], outputs: Any, status: str) -> dict[str, Any]
             [message("user", [p for p in (text(x),) if p]) for x in prompts]
         )
     out = []
-    for choice in get(outputs, "choices") or []:
+    for choice in items(get(outputs, "choices")):
         msg = get(choice, "message")
         if isinstance(msg, Mapping):
             mapped = _chat_message({**msg, "role": "assistant"})
@@ -136,12 +137,12 @@ def _item_parts(item: Mapping[str, Any]) -> tuple[str, list[Part]]:
     return "user", []
 
 
-def _items(items: Any) -> list[Message]:
+def _items(value: Any) -> list[Message]:
     """Responses items as messages: consecutive items of one role share a message."""
-    if isinstance(items, str):
-        return merged([message("user", [p for p in (text(items),) if p])])
+    if isinstance(value, str):
+        return merged([message("user", [p for p in (text(value),) if p])])
     messages: list[Message] = []
-    for item in items if isinstance(items, list) else []:
+    for item in items(value):
         if isinstance(item, str):
             role, parts = "user", [p for p in (text(item),) if p]
         elif isinstance(item, Mapping):
