@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import random
 from typing import Any
 
@@ -682,3 +683,40 @@ def test_the_record_of_a_chat_span_carries_its_chat() -> None:
 
 def test_no_chat_without_content_capture() -> None:
     assert "chat" not in _export(capture_content=False)
+
+
+def test_a_manual_chat_span_with_a_string_answer() -> None:
+    chat = chat_of(record({"messages": [{"role": "user", "content": "hi"}]}, "Hello."))
+    assert chat == {
+        "input_messages": [user(text("hi"))],
+        "output_messages": [
+            {"role": "assistant", "parts": [text("Hello.")], "finish_reason": "stop"}
+        ],
+    }
+
+
+def _one_span(messages: Any, **settings: Any) -> dict[str, Any]:
+    with capture(**settings) as captured:
+        chat = tracekit.start_span("chat m", span_type="CHAT_MODEL", inputs={"messages": messages})
+        with chat:
+            pass
+    (span,) = captured.traces[0]["spans"]
+    return span
+
+
+def test_the_chat_is_read_from_what_span_processors_left() -> None:
+    def redact(span: dict[str, Any]) -> dict[str, Any]:
+        span["inputs"] = json.loads(
+            json.dumps(span["inputs"]).replace("ann@example.com", "[email]")
+        )
+        return span
+
+    def fail(span: dict[str, Any]) -> None:
+        raise RuntimeError("processor bug")
+
+    messages = [{"role": "user", "content": "I am ann@example.com"}]
+    span = _one_span(messages, span_processors=[redact])
+    assert span["chat"] == {"input_messages": [user(text("I am [email]"))]}
+    span = _one_span(messages, span_processors=[fail])
+    assert span["inputs"] == marker("removed, a span processor failed")
+    assert "chat" not in span

@@ -18,6 +18,19 @@ from tracekit._guard import internal_error
 CHAT_SPAN_TYPES = frozenset({"LLM", "CHAT_MODEL"})
 
 
+def add_chats(spans: list[dict[str, Any]]) -> None:
+    """Give each chat span record its `"chat"` (on the export worker, after the span
+    processors, so that the chat is read from what they left: redacted content stays
+    redacted)."""
+    for span in spans:
+        if span.get("span_type") in CHAT_SPAN_TYPES:
+            chat = chat_of(span)
+            if chat:
+                span["chat"] = chat
+            else:
+                span.pop("chat", None)
+
+
 def chat_of(record: Mapping[str, Any]) -> dict[str, Any] | None:
     """The `"chat"` of a serialized span record, or None when it is not a chat tracekit
     can read. Never raises (raises under tracekit's tests, like every guarded site)."""
@@ -42,6 +55,10 @@ def _chat(record: Mapping[str, Any]) -> dict[str, Any] | None:
     chat = _dialect(inputs, outputs, attributes, code)
     if chat is None:
         return None
+    if "output_messages" not in chat and isinstance(outputs, str) and outputs:
+        # A manual span (`start_span(..., span_type="CHAT_MODEL")`) that set the answer.
+        text = {"type": "text", "content": outputs}
+        chat["output_messages"] = [{"role": "assistant", "parts": [text], "finish_reason": "stop"}]
     chat = {k: v for k, v in chat.items() if v}
     return chat if chat.get("input_messages") or chat.get("output_messages") else None
 
