@@ -720,3 +720,82 @@ def test_the_chat_is_read_from_what_span_processors_left() -> None:
     span = _one_span(messages, span_processors=[fail])
     assert span["inputs"] == marker("removed, a span processor failed")
     assert "chat" not in span
+
+
+def test_built_in_tool_calls_and_generated_images() -> None:
+    outputs = {
+        "status": "completed",
+        "output": [
+            {
+                "type": "web_search_call",
+                "id": "ws1",
+                "status": "completed",
+                "action": {"query": "q"},
+            },
+            {"type": "image_generation_call", "id": "ig1", "status": "completed", "result": PNG},
+        ],
+    }
+    chat = chat_of(record({"input": "draw"}, outputs))
+    assert chat is not None
+    assert chat["output_messages"] == [
+        {
+            "role": "assistant",
+            "parts": [
+                {
+                    "type": "tool_call",
+                    "id": "ws1",
+                    "name": "web_search",
+                    "arguments": {"action": {"query": "q"}},
+                },
+                {"type": "tool_call", "id": "ig1", "name": "image_generation", "arguments": {}},
+                PNG_BLOB,
+            ],
+            "finish_reason": "tool_call",
+        }
+    ]
+
+
+def test_langchain_ai_content_blocks_and_tool_calls_count_once() -> None:
+    ai = lc(
+        "ai",
+        [
+            {"type": "thinking", "thinking": "Plan."},
+            {"type": "text", "text": "Let me look."},
+            {"type": "tool_use", "id": "t1", "name": "look", "input": {"q": 1}},
+            {"type": "mcp_tool_use", "id": "m1", "name": "fetch", "input": {}, "server_name": "s"},
+        ],
+        tool_calls=[{"name": "look", "args": {"q": 1}, "id": "t1", "type": "tool_call"}],
+    )
+    chat = chat_of(record({"messages": [[lc("human", "hi"), ai]]}))
+    assert chat is not None
+    assert chat["input_messages"][1] == {
+        "role": "assistant",
+        "parts": [
+            {"type": "reasoning", "content": "Plan."},
+            text("Let me look."),
+            {"type": "tool_call", "id": "t1", "name": "look", "arguments": {"q": 1}},
+            {"type": "tool_call", "id": "m1", "name": "fetch", "arguments": {}},
+        ],
+    }
+
+
+def test_gemini_uploaded_file_as_a_part() -> None:
+    uploaded = {
+        "name": "files/abc",
+        "uri": "https://generativelanguage.googleapis.com/v1beta/files/abc",
+        "mime_type": "audio/mpeg",
+    }
+    chat = chat_of(record({"contents": ["Transcribe", uploaded]}))
+    assert chat == {
+        "input_messages": [
+            user(
+                text("Transcribe"),
+                {
+                    "type": "file",
+                    "modality": "audio",
+                    "mime_type": "audio/mpeg",
+                    "file_id": "files/abc",
+                },
+            )
+        ]
+    }

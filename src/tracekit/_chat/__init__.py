@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tracekit._chat import anthropic, gemini, langchain, openai
 from tracekit._guard import internal_error
 
 # The span types whose calls are chats (MLflow's names; LLM covers text completions).
@@ -68,8 +69,6 @@ def _dialect(
 ) -> dict[str, Any] | None:
     # Told apart by shape: provider names overlap (LangChain's `ls_provider` says
     # "openai"; "gcp.vertex_ai" serves both Gemini and Anthropic models).
-    from tracekit._chat import anthropic, gemini, langchain, openai
-
     if "contents" in inputs:
         return gemini.chat(inputs, outputs, status)
     if langchain.looks_like(inputs, outputs):

@@ -231,7 +231,7 @@ def block_parts(block: Any) -> list[Part]:
         part = {"type": "reasoning", "content": marker("redacted thinking")}
     elif kind == "reasoning":  # LangChain standard block; Responses reasoning item
         part = reasoning(block.get("reasoning")) or reasoning(_summary(block))
-    elif kind in ("tool_use", "server_tool_use", "tool_call"):
+    elif kind == "tool_call" or (isinstance(kind, str) and kind.endswith("tool_use")):
         args = block.get("input", block.get("args"))
         part = tool_call(block.get("id"), block.get("name"), args)
     elif kind == "tool_result" or (isinstance(kind, str) and kind.endswith("_tool_result")):

@@ -60,6 +60,8 @@ def part(value: Any) -> Part | None:
     if outcome is not None:
         response_value = {"outcome": get(outcome, "outcome"), "output": get(outcome, "output")}
         return tool_response(None, response_value)
+    if isinstance(value.get("uri"), str):  # an uploaded `File` given as a part
+        return file_part(value.get("name"), value.get("mime_type")) or url_part(value["uri"])
     return None
 
 

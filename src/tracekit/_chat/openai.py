@@ -10,6 +10,7 @@ from typing import Any
 from tracekit._chat._parts import (
     Message,
     Part,
+    blob,
     block_parts,
     content_parts,
     finish_reason,
@@ -124,10 +125,11 @@ def _item_parts(item: Mapping[str, Any]) -> tuple[str, list[Part]]:
     if kind == "reasoning":
         return "assistant", block_parts(item)
     if isinstance(kind, str) and kind.endswith("_call"):  # built-in tools (web search...)
-        details = {
-            k: v for k, v in item.items() if k not in ("type", "id", "status") and v is not None
-        }
-        return "assistant", [tool_call(item.get("id"), kind.removesuffix("_call"), details)]
+        skip = ("type", "id", "status", "result")
+        details = {k: v for k, v in item.items() if k not in skip and v is not None}
+        parts = [tool_call(item.get("id"), kind.removesuffix("_call"), details)]
+        image = blob(item.get("result"), "image/png") if kind == "image_generation_call" else None
+        return "assistant", parts + ([image] if image else [])
     if kind == "message" or "role" in item:
         role = item.get("role")
         role = _ROLES.get(role, role) if isinstance(role, str) else "user"
