@@ -30,11 +30,12 @@ UPDATE = os.environ.get("TRACEKIT_UPDATE_SNAPSHOTS", "").lower() in ("1", "true"
 _PORT = "<port>"
 _LOOPBACK = re.compile(r"(127\.0\.0\.1|localhost):\d+")
 _RUN_ID = re.compile(r"lc_run--[0-9a-f-]{36}")  # LangChain's message ids: its run ids
+_ADDRESS = re.compile(r" at 0x[0-9a-f]+>")  # the repr of a Python function given as a tool
 
 
 def mask(value: Any) -> Any:
     """The record with what changes from run to run (the replay server's port,
-    LangChain's run ids) masked."""
+    LangChain's run ids, function addresses) masked."""
     if isinstance(value, dict):
         return {
             k: (_PORT if k == "server.port" and isinstance(v, int) else mask(v))
@@ -43,7 +44,8 @@ def mask(value: Any) -> Any:
     if isinstance(value, list):
         return [mask(v) for v in value]
     if isinstance(value, str):
-        return _RUN_ID.sub("lc_run--<run id>", _LOOPBACK.sub(r"\1:" + _PORT, value))
+        value = _LOOPBACK.sub(r"\1:" + _PORT, value)
+        return _ADDRESS.sub(" at 0x<address>>", _RUN_ID.sub("lc_run--<run id>", value))
     return value
 
 
