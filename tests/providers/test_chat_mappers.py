@@ -799,3 +799,19 @@ def test_gemini_uploaded_file_as_a_part() -> None:
             )
         ]
     }
+
+
+def test_a_file_sent_as_bare_base64_is_a_blob_too() -> None:
+    block = {"type": "input_file", "filename": "a.pdf", "file_data": "JVBERi0="}
+    chat = chat_of(record({"input": [{"role": "user", "content": [block]}]}))
+    assert chat is not None
+    assert chat["input_messages"][0]["parts"] == [
+        {
+            "type": "blob",
+            "modality": "document",
+            "mime_type": None,
+            "content": "JVBERi0=",
+            "size_bytes": 5,
+            "sha256": hashlib.sha256(b"%PDF-").hexdigest(),
+        }
+    ]

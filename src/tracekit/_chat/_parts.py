@@ -189,8 +189,9 @@ def _audio(block: Mapping[str, Any]) -> Part | None:
 
 def _file(block: Mapping[str, Any]) -> Part | None:
     inner = block.get("file") if isinstance(block.get("file"), Mapping) else block
-    if get(inner, "file_data") is not None:
-        return url_part(get(inner, "file_data"), None, None)
+    data = get(inner, "file_data")
+    if isinstance(data, str):  # a data URL, or (some clients) bare base64
+        return url_part(data) if data.startswith("data:") else blob(data, None, "document")
     if get(inner, "file_url") is not None:
         return url_part(get(inner, "file_url"))
     return file_part(get(inner, "file_id"), None, "document")
@@ -261,7 +262,7 @@ def message(role: str, parts: list[Part], name: Any = None) -> Message:
     return out
 
 
-def merged(messages: list[Message]) -> list[Message]:
+def non_empty(messages: list[Message]) -> list[Message]:
     """Messages with empty ones dropped."""
     return [m for m in messages if m["parts"]]
 

@@ -15,8 +15,8 @@ from tracekit._chat._parts import (
     finish_reason,
     get,
     items,
-    merged,
     message,
+    non_empty,
     reasoning,
     text,
     tool_call,
@@ -100,7 +100,7 @@ def contents(value: Any) -> list[Message]:
             loose += _parts(item)
     if loose:
         messages.append(message("user", loose))
-    return merged(messages)
+    return non_empty(messages)
 
 
 def chat(inputs: Mapping[str, Any], outputs: Any, status: str) -> dict[str, Any]:

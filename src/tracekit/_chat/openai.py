@@ -16,8 +16,8 @@ from tracekit._chat._parts import (
     finish_reason,
     get,
     items,
-    merged,
     message,
+    non_empty,
     reasoning,
     text,
     tool_call,
@@ -79,11 +79,11 @@ def _joined(content: Any) -> Any:
 
 def chat(inputs: Mapping[str, Any], outputs: Any, status: str) -> dict[str, Any]:
     messages = [_chat_message(m) for m in items(inputs.get("messages"))]
-    result: dict[str, Any] = {"input_messages": merged([m for m in messages if m])}
+    result: dict[str, Any] = {"input_messages": non_empty([m for m in messages if m])}
     if isinstance(inputs.get("prompt"), (str, list)):  # legacy completions
         prompt = inputs["prompt"]
         prompts = [prompt] if isinstance(prompt, str) else prompt
-        result["input_messages"] = merged(
+        result["input_messages"] = non_empty(
             [message("user", [p for p in (text(x),) if p]) for x in prompts]
         )
     out = []
@@ -142,7 +142,7 @@ def _item_parts(item: Mapping[str, Any]) -> tuple[str, list[Part]]:
 def _items(value: Any) -> list[Message]:
     """Responses items as messages: consecutive items of one role share a message."""
     if isinstance(value, str):
-        return merged([message("user", [p for p in (text(value),) if p])])
+        return non_empty([message("user", [p for p in (text(value),) if p])])
     messages: list[Message] = []
     for item in items(value):
         if isinstance(item, str):
@@ -156,7 +156,7 @@ def _items(value: Any) -> list[Message]:
             messages[-1]["parts"] += parts
         else:
             messages.append(message(role, parts))
-    return merged(messages)
+    return non_empty(messages)
 
 
 def _responses_finish(outputs: Mapping[str, Any], output: list[Message], status: str) -> str:
