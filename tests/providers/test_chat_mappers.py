@@ -815,3 +815,32 @@ def test_a_file_sent_as_bare_base64_is_a_blob_too() -> None:
             "sha256": hashlib.sha256(b"%PDF-").hexdigest(),
         }
     ]
+
+
+def test_an_image_a_tool_returned_is_a_bounded_blob() -> None:
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}
+    result = {
+        "type": "tool_result",
+        "tool_use_id": "t1",
+        "content": [{"type": "text", "text": "Here:"}, image],
+    }
+    chat = chat_of(
+        record(
+            {"messages": [{"role": "user", "content": [result]}]},
+            **{"gen_ai.provider.name": "anthropic"},
+        )
+    )
+    assert chat == {
+        "input_messages": [
+            {
+                "role": "tool",
+                "parts": [
+                    {
+                        "type": "tool_call_response",
+                        "id": "t1",
+                        "response": [text("Here:"), PNG_BLOB],
+                    }
+                ],
+            }
+        ]
+    }

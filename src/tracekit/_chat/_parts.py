@@ -197,11 +197,15 @@ def _file(block: Mapping[str, Any]) -> Part | None:
     return file_part(get(inner, "file_id"), None, "document")
 
 
-def _tool_result_content(content: Any) -> Any:
-    """Anthropic `tool_result` content: a string, or text blocks joined, else the blocks."""
-    if isinstance(content, list) and all(get(b, "type") == "text" for b in content):
-        return "".join(str(get(b, "text") or "") for b in content)
-    return content
+def tool_result(content: Any) -> Any:
+    """What a tool returned, as given in a message: a string as it is, text blocks
+    joined, other blocks as parts (an image a tool returned becomes a bounded blob)."""
+    if not isinstance(content, list):
+        return content
+    if all(isinstance(get(b, "text"), str) for b in content):
+        return "".join(get(b, "text") for b in content)
+    parts = content_parts(content)
+    return parts if parts else content
 
 
 def block_parts(block: Any) -> list[Part]:
@@ -237,7 +241,7 @@ def block_parts(block: Any) -> list[Part]:
         part = tool_call(block.get("id"), block.get("name"), args)
     elif kind == "tool_result" or (isinstance(kind, str) and kind.endswith("_tool_result")):
         call_id = block.get("tool_use_id")
-        part = tool_response(call_id, _tool_result_content(block.get("content")))
+        part = tool_response(call_id, tool_result(block.get("content")))
     return [part] if part else []
 
 

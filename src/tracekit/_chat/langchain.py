@@ -22,6 +22,7 @@ from tracekit._chat._parts import (
     tool_call,
     tool_definitions,
     tool_response,
+    tool_result,
 )
 
 _ROLES = {
@@ -63,7 +64,7 @@ def _message(msg: Any) -> Message | None:
         return None
     role = _role(msg)
     if role == "tool":
-        response = msg.get("content")
+        response = tool_result(msg.get("content"))
         call_id = msg.get("tool_call_id")
         return message("tool", [tool_response(call_id, response)], msg.get("name"))
     parts: list[Part] = []

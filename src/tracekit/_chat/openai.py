@@ -23,6 +23,7 @@ from tracekit._chat._parts import (
     tool_call,
     tool_definitions,
     tool_response,
+    tool_result,
 )
 
 _ROLES = {"developer": "system", "function": "tool"}
@@ -48,7 +49,7 @@ def _chat_message(msg: Any) -> Message | None:
     if role == "tool":
         call_id = msg.get("tool_call_id")
         content = msg.get("content")
-        response = content if isinstance(content, str) else _joined(content)
+        response = tool_result(content)
         return message("tool", [tool_response(call_id, response)], msg.get("name"))
     parts: list[Part] = []
     for key in ("reasoning_content", "reasoning"):  # compatible servers (DeepSeek, vLLM)
@@ -66,15 +67,6 @@ def _chat_message(msg: Any) -> Message | None:
             parts.append(transcript)
     parts += _tool_calls(msg)
     return message(role, parts, msg.get("name"))
-
-
-def _joined(content: Any) -> Any:
-    """A tool message's content parts: their text joined, else the parts."""
-    if isinstance(content, list):
-        texts = [get(b, "text") for b in content]
-        if all(isinstance(t, str) for t in texts):
-            return "".join(texts)  # type: ignore[arg-type]
-    return content
 
 
 def chat(inputs: Mapping[str, Any], outputs: Any, status: str) -> dict[str, Any]:
@@ -121,7 +113,7 @@ def _item_parts(item: Mapping[str, Any]) -> tuple[str, list[Part]]:
         args = item.get("arguments", item.get("input"))
         return "assistant", [tool_call(item.get("call_id"), item.get("name"), args)]
     if kind in ("function_call_output", "custom_tool_call_output"):
-        return "tool", [tool_response(item.get("call_id"), _joined(item.get("output")))]
+        return "tool", [tool_response(item.get("call_id"), tool_result(item.get("output")))]
     if kind == "reasoning":
         return "assistant", block_parts(item)
     if isinstance(kind, str) and kind.endswith("_call"):  # built-in tools (web search...)
