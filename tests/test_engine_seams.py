@@ -214,7 +214,9 @@ def _spans(captured: Capture) -> list[dict[str, Any]]:
     return [span for trace in captured.traces for span in trace["spans"]]
 
 
-def _record(span_id: int, start: int, end: int, outputs: Any, **attributes: Any) -> dict[str, Any]:
+def _record(
+    span_id: int, start: int, end: int, outputs: Any, chat: Any, **attributes: Any
+) -> dict[str, Any]:
     """The whole span record the test integration must produce (deterministic ids, clock)."""
     return {
         "span_id": f"{span_id:016x}",
@@ -235,16 +237,32 @@ def _record(span_id: int, start: int, end: int, outputs: Any, **attributes: Any)
         },
         "events": [],
         "token_usage": {"input_tokens": 5, "output_tokens": 3, "total_tokens": 8},
+        "chat": chat,
     }
 
 
 ASSISTANT = {"role": "assistant", "content": [{"text": "You asked: hi"}]}
+# The normalized chat tracekit reads from these shapes (Converse's messages are
+# role + content blocks; a non-streamed output nested under "message" is not read).
+QUESTION = [{"role": "user", "parts": [{"type": "text", "content": "hi"}]}]
+ANSWERED = {
+    "input_messages": QUESTION,
+    "output_messages": [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": "You asked: hi"}],
+            "finish_reason": "stop",
+        }
+    ],
+}
 
 
 def test_a_client_generated_at_run_time_is_traced(traced: Capture, bedrock_url: str) -> None:
     response = _client(bedrock_url).converse(modelId=MODEL, messages=MESSAGES)
     assert response["output"]["message"] == ASSISTANT
-    assert _spans(traced) == [_record(1, 0, 1, {"message": ASSISTANT})]
+    assert _spans(traced) == [
+        _record(1, 0, 1, {"message": ASSISTANT}, {"input_messages": QUESTION})
+    ]
 
 
 def test_a_stream_inside_the_result_is_traced_and_handed_back(
@@ -270,7 +288,7 @@ def test_a_stream_inside_the_result_is_traced_and_handed_back(
         "tracekit.stream": True,
         "tracekit.stream.chunks": 7,
     }
-    assert _spans(traced) == [_record(1, 0, 2, ASSISTANT, **stream)]
+    assert _spans(traced) == [_record(1, 0, 2, ASSISTANT, ANSWERED, **stream)]
 
 
 def test_a_stream_left_early_ends_its_span_once(traced: Capture, bedrock_url: str) -> None:
