@@ -40,7 +40,7 @@ def start(name: str, span_type: str = SpanType.UNKNOWN, parent: Span | None = No
             name,
             span_type,
             current_parent() if parent is None else parent,
-            _state._config_value or _state.config(),
+            _state.config(),
         )
     except Exception as exc:
         internal_error("start span", exc)
@@ -82,7 +82,7 @@ class start_span:  # noqa: N801 - used like a function, as in OpenTelemetry
         self._token: Any = None
 
     def __enter__(self) -> Span:
-        config = _state._config_value or _state.config()
+        config = _state.config()
         if not config.enabled or (
             config.sampling_ratio == 0.0
             and current_span.get() is None

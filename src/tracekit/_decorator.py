@@ -71,7 +71,7 @@ class _Inputs:
 def _off() -> bool:
     """True when this call cannot be recorded: tracing disabled, or sampled out at 0
     (a root span without a recorded remote parent)."""
-    config = _state._config_value or _state.config()
+    config = _state.config()
     return not config.enabled or (
         config.sampling_ratio == 0.0
         and current_span.get() is None
@@ -89,7 +89,7 @@ def _begin(
 ) -> Span:
     try:
         span = _state.buffer.start_span(
-            name, span_type, current_parent(), _state._config_value or _state.config()
+            name, span_type, current_parent(), _state.config()
         )
         if span is not NON_RECORDING:
             if span._trace.capture_content:

@@ -28,7 +28,11 @@ _exited = False
 
 
 def config() -> Config:
-    """The effective configuration (read from the environment on first use)."""
+    """The effective configuration (read from the environment on first use).
+
+    The one way to read it: after the first call this is a global read, cheap
+    enough for the hot path (every span start and every patched SDK call).
+    """
     current = _config_value
     if current is None:
         from tracekit import _config

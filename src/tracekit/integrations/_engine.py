@@ -103,7 +103,7 @@ class Integration:
         self._generation = 0  # bumped by revert(): hooks registered before it do nothing
 
     def active(self) -> bool:
-        return self.enabled and (_state._config_value or _state.config()).enabled
+        return self.enabled and _state.config().enabled
 
     def autolog(
         self, disable: bool = False, log_traces: bool = True, silent: bool = False, **options: Any
@@ -184,7 +184,7 @@ class Integration:
         # Runs on every call of a patched method, traced or not: `active()` inlined.
         if (
             not self.enabled
-            or not (_state._config_value or _state.config()).enabled
+            or not _state.config().enabled
             or is_suppressed()
         ):
             return True
@@ -282,7 +282,7 @@ def _unrecorded(endpoint: Endpoint, instance: Any, kwargs: Any) -> Any:
     if endpoint.inject is None:
         return kwargs
     value = unsampled_traceparent()
-    if value is None or not (_state._config_value or _state.config()).propagate_context:
+    if value is None or not _state.config().propagate_context:
         return kwargs
     try:
         sent = dict(kwargs)
@@ -344,7 +344,7 @@ class _Call:
         endpoint can carry one and `propagate_context` is on (a copy, never the
         caller's objects)."""
         inject = self.endpoint.inject
-        if inject is None or not (_state._config_value or _state.config()).propagate_context:
+        if inject is None or not _state.config().propagate_context:
             return kwargs
         try:
             span = self.span

@@ -468,7 +468,7 @@ class LangChainIntegration:
     def active(self) -> bool:
         from tracekit import _state
 
-        return self.enabled and (_state._config_value or _state.config()).enabled
+        return self.enabled and _state.config().enabled
 
     def autolog(self, disable: bool = False, log_traces: bool = True, silent: bool = False) -> None:
         if disable or not log_traces:
