@@ -31,8 +31,7 @@ from tracekit._api import (
 )
 from tracekit._decorator import trace
 from tracekit._span import Span, SpanStatus, SpanType
-
-__version__ = "0.1.0"
+from tracekit._version import __version__
 
 __all__ = [
     "Span",

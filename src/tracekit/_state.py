@@ -68,7 +68,7 @@ buffer = _buffer.TraceBuffer(_on_finished, _on_waiting)
 
 
 def resource(cfg: Config) -> dict[str, Any]:
-    from tracekit import __version__
+    from tracekit._version import __version__
 
     attributes: dict[str, Any] = {
         "service.name": cfg.service_name or "unknown_service",
