@@ -185,16 +185,8 @@ def update_current_trace(
         return
     if not span.is_recording:
         return
-    trace = span._trace
-    with guard("update_current_trace"), trace.lock:  # keys and values serialize on export
-        if tags:
-            trace.tags.update(tags)
-        if metadata:
-            trace.metadata.update(metadata)
-        if session_id is not None:
-            trace.metadata["session_id"] = session_id
-        if user_id is not None:
-            trace.metadata["user_id"] = user_id
+    with guard("update_current_trace"):
+        span._trace.annotate(tags, metadata, session_id, user_id)
 
 
 def flush(timeout: float | None = None) -> bool:

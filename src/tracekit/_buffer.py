@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from tracekit import _propagation, _runtime, _stats
@@ -103,6 +103,24 @@ class TraceState:
             self._buffer.finish(self)
         elif is_root:
             self._buffer.wait_for_children(self)
+
+    def annotate(
+        self,
+        tags: Mapping[str, Any] | None,
+        metadata: Mapping[str, Any] | None,
+        session_id: str | None = None,
+        user_id: str | None = None,
+    ) -> None:
+        """Add tags and metadata (`tracekit.update_current_trace`); serialized on export."""
+        with self.lock:
+            if tags:
+                self.tags.update(tags)
+            if metadata:
+                self.metadata.update(metadata)
+            if session_id is not None:
+                self.metadata["session_id"] = session_id
+            if user_id is not None:
+                self.metadata["user_id"] = user_id
 
     def force_end(self, reason: str) -> int:
         """End every open span now; returns how many were open. Caller emits."""
