@@ -88,9 +88,7 @@ def _begin(
     kwargs: dict[str, Any],
 ) -> Span:
     try:
-        span = _state.buffer.start_span(
-            name, span_type, current_parent(), _state.config()
-        )
+        span = _state.buffer.start_span(name, span_type, current_parent(), _state.config())
         if span is not NON_RECORDING:
             if span._trace.capture_content:
                 span.set_inputs(bind(args, kwargs))
