@@ -32,6 +32,7 @@ from tracekit._api import (
 from tracekit._decorator import trace
 from tracekit._span import Span, SpanStatus, SpanType
 from tracekit._version import __version__
+from tracekit.integrations import _registry
 
 __all__ = [
     "Span",
@@ -52,7 +53,8 @@ __all__ = [
 ]
 
 _LAZY_SUBMODULES = frozenset(
-    {"exporters", "testing", "openai", "anthropic", "gemini", "langchain", "wsgi", "asgi"}
+    {"exporters", "testing", "wsgi", "asgi"}
+    | {spec.face.rpartition(".")[2] for spec in _registry.INTEGRATIONS}
 )
 
 

@@ -19,6 +19,7 @@ from tracekit.integrations._common import (
     stainless_request,
 )
 from tracekit.integrations._engine import Endpoint, Integration
+from tracekit.integrations._registry import spec
 from tracekit.integrations._usage import field
 
 _MESSAGES = "anthropic.resources.messages.messages"
@@ -188,4 +189,4 @@ def _endpoints() -> list[Endpoint]:
     return [dataclasses.replace(e, inject=stainless_inject) for e in endpoints]
 
 
-integration = Integration("anthropic", "anthropic", _endpoints())
+integration = Integration(spec("anthropic"), _endpoints())

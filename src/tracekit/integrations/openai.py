@@ -21,6 +21,7 @@ from tracekit.integrations._common import (
     stainless_request,
 )
 from tracekit.integrations._engine import Endpoint, Integration, Prepared
+from tracekit.integrations._registry import spec
 from tracekit.integrations._usage import field
 
 _CHAT = "openai.resources.chat.completions.completions"
@@ -272,4 +273,4 @@ def _endpoints() -> list[Endpoint]:
     return [dataclasses.replace(e, inject=stainless_inject) for e in endpoints]
 
 
-integration = Integration("openai", "openai", _endpoints())
+integration = Integration(spec("openai"), _endpoints())
