@@ -9,7 +9,7 @@ Example:
 
 `import tracekit` is cheap: it imports no SDK and no HTTP library, starts no
 thread and opens no file. Integrations (`tracekit.openai`, ...) load on
-first attribute access.
+first attribute access; `tracekit.autolog()` turns on all that are installed.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from tracekit._api import (
     start_span,
     update_current_trace,
 )
+from tracekit._autolog import autolog
 from tracekit._decorator import trace
 from tracekit._span import Span, SpanStatus, SpanType
 from tracekit._version import __version__
@@ -39,6 +40,7 @@ __all__ = [
     "SpanStatus",
     "SpanType",
     "__version__",
+    "autolog",
     "configure",
     "continue_trace",
     "flush",
