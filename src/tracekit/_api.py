@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from tracekit import _propagation, _state, _stats
+from tracekit import _propagation, _state, _stats, _tracer
 from tracekit._context import current_parent, current_span
 from tracekit._guard import guard, internal_error, warn_limited
 from tracekit._span import NON_RECORDING, Span, SpanStatus, SpanType
@@ -36,7 +36,7 @@ def start(name: str, span_type: str = SpanType.UNKNOWN, parent: Span | None = No
     call `span.end()` exactly once (further calls are ignored). Never raises.
     """
     try:  # every traced call comes here: a plain `try` costs less than `guard`
-        return _state.buffer.start_span(
+        return _tracer.start_span(
             name,
             span_type,
             current_parent() if parent is None else parent,
@@ -82,12 +82,7 @@ class start_span:  # noqa: N801 - used like a function, as in OpenTelemetry
         self._token: Any = None
 
     def __enter__(self) -> Span:
-        config = _state.config()
-        if not config.enabled or (
-            config.sampling_ratio == 0.0
-            and current_span.get() is None
-            and _propagation.incoming(config) is None  # a recorded remote parent decides
-        ):
+        if _tracer.off():
             return NON_RECORDING  # token stays None: __exit__ has nothing to undo
         span = self._span = start(self._name, self._span_type)
         self._token = current_span.set(span)

@@ -6,11 +6,12 @@ import functools
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from typing import Any, TypeVar, overload
 
-from tracekit import _propagation, _state
+from tracekit import _state, _tracer
 from tracekit._api import finish
 from tracekit._context import current_parent, current_span
 from tracekit._guard import guard, internal_error
 from tracekit._span import NON_RECORDING, Span, SpanType
+from tracekit._tracer import off as _off
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -68,17 +69,6 @@ class _Inputs:
         return inputs
 
 
-def _off() -> bool:
-    """True when this call cannot be recorded: tracing disabled, or sampled out at 0
-    (a root span without a recorded remote parent)."""
-    config = _state.config()
-    return not config.enabled or (
-        config.sampling_ratio == 0.0
-        and current_span.get() is None
-        and _propagation.incoming(config) is None
-    )
-
-
 def _begin(
     name: str,
     span_type: str,
@@ -88,7 +78,7 @@ def _begin(
     kwargs: dict[str, Any],
 ) -> Span:
     try:
-        span = _state.buffer.start_span(name, span_type, current_parent(), _state.config())
+        span = _tracer.start_span(name, span_type, current_parent(), _state.config())
         if span is not NON_RECORDING:
             if span._trace.capture_content:
                 span.set_inputs(bind(args, kwargs))
