@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+from tracekit._guard import guard
 from tracekit.integrations._registry import INTEGRATIONS
 
 
@@ -14,7 +15,8 @@ def autolog(disable: bool = False, log_traces: bool = True, silent: bool = False
     Turns on `tracekit.openai`, `tracekit.anthropic`, `tracekit.gemini` and
     `tracekit.langchain` (each as its own `autolog()` would) for the SDKs that are
     installed, and skips the others with one debug line. Each SDK is patched
-    once; it need not be imported yet.
+    once; it need not be imported yet. An integration that fails to start logs
+    one warning and leaves the others on.
 
     Args:
         disable: stop tracing every integration turned on so far (the patches
@@ -40,7 +42,8 @@ def autolog(disable: bool = False, log_traces: bool = True, silent: bool = False
                 "tracekit: autolog: %s is not installed; %s skipped", spec.distribution, spec.name
             )
             continue
-        importlib.import_module(spec.implementation).integration.autolog(silent=silent)
+        with guard(f"{spec.name} autolog"):  # one that fails must not stop the others
+            importlib.import_module(spec.implementation).integration.autolog(silent=silent)
 
 
 def _installed(module: str) -> bool:
