@@ -243,8 +243,8 @@ def test_an_sdk_older_than_the_minimum_is_not_traced(
 
 
 def test_every_registered_integration_is_wired() -> None:
-    """The faces, the implementations, the configuration and pyproject's extras all
-    follow the registry."""
+    """The faces, the implementations, the configuration, pyproject's extras and the
+    integrations page all follow the registry."""
     import importlib
 
     from tracekit._config import INTEGRATIONS as CONFIG_NAMES
@@ -254,6 +254,9 @@ def test_every_registered_integration_is_wired() -> None:
         (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8")
     )
     extras = pyproject["project"]["optional-dependencies"]
+    page = (Path(__file__).resolve().parents[1] / "docs/integrations/index.md").read_text(
+        encoding="utf-8"
+    )
     assert CONFIG_NAMES == _registry.NAMES == ("openai", "anthropic", "gemini", "langchain")
     for spec in INTEGRATIONS:
         face = importlib.import_module(spec.face)
@@ -264,6 +267,7 @@ def test_every_registered_integration_is_wired() -> None:
         assert isinstance(integration, BaseIntegration)
         assert integration.spec is spec
         assert extras[spec.name] == [f"{spec.distribution}>={spec.min_version}"]
+        assert f"| `{spec.name}` | `{spec.distribution}` | {spec.min_version} |" in page
         version = importlib.import_module(spec.sdk_module).__version__
         assert _registry.version_tuple(version) >= _registry.version_tuple(spec.min_version)
 
