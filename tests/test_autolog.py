@@ -223,7 +223,14 @@ def test_an_sdk_older_than_the_minimum_is_not_traced(
     (tmp_path / f"{module}.py").write_text(f"__version__ = {installed!r}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, module, raising=False)  # removed again afterwards
-    spec = IntegrationSpec("tiny", module, "tiny-sdk", "2.0", "tracekit.tiny", __name__)
+    spec = IntegrationSpec(
+        name="tiny",
+        sdk_module=module,
+        distribution="tiny-sdk",
+        min_version="2.0",
+        face="tracekit.tiny",
+        implementation=__name__,
+    )
     integration = Integration(spec, [])
     integration.autolog(silent=True)  # silent only hides "not installed"
     assert integration.enabled is traced

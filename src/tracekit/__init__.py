@@ -15,7 +15,7 @@ first attribute access; `tracekit.autolog()` turns on all that are installed.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracekit._api import (
     configure,
@@ -29,11 +29,12 @@ from tracekit._api import (
     start_span,
     update_current_trace,
 )
-from tracekit._autolog import autolog
 from tracekit._decorator import trace
 from tracekit._span import Span, SpanStatus, SpanType
 from tracekit._version import __version__
-from tracekit.integrations import _registry
+
+if TYPE_CHECKING:  # loaded on first use, with the integration registry it reads
+    from tracekit._autolog import autolog
 
 __all__ = [
     "Span",
@@ -54,13 +55,22 @@ __all__ = [
     "update_current_trace",
 ]
 
-_LAZY_SUBMODULES = frozenset(
-    {"exporters", "testing", "wsgi", "asgi"}
-    | {spec.face.rpartition(".")[2] for spec in _registry.INTEGRATIONS}
-)
+_LAZY_SUBMODULES = frozenset({"exporters", "testing", "wsgi", "asgi"})
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY_SUBMODULES:
+    if name == "autolog":
+        from tracekit._autolog import autolog
+
+        globals()["autolog"] = autolog  # found directly from now on
+        return autolog
+    if name in _LAZY_SUBMODULES or _is_face(name):
         return importlib.import_module(f"tracekit.{name}")
     raise AttributeError(f"module 'tracekit' has no attribute {name!r}")
+
+
+def _is_face(name: str) -> bool:
+    """Whether `tracekit.NAME` is an integration's public face (`tracekit.openai` ...)."""
+    from tracekit.integrations._registry import INTEGRATIONS
+
+    return any(spec.face == f"tracekit.{name}" for spec in INTEGRATIONS)

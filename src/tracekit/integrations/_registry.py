@@ -14,47 +14,69 @@ an extra in pyproject.toml, and the row in `_tracekit_autostart.PACKAGES`.
 
 from __future__ import annotations
 
-from typing import NamedTuple
 
+class IntegrationSpec:
+    """One integration: what turns it on, where it lives, what it needs.
 
-class IntegrationSpec(NamedTuple):
-    """One integration: what turns it on, where it lives, what it needs."""
+    A plain class rather than a NamedTuple or a dataclass: `import tracekit` reads
+    this table, and making those classes costs more than the whole table.
+    """
 
-    name: str  # in TRACEKIT_AUTOLOG, `tracekit.NAME.autolog()` and `tracekit[NAME]`
-    sdk_module: str  # the SDK's module: importing it turns the integration on
-    distribution: str  # the SDK's package on PyPI, for messages
-    min_version: str  # the oldest SDK release traced (pyproject.toml's extra says the same)
-    face: str  # the public module with `autolog()`
-    implementation: str  # the module whose `integration` object (a BaseIntegration) does it
+    __slots__ = ("distribution", "face", "implementation", "min_version", "name", "sdk_module")
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        sdk_module: str,
+        distribution: str,
+        min_version: str,
+        face: str,
+        implementation: str,
+    ) -> None:
+        self.name = name  # in TRACEKIT_AUTOLOG, `tracekit.NAME.autolog()` and `tracekit[NAME]`
+        self.sdk_module = sdk_module  # the SDK's module: importing it turns the integration on
+        self.distribution = distribution  # the SDK's package on PyPI, for messages
+        self.min_version = min_version  # the oldest SDK release traced (as pyproject's extra)
+        self.face = face  # the public module with `autolog()`
+        self.implementation = implementation  # the module whose `integration` does the work
+
+    def __repr__(self) -> str:
+        return f"IntegrationSpec(name={self.name!r}, sdk_module={self.sdk_module!r}, ...)"
 
 
 INTEGRATIONS: tuple[IntegrationSpec, ...] = (
     IntegrationSpec(
-        "openai", "openai", "openai", "1.40", "tracekit.openai", "tracekit.integrations.openai"
+        name="openai",
+        sdk_module="openai",
+        distribution="openai",
+        min_version="1.40",
+        face="tracekit.openai",
+        implementation="tracekit.integrations.openai",
     ),
     IntegrationSpec(
-        "anthropic",
-        "anthropic",
-        "anthropic",
-        "0.40",
-        "tracekit.anthropic",
-        "tracekit.integrations.anthropic",
+        name="anthropic",
+        sdk_module="anthropic",
+        distribution="anthropic",
+        min_version="0.40",
+        face="tracekit.anthropic",
+        implementation="tracekit.integrations.anthropic",
     ),
     IntegrationSpec(
-        "gemini",
-        "google.genai",
-        "google-genai",
-        "1.0",
-        "tracekit.gemini",
-        "tracekit.integrations.gemini",
+        name="gemini",
+        sdk_module="google.genai",
+        distribution="google-genai",
+        min_version="1.0",
+        face="tracekit.gemini",
+        implementation="tracekit.integrations.gemini",
     ),
     IntegrationSpec(
-        "langchain",
-        "langchain_core",
-        "langchain-core",
-        "0.3",
-        "tracekit.langchain",
-        "tracekit.integrations.langchain",
+        name="langchain",
+        sdk_module="langchain_core",
+        distribution="langchain-core",
+        min_version="0.3",
+        face="tracekit.langchain",
+        implementation="tracekit.integrations.langchain",
     ),
 )
 
