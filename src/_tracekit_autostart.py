@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 import sys
 
-# The module whose import turns each integration on.
+# The module whose import turns each integration on: a copy of tracekit.integrations._registry
+# (this module may not import tracekit), checked by tests/test_autostart.py.
 PACKAGES = {
     "openai": "openai",
     "anthropic": "anthropic",

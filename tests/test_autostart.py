@@ -188,12 +188,14 @@ def test_unknown_name_warns_and_keeps_the_rest(tmp_path: Path, servers: dict) ->
 
 
 def test_the_hook_knows_every_integration() -> None:
-    """The start-up guard cannot import tracekit, so it keeps its own table of the
-    integrations and the SDK module that turns each on: it must name them all."""
+    """The start-up guard cannot import tracekit, so it keeps its own copy of the
+    registry's integrations and the SDK module that turns each on: the same, in order."""
     import _tracekit_autostart
-    from tracekit._config import INTEGRATIONS
+    from tracekit.integrations._registry import INTEGRATIONS
 
-    assert tuple(_tracekit_autostart.PACKAGES) == INTEGRATIONS
+    copy = _tracekit_autostart.PACKAGES
+    assert copy == {spec.name: spec.sdk_module for spec in INTEGRATIONS}
+    assert tuple(copy) == tuple(spec.name for spec in INTEGRATIONS)
 
 
 def test_unset_variable_never_imports_tracekit(tmp_path: Path) -> None:

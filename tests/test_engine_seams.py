@@ -27,6 +27,7 @@ botocore_session = pytest.importorskip("botocore.session")
 from tracekit._span import Span, SpanType  # noqa: E402
 from tracekit.integrations._common import Request  # noqa: E402
 from tracekit.integrations._engine import Endpoint, Integration, StreamSeam  # noqa: E402
+from tracekit.integrations._registry import IntegrationSpec  # noqa: E402
 from tracekit.testing import Capture  # noqa: E402
 
 MODEL = "anthropic.claude-fake"
@@ -182,8 +183,14 @@ def _instrument(client: Any, integration: Integration) -> None:
 
 
 bedrock = Integration(
-    "bedrock-test",
-    "botocore",
+    IntegrationSpec(
+        name="bedrock-test",
+        sdk_module="botocore",
+        distribution="botocore",
+        min_version="1.34",
+        face=__name__,
+        implementation=__name__,
+    ),
     [Endpoint.factory("botocore.client", "ClientCreator.create_client", instrument=_instrument)],
 )
 

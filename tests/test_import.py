@@ -30,6 +30,8 @@ INTEGRATIONS = (
     "tracekit.langchain",
     "tracekit.exporters",
     "tracekit.testing",
+    "tracekit._autolog",  # `tracekit.autolog` and the registry it reads load on first use
+    "tracekit.integrations._registry",
 )
 
 # No `import json` (or anything else tracekit might import) before `import

@@ -9,13 +9,13 @@ Example:
 
 `import tracekit` is cheap: it imports no SDK and no HTTP library, starts no
 thread and opens no file. Integrations (`tracekit.openai`, ...) load on
-first attribute access.
+first attribute access; `tracekit.autolog()` turns on all that are installed.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracekit._api import (
     configure,
@@ -31,14 +31,17 @@ from tracekit._api import (
 )
 from tracekit._decorator import trace
 from tracekit._span import Span, SpanStatus, SpanType
+from tracekit._version import __version__
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:  # loaded on first use, with the integration registry it reads
+    from tracekit._autolog import autolog
 
 __all__ = [
     "Span",
     "SpanStatus",
     "SpanType",
     "__version__",
+    "autolog",
     "configure",
     "continue_trace",
     "flush",
@@ -52,12 +55,22 @@ __all__ = [
     "update_current_trace",
 ]
 
-_LAZY_SUBMODULES = frozenset(
-    {"exporters", "testing", "openai", "anthropic", "gemini", "langchain", "wsgi", "asgi"}
-)
+_LAZY_SUBMODULES = frozenset({"exporters", "testing", "wsgi", "asgi"})
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY_SUBMODULES:
+    if name == "autolog":
+        from tracekit._autolog import autolog
+
+        globals()["autolog"] = autolog  # found directly from now on
+        return autolog
+    if name in _LAZY_SUBMODULES or _is_face(name):
         return importlib.import_module(f"tracekit.{name}")
     raise AttributeError(f"module 'tracekit' has no attribute {name!r}")
+
+
+def _is_face(name: str) -> bool:
+    """Whether `tracekit.NAME` is an integration's public face (`tracekit.openai` ...)."""
+    from tracekit.integrations._registry import INTEGRATIONS
+
+    return any(spec.face == f"tracekit.{name}" for spec in INTEGRATIONS)

@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from tracekit import _otel, _propagation, _state, _stats
+from tracekit import _otel, _propagation, _state, _stats, _tracer
 from tracekit._context import current_parent, current_span
 from tracekit._guard import guard, internal_error, warn_limited
 from tracekit._span import NON_RECORDING, Span, SpanStatus, SpanType
@@ -45,8 +45,7 @@ def start(name: str, span_type: str = SpanType.UNKNOWN, parent: Span | None = No
 def start_under(name: str, span_type: str, parent: Span | None) -> Span:
     """Start a span under `parent`, or under an OpenTelemetry span started inside it
     when that is OpenTelemetry's current span (may raise: callers guard)."""
-    config = _state._config_value or _state.config()
-    span = _state.buffer.start_span(name, span_type, parent, config)
+    span = _tracer.start_span(name, span_type, parent, _state.config())
     if parent is not None:
         other = _otel.foreign_parent(parent)
         if other is not None and span.is_recording:
@@ -90,12 +89,7 @@ class start_span:  # noqa: N801 - used like a function, as in OpenTelemetry
         self._otel: Any = None
 
     def __enter__(self) -> Span:
-        config = _state._config_value or _state.config()
-        if not config.enabled or (
-            config.sampling_ratio == 0.0
-            and current_span.get() is None
-            and _propagation.incoming(config) is None  # a recorded remote parent decides
-        ):
+        if _tracer.off():
             return NON_RECORDING  # token stays None: __exit__ has nothing to undo
         span = self._span = start(self._name, self._span_type)
         self._token = current_span.set(span)
@@ -195,16 +189,8 @@ def update_current_trace(
         return
     if not span.is_recording:
         return
-    trace = span._trace
-    with guard("update_current_trace"), trace.lock:  # keys and values serialize on export
-        if tags:
-            trace.tags.update(tags)
-        if metadata:
-            trace.metadata.update(metadata)
-        if session_id is not None:
-            trace.metadata["session_id"] = session_id
-        if user_id is not None:
-            trace.metadata["user_id"] = user_id
+    with guard("update_current_trace"):
+        span._trace.annotate(tags, metadata, session_id, user_id)
 
 
 def flush(timeout: float | None = None) -> bool:

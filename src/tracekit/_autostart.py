@@ -11,6 +11,8 @@ import logging
 import os
 import threading
 
+from tracekit.integrations import _registry
+
 logger = logging.getLogger("tracekit")
 
 
@@ -24,7 +26,7 @@ def known_names() -> list[str]:
 def enable(name: str) -> None:
     """Turn on one integration; its SDK has just been imported."""
     try:
-        importlib.import_module(f"tracekit.{name}").autolog(silent=True)
+        importlib.import_module(_registry.spec(name).face).autolog(silent=True)
     except Exception as exc:  # the program must run even if tracing cannot
         logger.warning("tracekit: TRACEKIT_AUTOLOG: could not trace %s: %r", name, exc)
 

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from tracekit import _propagation, _runtime, _stats
-from tracekit._span import NON_RECORDING, Span
+from tracekit import _runtime, _stats
 
 if TYPE_CHECKING:
     from tracekit._config import Config
+    from tracekit._span import Span
 
 
 class TraceState:
@@ -104,6 +104,24 @@ class TraceState:
         elif is_root:
             self._buffer.wait_for_children(self)
 
+    def annotate(
+        self,
+        tags: Mapping[str, Any] | None,
+        metadata: Mapping[str, Any] | None,
+        session_id: str | None = None,
+        user_id: str | None = None,
+    ) -> None:
+        """Add tags and metadata (`tracekit.update_current_trace`); serialized on export."""
+        with self.lock:
+            if tags:
+                self.tags.update(tags)
+            if metadata:
+                self.metadata.update(metadata)
+            if session_id is not None:
+                self.metadata["session_id"] = session_id
+            if user_id is not None:
+                self.metadata["user_id"] = user_id
+
     def force_end(self, reason: str) -> int:
         """End every open span now; returns how many were open. Caller emits."""
         now = _runtime.clock()
@@ -149,43 +167,8 @@ class TraceBuffer:
         self.generation = 0
         self.last_trace_id: str | None = None
 
-    def start_span(self, name: str, span_type: str, parent: Span | None, config: Config) -> Span:
-        """Start a span under `parent` (None: a new trace). Never raises for limits."""
-        if parent is None:
-            if not config.enabled:
-                return NON_RECORDING
-            remote = _propagation.incoming(config)  # a recorded remote parent: recorded too
-            if remote is None and (
-                config.sampling_ratio < 1.0 and _runtime.sample() >= config.sampling_ratio
-            ):
-                return NON_RECORDING
-            if remote is None:
-                trace = self._new_trace(_runtime.ids.trace_id(), config)
-                parent_id = None
-            else:  # a fragment of a trace started in another process
-                trace = self._new_trace(remote[0], config)
-                parent_id = remote[1]
-            if trace is None:
-                return NON_RECORDING
-        elif not parent.is_recording:
-            return NON_RECORDING
-        else:
-            trace = parent._trace
-            parent_id = parent.span_id
-        span = Span(trace, _runtime.ids.span_id(), parent_id, name, span_type, _runtime.clock())
-        if trace.add(span):
-            return span
-        if parent is not None and (trace.closed or trace.generation != self.generation):
-            # The parent's trace was already emitted, or belongs to the process we
-            # were forked from: record a fragment of the same trace.
-            fragment = self._new_trace(trace.trace_id, config)
-            if fragment is not None:
-                span._trace = fragment
-                if fragment.add(span):
-                    return span
-        return NON_RECORDING
-
-    def _new_trace(self, trace_id: str, config: Config) -> TraceState | None:
+    def new_trace(self, trace_id: str, config: Config) -> TraceState | None:
+        """A new trace (or fragment) in flight; None when too many are (counted)."""
         trace = TraceState(self, trace_id, config)
         with self._lock:
             full = len(self._in_flight) >= config.max_in_flight_traces
@@ -195,6 +178,19 @@ class TraceBuffer:
             _stats.count("in_flight_traces")
             return None
         return trace
+
+    def add_to_fragment(self, span: Span, config: Config) -> bool:
+        """Record `span`, which its parent's trace refused, in a new fragment of that
+        trace when it was already emitted or belongs to the process this one was
+        forked from. False when it cannot be recorded (the trace was full)."""
+        trace = span._trace
+        if not (trace.closed or trace.generation != self.generation):
+            return False
+        fragment = self.new_trace(trace.trace_id, config)
+        if fragment is None:
+            return False
+        span._trace = fragment
+        return fragment.add(span)
 
     def finish(self, trace: TraceState) -> None:
         with self._lock:

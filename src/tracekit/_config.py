@@ -16,10 +16,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tracekit.integrations import _registry
+
 logger = logging.getLogger("tracekit")
 
 DEFAULT_STORE = ".tracekit"
-INTEGRATIONS = ("openai", "anthropic", "gemini", "langchain")
+INTEGRATIONS = _registry.NAMES  # the names TRACEKIT_AUTOLOG accepts
 
 SpanProcessor = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 

@@ -6,11 +6,12 @@ import functools
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from typing import Any, TypeVar, overload
 
-from tracekit import _otel, _propagation, _state
+from tracekit import _otel
 from tracekit._api import finish, start_under
 from tracekit._context import current_parent, current_span
 from tracekit._guard import guard, internal_error
 from tracekit._span import NON_RECORDING, Span, SpanType
+from tracekit._tracer import off as _off
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -66,17 +67,6 @@ class _Inputs:
         if self.skip is not None:
             inputs.pop(self.skip, None)
         return inputs
-
-
-def _off() -> bool:
-    """True when this call cannot be recorded: tracing disabled, or sampled out at 0
-    (a root span without a recorded remote parent)."""
-    config = _state._config_value or _state.config()
-    return not config.enabled or (
-        config.sampling_ratio == 0.0
-        and current_span.get() is None
-        and _propagation.incoming(config) is None
-    )
 
 
 def _begin(

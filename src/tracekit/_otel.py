@@ -51,7 +51,7 @@ def enter(span: Span) -> Any:
     if otel is None or not span.is_recording:
         return None
     try:
-        if not (_state._config_value or _state.config()).otel_context:
+        if not _state.config().otel_context:
             return None
         # Whether a TracerProvider is registered is not asked: `get_tracer_provider()`
         # costs more (an environment lookup that misses) than the stand-in itself.
@@ -84,7 +84,7 @@ def foreign_parent(current: Span) -> str | None:
     if otel is None or not current.is_recording:
         return None
     try:
-        if not (_state._config_value or _state.config()).otel_context:
+        if not _state.config().otel_context:
             return None
         span = otel.get_current_span()  # without a TracerProvider, never recording
         if isinstance(span, _standin(otel)) or not span.is_recording():

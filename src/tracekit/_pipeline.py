@@ -196,12 +196,12 @@ class ExportPipeline:
 
     def _run(self) -> None:
         try:
-            self._loop()
+            with _context.suppress_instrumentation():  # never trace our own I/O
+                self._loop()
         finally:
             self._alive = False
 
     def _loop(self) -> None:
-        _context._suppressed.set(True)  # this thread's context: never trace our own I/O
         interval = self._config.export_interval
         batch_spans = self._config.export_batch_spans
         due = time.monotonic() + interval

@@ -28,7 +28,11 @@ _exited = False
 
 
 def config() -> Config:
-    """The effective configuration (read from the environment on first use)."""
+    """The effective configuration (read from the environment on first use).
+
+    The one way to read it: after the first call this is a global read, cheap
+    enough for the hot path (every span start and every patched SDK call).
+    """
     current = _config_value
     if current is None:
         from tracekit import _config
@@ -64,7 +68,7 @@ buffer = _buffer.TraceBuffer(_on_finished, _on_waiting)
 
 
 def resource(cfg: Config) -> dict[str, Any]:
-    from tracekit import __version__
+    from tracekit._version import __version__
 
     attributes: dict[str, Any] = {
         "service.name": cfg.service_name or "unknown_service",

@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+def store_path(explicit: str | None = None) -> Path:
+    """The store the CLI and the demo read: `explicit`, else the first file destination
+    in `TRACEKIT_TRACKING_URI`, else `./.tracekit`."""
+    if explicit:
+        return Path(explicit).expanduser()
+    from tracekit._config import DEFAULT_STORE
+    from tracekit.exporters import store_directory
+
+    for uri in os.environ.get("TRACEKIT_TRACKING_URI", "").split(","):
+        directory = store_directory(uri.strip()) if uri.strip() else None
+        if directory is not None:
+            return directory
+    return Path(DEFAULT_STORE)
 
 
 def _age(path: Path) -> tuple[float, str]:

@@ -28,20 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tracekit import _store
-from tracekit._config import DEFAULT_STORE
 from tracekit._render import format_duration, render_trace
-
-
-def store_path(explicit: str | None) -> Path:
-    if explicit:
-        return Path(explicit).expanduser()
-    from tracekit.exporters import store_directory
-
-    for uri in os.environ.get("TRACEKIT_TRACKING_URI", "").split(","):
-        directory = store_directory(uri.strip()) if uri.strip() else None
-        if directory is not None:
-            return directory
-    return Path(DEFAULT_STORE)
 
 
 def _tokens(record: dict[str, Any]) -> str:
@@ -62,7 +49,7 @@ def _empty(store: Path) -> str:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    store = store_path(args.store)
+    store = _store.store_path(args.store)
     traces = _store.load(store)[: args.limit]
     if args.json:
         print(json.dumps([_summary(r) for r in traces], indent=2))
@@ -99,7 +86,7 @@ def _summary(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    store = store_path(args.store)
+    store = _store.store_path(args.store)
     traces = _store.load(store)
     wanted = args.trace_id.strip().lower().removeprefix("tr-")
     if not wanted:

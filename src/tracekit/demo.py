@@ -19,7 +19,6 @@ import tracekit
 from tracekit import _state, _store
 from tracekit._fake_server import FakeProviderServer
 from tracekit._render import render_trace
-from tracekit.cli import store_path
 
 DOCS = {
     "refunds": "Refunds are paid within 14 days of the return arriving.",
@@ -99,7 +98,7 @@ def main() -> None:
         print("A:", answer_question(client, question))
     trace_id = tracekit.get_last_trace_id()
     tracekit.flush(timeout=10)
-    store = store_path(None)
+    store = _store.store_path()
     records = [r for r in _store.load(store) if r["trace_id"] == trace_id]
     print()
     if records:

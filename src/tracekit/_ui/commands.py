@@ -39,8 +39,8 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
+    from tracekit._store import store_path
     from tracekit._ui.server import UIServer
-    from tracekit.cli import store_path
 
     store = store_path(args.store)
     try:

@@ -46,7 +46,7 @@ def unrecorded(endpoint: Endpoint, instance: Any, kwargs: Any) -> Any:
     if endpoint.inject is None:
         return kwargs
     value = unsampled_traceparent()
-    if value is None or not (_state._config_value or _state.config()).propagate_context:
+    if value is None or not _state.config().propagate_context:
         return kwargs
     try:
         sent = dict(kwargs)
@@ -115,7 +115,7 @@ class _Call:
         endpoint can carry one and `propagate_context` is on (a copy, never the
         caller's objects)."""
         inject = self.endpoint.inject
-        if inject is None or not (_state._config_value or _state.config()).propagate_context:
+        if inject is None or not _state.config().propagate_context:
             return kwargs
         try:
             span = self.span

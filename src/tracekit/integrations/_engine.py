@@ -13,7 +13,6 @@ and its exceptions reach the caller unchanged.
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import logging
 import sys
@@ -25,8 +24,10 @@ import wrapt
 from tracekit import _state
 from tracekit._context import is_suppressed
 from tracekit._guard import internal_error
+from tracekit.integrations._base import BaseIntegration
 from tracekit.integrations._call import HelperManager, _Call, named, unrecorded
 from tracekit.integrations._endpoint import Endpoint, Kind, Prepared, StreamSeam
+from tracekit.integrations._registry import IntegrationSpec
 from tracekit.integrations._streams import StreamManager
 
 # Re-exported: provider modules declare endpoints with what the engine runs.
@@ -35,46 +36,14 @@ __all__ = ["Endpoint", "Integration", "Kind", "Prepared", "StreamSeam"]
 logger = logging.getLogger("tracekit")
 
 
-class Integration:
-    """The patches of one SDK, and whether they record (decided at call time)."""
+class Integration(BaseIntegration):
+    """The patches of one SDK's methods, and whether they record (decided at call time)."""
 
-    def __init__(self, name: str, package: str, endpoints: list[Endpoint]) -> None:
-        self.name = name
-        self.package = package
+    def __init__(self, spec: IntegrationSpec, endpoints: list[Endpoint]) -> None:
+        super().__init__(spec)
         self.endpoints = endpoints
-        self.enabled = False
-        self.options: dict[str, Any] = {}
         self._patched: list[tuple[Any, str, Any]] = []
-        self._hooked = False
         self._generation = 0  # bumped by revert(): hooks registered before it do nothing
-
-    def active(self) -> bool:
-        return self.enabled and (_state._config_value or _state.config()).enabled
-
-    def autolog(
-        self, disable: bool = False, log_traces: bool = True, silent: bool = False, **options: Any
-    ) -> None:
-        """Turn tracing of this SDK on (patching it once) or off (not unpatching)."""
-        if disable or not log_traces:
-            self.enabled = False
-            return
-        self.options = {k: v for k, v in options.items() if v}
-        try:
-            importlib.import_module(self.package)
-        except ImportError:
-            if not silent:
-                logger.warning(
-                    "tracekit: %s autolog: the %r package is not installed; nothing to trace "
-                    "(pip install 'tracekit[%s]')",
-                    self.name,
-                    self.package,
-                    self.name,
-                )
-            return
-        if not self._hooked:
-            self._hooked = True
-            self._patch()
-        self.enabled = True
 
     def _patch(self) -> None:
         """Patch each endpoint when its module is imported: at once for a module the
@@ -119,14 +88,11 @@ class Integration:
         wrapt.wrap_function_wrapper(owner, method, self._wrapper(endpoint))
         self._patched.append((owner, method, current))
 
-    def revert(self) -> None:
-        """Remove the patches (tests); `autolog()` patches again."""
+    def _unpatch(self) -> None:
         for owner, method, original in reversed(self._patched):
             setattr(owner, method, original)
         self._patched.clear()
-        self._hooked = False
         self._generation += 1
-        self.enabled = False
 
     def _wrapper(self, endpoint: Endpoint) -> Callable[..., Any]:
         kind = endpoint.kind
@@ -155,11 +121,7 @@ class Integration:
 
     def _skip(self, endpoint: Endpoint | None = None) -> bool:
         # Runs on every call of a patched method, traced or not: `active()` inlined.
-        if (
-            not self.enabled
-            or not (_state._config_value or _state.config()).enabled
-            or is_suppressed()
-        ):
+        if not self.enabled or not _state.config().enabled or is_suppressed():
             return True
         return endpoint is not None and endpoint.when is not None and not endpoint.when()
 

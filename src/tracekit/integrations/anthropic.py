@@ -16,6 +16,7 @@ from tracekit._span import Span, SpanType
 from tracekit.integrations import _usage
 from tracekit.integrations._common import Request, record_response
 from tracekit.integrations._engine import Endpoint, Integration, StreamSeam
+from tracekit.integrations._registry import spec
 from tracekit.integrations._stainless import client_of, stainless, stainless_request
 from tracekit.integrations._usage import field
 
@@ -246,4 +247,4 @@ def _endpoints() -> list[Endpoint]:
     return [dataclasses.replace(stainless(e), through=without_sdk_spans) for e in endpoints]
 
 
-integration = Integration("anthropic", "anthropic", _endpoints())
+integration = Integration(spec("anthropic"), _endpoints())

@@ -29,6 +29,7 @@ from tracekit.integrations._common import (
     without_traceparent,
 )
 from tracekit.integrations._engine import Endpoint, Integration, StreamSeam
+from tracekit.integrations._registry import spec
 from tracekit.integrations._usage import field
 
 _MODELS = "google.genai.models"
@@ -394,4 +395,4 @@ def _endpoints() -> list[Endpoint]:
     return endpoints
 
 
-integration = Integration("gemini", "google.genai", _endpoints())
+integration = Integration(spec("gemini"), _endpoints())

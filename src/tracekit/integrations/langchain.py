@@ -22,6 +22,8 @@ from tracekit._context import current_parent, current_span
 from tracekit._guard import guard, internal_error
 from tracekit._span import NON_RECORDING, Span, SpanType
 from tracekit.integrations import _usage
+from tracekit.integrations._base import BaseIntegration
+from tracekit.integrations._registry import spec
 from tracekit.integrations._usage import field
 
 MAX_OPEN_RUNS = 10_000  # runs that never end (abandoned streams) cannot grow memory
@@ -416,11 +418,11 @@ class TracekitCallbackHandler:
         pass
 
 
-class LangChainIntegration:
+class LangChainIntegration(BaseIntegration):
     """Adds the handler to every callback manager; switched at call time."""
 
     def __init__(self) -> None:
-        self.enabled = False
+        super().__init__(spec("langchain"))
         self.handler: Any = None
         self._original: Any = None
         self._model_originals: dict[tuple[type, str], Any] = {}
@@ -465,54 +467,31 @@ class LangChainIntegration:
         finally:
             current_span.reset(token)
 
-    def active(self) -> bool:
-        from tracekit import _state
+    def _patch(self) -> None:
+        import wrapt
+        from langchain_core.callbacks import base
+        from langchain_core.language_models import chat_models, llms
 
-        return self.enabled and (_state._config_value or _state.config()).enabled
-
-    def autolog(self, disable: bool = False, log_traces: bool = True, silent: bool = False) -> None:
-        if disable or not log_traces:
-            self.enabled = False
-            return
-        try:
-            from langchain_core.callbacks import base
-        except ImportError:
-            if not silent:
-                import logging
-
-                logging.getLogger("tracekit").warning(
-                    "tracekit: langchain autolog: langchain-core is not installed; nothing to "
-                    "trace (pip install 'tracekit[langchain]')"
-                )
-            return
-        if self.handler is None:
-            handler_cls = type(
-                "TracekitCallbackHandler", (TracekitCallbackHandler, base.BaseCallbackHandler), {}
-            )
-            self.handler = handler_cls(self.active)
+        handler_cls = type(
+            "TracekitCallbackHandler", (TracekitCallbackHandler, base.BaseCallbackHandler), {}
+        )
+        self.handler = handler_cls(self.active)
         _context.parent_resolver = self.handler.running_span
-        if self._original is None:
-            import wrapt
-            from langchain_core.language_models import chat_models
-
-            self._original = base.BaseCallbackManager.__dict__["__init__"]
-            wrapt.wrap_function_wrapper(base, "BaseCallbackManager.__init__", self._init)
-            from langchain_core.language_models import llms
-
-            for cls, generate in (
-                (chat_models.BaseChatModel, "_generate_with_cache"),
-                (llms.BaseLLM, "_generate_helper"),
+        self._original = base.BaseCallbackManager.__dict__["__init__"]
+        wrapt.wrap_function_wrapper(base, "BaseCallbackManager.__init__", self._init)
+        for cls, generate in (
+            (chat_models.BaseChatModel, "_generate_with_cache"),
+            (llms.BaseLLM, "_generate_helper"),
+        ):
+            for method, wrapper in (
+                (generate, self._around_model),
+                (f"_a{generate[1:]}", self._around_amodel),
+                ("stream", self._around_stream),
+                ("astream", self._around_astream),
             ):
-                for method, wrapper in (
-                    (generate, self._around_model),
-                    (f"_a{generate[1:]}", self._around_amodel),
-                    ("stream", self._around_stream),
-                    ("astream", self._around_astream),
-                ):
-                    if method in cls.__dict__:
-                        self._model_originals[(cls, method)] = cls.__dict__[method]
-                        wrapt.wrap_function_wrapper(cls, method, wrapper)
-        self.enabled = True
+                if method in cls.__dict__:
+                    self._model_originals[(cls, method)] = cls.__dict__[method]
+                    wrapt.wrap_function_wrapper(cls, method, wrapper)
 
     def _init(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> None:
         wrapped(*args, **kwargs)
@@ -523,8 +502,7 @@ class LangChainIntegration:
                 instance.inheritable_handlers = list(instance.inheritable_handlers)
                 instance.add_handler(self.handler, True)
 
-    def revert(self) -> None:
-        """Remove the patch (tests); `autolog()` patches again."""
+    def _unpatch(self) -> None:
         if self._original is not None:
             from langchain_core.callbacks import base
 
@@ -535,7 +513,6 @@ class LangChainIntegration:
             self._model_originals.clear()
         _context.parent_resolver = None
         self.handler = None
-        self.enabled = False
 
 
 integration = LangChainIntegration()

@@ -15,6 +15,7 @@ from tracekit._span import Span, SpanType
 from tracekit.integrations import _usage
 from tracekit.integrations._common import Request, record_response
 from tracekit.integrations._engine import Endpoint, Integration, Prepared, StreamSeam
+from tracekit.integrations._registry import spec
 from tracekit.integrations._stainless import stainless, stainless_request
 from tracekit.integrations._usage import field
 
@@ -276,4 +277,4 @@ def _endpoints() -> list[Endpoint]:
     return [stainless(e) for e in endpoints]
 
 
-integration = Integration("openai", "openai", _endpoints())
+integration = Integration(spec("openai"), _endpoints())
