@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
@@ -251,6 +252,7 @@ def configure(
     propagate_context_to_threads: bool | None = None,
     propagate_context: bool | None = None,
     otel_context: bool | None = None,
+    prices: Mapping[str, Mapping[str, float]] | str | os.PathLike[str] | None = None,
     **limits: float,
 ) -> Config:
     """Configure tracekit; explicit arguments beat environment variables.
@@ -287,6 +289,11 @@ def configure(
             each traced SDK request (`TRACEKIT_PROPAGATE_CONTEXT`, default True).
         otel_context: root spans started while an OpenTelemetry span is
             recording join its trace (`TRACEKIT_OTEL_CONTEXT`, default True).
+        prices: prices for model or endpoint names the price database does not
+            know, or overrides: `{"my-endpoint": {"input_mtok": 1.0,
+            "output_mtok": 3.0}}` in USD per million tokens (also
+            `cache_read_mtok`, `cache_write_mtok`), or the path of a JSON/TOML
+            file of them (`TRACEKIT_PRICES`). See docs/cost.md.
         **limits: `max_spans_per_trace`, `max_in_flight_traces`,
             `max_queued_spans`, `export_batch_spans`, `max_value_chars`,
             `max_trace_chars`, `orphan_timeout`.
@@ -316,6 +323,10 @@ def configure(
         otel_context=otel_context,
         **limits,
     )
+    if isinstance(prices, (str, os.PathLike)):
+        overrides["prices_file"] = os.fspath(prices)
+    else:
+        overrides["prices"] = prices
     if isinstance(exporter, str):
         overrides["exporter_factory"] = exporter
     elif exporter is not None:

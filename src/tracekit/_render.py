@@ -30,6 +30,14 @@ def format_tokens(usage: Mapping[str, Any] | None) -> str:
     return "tokens " + " ".join(parts) if parts else ""
 
 
+def format_cost(cost: Mapping[str, Any] | None) -> str:
+    """An estimated cost in USD (`tracekit ls`, `tracekit show`), or "" without one."""
+    total = (cost or {}).get("total_cost")
+    if not isinstance(total, (int, float)) or isinstance(total, bool):
+        return ""
+    return f"${total:,.6f}"
+
+
 def _status(span: Mapping[str, Any]) -> tuple[str, str]:
     status = span.get("status") or {}
     if isinstance(status, Mapping):
@@ -48,6 +56,9 @@ def span_line(span: Mapping[str, Any]) -> str:
     tokens = format_tokens(span.get("token_usage"))
     if tokens:
         parts.append(tokens)
+    cost = format_cost(span.get("cost"))
+    if cost:
+        parts.append("cost " + cost)
     if message:
         parts.append(f"- {message.splitlines()[0][:200]}")
     forced = (span.get("attributes") or {}).get("tracekit.force_ended")
@@ -101,6 +112,9 @@ def render_trace(record: Mapping[str, Any]) -> str:
     tokens = format_tokens(record.get("token_usage"))
     if tokens:
         header.append(tokens)
+    cost = format_cost(record.get("cost"))
+    if cost:
+        header.append("cost " + cost)
     incomplete = (record.get("metadata") or {}).get("tracekit.incomplete")
     if incomplete:
         header.append(f"(incomplete: {incomplete})")

@@ -27,7 +27,7 @@ from typing import Any
 
 from tracekit import _store
 from tracekit._config import DEFAULT_STORE
-from tracekit._render import format_duration, render_trace
+from tracekit._render import format_cost, format_duration, render_trace
 
 
 def store_path(explicit: str | None) -> Path:
@@ -68,7 +68,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if not traces:
         print(_empty(store))
         return 0
-    rows = [("TRACE ID", "NAME", "STATUS", "STARTED", "DURATION", "SPANS", "TOKENS")]
+    rows = [("TRACE ID", "NAME", "STATUS", "STARTED", "DURATION", "SPANS", "TOKENS", "COST")]
     rows += [
         (
             r["trace_id"],
@@ -78,6 +78,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
             format_duration(r.get("start_time_ns"), r.get("end_time_ns")),
             str(len(r.get("spans") or [])),
             _tokens(r),
+            format_cost(r.get("cost")) or "-",
         )
         for r in traces
     ]
@@ -92,6 +93,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def _summary(record: dict[str, Any]) -> dict[str, Any]:
     keys = ("trace_id", "name", "status", "start_time_ns", "end_time_ns", "token_usage", "tags")
     summary = {k: record.get(k) for k in keys}
+    summary["cost"] = record.get("cost")
     summary["span_count"] = len(record.get("spans") or [])
     return summary
 
