@@ -7,11 +7,14 @@ in the MLflow venv), and what MLflow's own client writes is read with tracekit.
 from __future__ import annotations
 
 import json
+import subprocess
+import textwrap
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from tests.mlflow_server import MlflowServer, create_experiment, read_traces
+from tests.mlflow_server import MlflowServer, _clean_env, create_experiment, read_traces
 
 import tracekit
 from tracekit import _state
@@ -73,3 +76,93 @@ def test_cost_is_shown_by_mlflow(mlflow_server: MlflowServer) -> None:
         assert [s["attributes"]["mlflow.llm.cost"] for s in llm] == [ONE_CALL] * calls
         total = json.loads(trace["metadata"]["mlflow.trace.cost"])
         assert total == pytest.approx({k: v * calls for k, v in ONE_CALL.items()})
+
+
+def mlflow_client(server: MlflowServer, code: str) -> Any:
+    """Run `code` with MLflow's own client in the MLflow venv; it prints one JSON value."""
+    script = f"import json, mlflow\nmlflow.set_tracking_uri({server.url!r})\n" + textwrap.dedent(
+        code
+    )
+    env = _clean_env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="30")
+    done = subprocess.run(
+        [str(server.python), "-c", script], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_trace_logged_by_mlflow_is_read_by_tracekit(mlflow_server: MlflowServer) -> None:
+    name = unique("by-mlflow")
+    made = mlflow_client(
+        mlflow_server,
+        f"""
+        mlflow.set_experiment({name!r})
+
+        @mlflow.trace(span_type="AGENT")
+        def agent(question):
+            mlflow.update_current_trace(
+                tags={{"env": "prod"}},
+                metadata={{"mlflow.trace.session": "s-9", "mlflow.trace.user": "u-9"}},
+            )
+            with mlflow.start_span("retrieve", span_type="RETRIEVER") as span:
+                span.set_inputs({{"q": question}})
+                span.set_outputs(["doc"])
+            return "answer"
+
+        agent("why?")
+        trace_id = mlflow.get_last_active_trace_id()
+        mlflow.flush_trace_async_logging()
+        experiment = mlflow.get_experiment_by_name({name!r}).experiment_id
+        print(json.dumps([trace_id, experiment]))
+        """,
+    )
+    mlflow_id, experiment_id = made
+    tracekit.configure(tracking_uri=mlflow_server.url, experiment_id=experiment_id)
+
+    trace = tracekit.get_trace(mlflow_id)
+    assert trace is not None
+    info = trace.info
+    assert info.trace_id == mlflow_id.removeprefix("tr-")
+    assert (info.name, info.state, info.experiment_id) == ("agent", "OK", experiment_id)
+    assert info.tags["env"] == "prod"
+    assert (info.session_id, info.user_id) == ("s-9", "u-9")
+    assert isinstance(info.request_time, int)
+    assert isinstance(info.execution_duration, int)
+    root, retrieve = trace.data.spans
+    assert (root.name, root.span_type, root.parent_id, root.status) == (
+        "agent",
+        "AGENT",
+        None,
+        "OK",
+    )
+    assert (root.inputs, root.outputs) == ({"question": "why?"}, "answer")
+    assert (retrieve.name, retrieve.span_type, retrieve.parent_id) == (
+        "retrieve",
+        "RETRIEVER",
+        root.span_id,
+    )
+    assert (retrieve.inputs, retrieve.outputs) == ({"q": "why?"}, ["doc"])
+    assert tracekit.get_trace(mlflow_id.removeprefix("tr-")) is not None  # bare hex works too
+    assert tracekit.get_trace("tr-" + "0" * 32) is None
+
+    # Searching on the server: MLflow evaluates the filter, tracekit's names mapped.
+    mine = priced_agent(1)
+    found = [t.info.trace_id for t in tracekit.search_traces()]
+    assert found == [mine, info.trace_id]  # newest first
+    only = "tags.env = 'prod' AND metadata.session_id = 's-9' AND status = 'OK'"
+    assert [t.info.trace_id for t in tracekit.search_traces(only)] == [info.trace_id]
+    assert [t.info.trace_id for t in tracekit.search_traces("name = 'agent'")] == [
+        mine,
+        info.trace_id,
+    ]
+    assert tracekit.search_traces("tags.env = 'dev'") == []
+    assert len(tracekit.search_traces(max_results=1)) == 1
+    with pytest.raises(ValueError, match="refused the request"):
+        tracekit.search_traces("trace.status < 3 AND tags.env LIKE 5")
+
+    ours = tracekit.get_trace(mine)
+    assert ours is not None
+    assert ours.info.token_usage == USAGE
+    assert ours.info.cost is None  # configured without prices this time
+    assert [s.name for s in ours.data.spans] == ["agent", "chat my-endpoint"]
+    assert ours.data.spans[1].token_usage == USAGE

@@ -15,7 +15,7 @@ first attribute access.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracekit._api import (
     configure,
@@ -32,20 +32,31 @@ from tracekit._api import (
 from tracekit._decorator import trace
 from tracekit._span import Span, SpanStatus, SpanType
 
+if TYPE_CHECKING:  # loaded on first use (`_LAZY_NAMES`), typed for checkers
+    from tracekit._entities import Assessment, AssessmentSource, Trace, TraceInfo
+    from tracekit._read import get_current_trace_id, get_trace, search_traces
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "Assessment",
+    "AssessmentSource",
     "Span",
     "SpanStatus",
     "SpanType",
+    "Trace",
+    "TraceInfo",
     "__version__",
     "configure",
     "continue_trace",
     "flush",
     "get_current_span",
+    "get_current_trace_id",
     "get_last_trace_id",
     "get_stats",
+    "get_trace",
     "get_tracing_headers",
+    "search_traces",
     "shutdown",
     "start_span",
     "trace",
@@ -57,7 +68,21 @@ _LAZY_SUBMODULES = frozenset(
 )
 
 
+# Public names whose modules load on first use: name -> module.
+_LAZY_NAMES = {
+    "Assessment": "tracekit._entities",
+    "AssessmentSource": "tracekit._entities",
+    "Trace": "tracekit._entities",
+    "TraceInfo": "tracekit._entities",
+    "get_current_trace_id": "tracekit._read",
+    "get_trace": "tracekit._read",
+    "search_traces": "tracekit._read",
+}
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY_SUBMODULES:
         return importlib.import_module(f"tracekit.{name}")
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(_LAZY_NAMES[name]), name)
     raise AttributeError(f"module 'tracekit' has no attribute {name!r}")
