@@ -166,3 +166,191 @@ def test_a_trace_logged_by_mlflow_is_read_by_tracekit(mlflow_server: MlflowServe
     assert ours.info.cost is None  # configured without prices this time
     assert [s.name for s in ours.data.spans] == ["agent", "chat my-endpoint"]
     assert ours.data.spans[1].token_usage == USAGE
+
+
+# -- feedback ---------------------------------------------------------------------------
+
+
+def mlflow_assessments(server: MlflowServer, trace_id: str) -> list[dict[str, Any]]:
+    """`mlflow.get_trace(...).info.assessments`, read by MLflow's own client."""
+    return mlflow_client(  # type: ignore[no-any-return]
+        server,
+        f"""
+        trace = mlflow.get_trace({"tr-" + trace_id!r})
+        print(json.dumps([
+            {{
+                "id": a.assessment_id,
+                "name": a.name,
+                "kind": type(a).__name__,
+                "value": a.value,
+                "source": [a.source.source_type, a.source.source_id],
+                "rationale": a.rationale,
+                "metadata": a.metadata,
+                "span_id": a.span_id,
+            }}
+            for a in sorted(trace.info.assessments, key=lambda a: a.create_time_ms)
+        ]))
+        """,
+    )
+
+
+def stored_count(server_url: str, trace_id: str) -> int:
+    """How many assessments the server holds for a trace (a plain REST read)."""
+    import urllib.request
+
+    url = f"{server_url}/api/3.0/mlflow/traces/tr-{trace_id}"
+    with urllib.request.urlopen(url, timeout=30) as answer:  # noqa: S310 - loopback http
+        info = json.loads(answer.read())["trace"]["trace_info"]
+    return len(info.get("assessments") or [])
+
+
+def wait_for(condition: Any, timeout: float = 60.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_feedback_is_read_back_by_mlflow(mlflow_server: MlflowServer, tmp_path: Any) -> None:
+    experiment_id = create_experiment(mlflow_server.url, unique("feedback"))
+    tracekit.configure(
+        tracking_uri=mlflow_server.url, experiment_id=experiment_id, spool_dir=str(tmp_path)
+    )
+    trace_id = priced_agent(1)
+    assert tracekit.flush(30)
+    span_id = tracekit.get_trace(trace_id).data.spans[1].span_id  # type: ignore[union-attr]
+    thumbs = tracekit.log_feedback(
+        trace_id=trace_id,
+        name="thumbs_up",
+        value=True,
+        source=tracekit.AssessmentSource("HUMAN", "user-42"),
+        rationale="answered my question",
+        metadata={"channel": "web"},
+    )
+    score = tracekit.log_feedback(
+        trace_id=trace_id, name="relevance", value=0.75, source="reviewer-1", span_id=span_id
+    )
+    expected = tracekit.log_expectation(
+        trace_id=trace_id, name="expected_answer", value={"answer": "Paris", "sources": [1, 2]}
+    )
+    wait_for(lambda: stored_count(mlflow_server.url, trace_id) == 3)
+
+    assert mlflow_assessments(mlflow_server, trace_id) == [
+        {
+            "id": thumbs.assessment_id,
+            "name": "thumbs_up",
+            "kind": "Feedback",
+            "value": True,
+            "source": ["HUMAN", "user-42"],
+            "rationale": "answered my question",
+            "metadata": {"channel": "web"},
+            "span_id": None,
+        },
+        {
+            "id": score.assessment_id,
+            "name": "relevance",
+            "kind": "Feedback",
+            "value": 0.75,
+            "source": ["HUMAN", "reviewer-1"],
+            "rationale": None,
+            "metadata": None,
+            "span_id": span_id,
+        },
+        {
+            "id": expected.assessment_id,
+            "name": "expected_answer",
+            "kind": "Expectation",
+            "value": {"answer": "Paris", "sources": [1, 2]},
+            "source": ["HUMAN", "default"],
+            "rationale": None,
+            "metadata": None,
+            "span_id": None,
+        },
+    ]
+    # ...and by tracekit, from the server.
+    read = tracekit.get_trace(trace_id)
+    assert read is not None
+    assert [(a.kind, a.name, a.value) for a in read.info.assessments] == [
+        ("feedback", "thumbs_up", True),
+        ("feedback", "relevance", 0.75),
+        ("expectation", "expected_answer", {"answer": "Paris", "sources": [1, 2]}),
+    ]
+
+
+def test_spooled_feedback_is_delivered_exactly_once_after_an_outage(
+    mlflow_server: MlflowServer, tmp_path: Any
+) -> None:
+    import time
+
+    from tests.fault_proxy import FaultProxy
+
+    experiment_id = create_experiment(mlflow_server.url, unique("outage"))
+    with FaultProxy(mlflow_server.url) as proxy:
+        tracekit.configure(
+            tracking_uri=proxy.url,
+            experiment_id=experiment_id,
+            spool_dir=str(tmp_path),
+            export_timeout=2.0,
+        )
+        trace_id = priced_agent(1)
+        assert tracekit.flush(30)
+        assert stored_count(mlflow_server.url, trace_id) == 0
+
+        # Down: the caller does not wait; the feedback is kept on disk.
+        proxy.mode = "refuse"
+        began = time.monotonic()
+        down = tracekit.log_feedback(trace_id=trace_id, name="during_outage", value="bad")
+        assert time.monotonic() - began < 0.5
+        spool = tmp_path / "assessments"
+        time.sleep(1.5)  # attempts fail meanwhile
+        assert stored_count(mlflow_server.url, trace_id) == 0
+        assert [p.name for p in spool.rglob("*.jsonl*")]  # still spooled
+
+        # The create reaches the server but its answer is lost: the retry must not add one.
+        proxy.mode = "pass_then_stall"
+        lost = tracekit.log_feedback(trace_id=trace_id, name="answer_lost", value=1)
+        wait_for(lambda: stored_count(mlflow_server.url, trace_id) >= 1)
+
+        proxy.mode = "pass"
+        wait_for(lambda: stored_count(mlflow_server.url, trace_id) == 2)
+        wait_for(lambda: not list(spool.rglob("*.jsonl*")))
+        time.sleep(2.0)  # nothing more arrives later
+        assert stored_count(mlflow_server.url, trace_id) == 2
+        # The lost answer's create was sent again, refused as a duplicate, and found stored.
+        check = f"/api/3.0/mlflow/traces/tr-{trace_id}/assessments/{lost.assessment_id}"
+        assert ("GET", check, "pass") in proxy.requests
+
+    got = mlflow_assessments(mlflow_server, trace_id)
+    assert sorted((a["id"], a["name"], a["value"]) for a in got) == sorted(
+        [(down.assessment_id, "during_outage", "bad"), (lost.assessment_id, "answer_lost", 1)]
+    )
+
+
+def test_feedback_waits_for_its_trace(mlflow_server: MlflowServer, tmp_path: Any) -> None:
+    """Feedback logged before the trace reached the server (404) is kept and sent after."""
+    experiment_id = create_experiment(mlflow_server.url, unique("early"))
+    tracekit.configure(
+        tracking_uri=mlflow_server.url,
+        experiment_id=experiment_id,
+        spool_dir=str(tmp_path),
+        export_interval=3.0,  # the trace is still queued when the feedback goes
+    )
+    trace_id = priced_agent(1)
+    tracekit.log_feedback(trace_id=trace_id, name="early", value=False)
+    wait_for(
+        lambda: (
+            _exists(mlflow_server.url, trace_id) and stored_count(mlflow_server.url, trace_id) == 1
+        )
+    )
+
+
+def _exists(url: str, trace_id: str) -> bool:
+    import urllib.error
+
+    try:
+        stored_count(url, trace_id)
+    except urllib.error.HTTPError:
+        return False
+    return True

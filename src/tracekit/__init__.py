@@ -34,6 +34,7 @@ from tracekit._span import Span, SpanStatus, SpanType
 
 if TYPE_CHECKING:  # loaded on first use (`_LAZY_NAMES`), typed for checkers
     from tracekit._entities import Assessment, AssessmentSource, Trace, TraceInfo
+    from tracekit._feedback import log_expectation, log_feedback
     from tracekit._read import get_current_trace_id, get_trace, search_traces
 
 __version__ = "0.1.0"
@@ -56,6 +57,8 @@ __all__ = [
     "get_stats",
     "get_trace",
     "get_tracing_headers",
+    "log_expectation",
+    "log_feedback",
     "search_traces",
     "shutdown",
     "start_span",
@@ -77,6 +80,8 @@ _LAZY_NAMES = {
     "get_current_trace_id": "tracekit._read",
     "get_trace": "tracekit._read",
     "search_traces": "tracekit._read",
+    "log_feedback": "tracekit._feedback",
+    "log_expectation": "tracekit._feedback",
 }
 
 

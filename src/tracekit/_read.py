@@ -144,9 +144,9 @@ class _Remote:
 # -- the file store ----------------------------------------------------------------------
 
 
-def assessments_in(directory: Path) -> dict[str, list[Assessment]]:
-    """Every assessment logged to a file store, by trace id, oldest first."""
-    found: dict[str, list[Assessment]] = {}
+def assessment_records(directory: Path) -> dict[str, list[dict[str, Any]]]:
+    """Every assessment line of a file store, by trace id, oldest first."""
+    found: dict[str, list[dict[str, Any]]] = {}
     try:
         handle = (directory / ASSESSMENTS_FILE).open("r", encoding="utf-8", errors="replace")
     except OSError:
@@ -158,8 +158,16 @@ def assessments_in(directory: Path) -> dict[str, list[Assessment]]:
             except ValueError:
                 continue  # a torn line
             if isinstance(record, dict) and isinstance(record.get("trace_id"), str):
-                found.setdefault(record["trace_id"], []).append(Assessment.from_record(record))
+                found.setdefault(record["trace_id"], []).append(record)
     return found
+
+
+def assessments_in(directory: Path) -> dict[str, list[Assessment]]:
+    """Every assessment logged to a file store, by trace id, oldest first."""
+    return {
+        trace_id: [Assessment.from_record(r) for r in records]
+        for trace_id, records in assessment_records(directory).items()
+    }
 
 
 def _file_traces(directory: Path) -> list[Trace]:

@@ -120,4 +120,24 @@ def render_trace(record: Mapping[str, Any]) -> str:
         header.append(f"(incomplete: {incomplete})")
     lines = ["  ".join(header)]
     lines.extend("  " + line for line in render_tree(record.get("spans") or []))
+    lines.extend(assessment_line(a) for a in record.get("assessments") or [])
     return "\n".join(lines)
+
+
+def assessment_line(assessment: Mapping[str, Any]) -> str:
+    """`  feedback thumbs_up = true  by HUMAN user-42  "why"` (a file store's assessment)."""
+    import json
+
+    source = assessment.get("source") or {}
+    parts = [
+        f"  {assessment.get('kind', 'feedback')} {assessment.get('name')} = "
+        + json.dumps(assessment.get("value"), ensure_ascii=False)[:200],
+        f"by {source.get('source_type', 'HUMAN')} {source.get('source_id', '')}".rstrip(),
+    ]
+    if assessment.get("span_id"):
+        parts.append(f"on span {assessment['span_id']}")
+    if assessment.get("rationale"):
+        parts.append(json.dumps(str(assessment["rationale"])[:200], ensure_ascii=False))
+    if assessment.get("error"):
+        parts.append(f"error {assessment['error'].get('error_code')}")
+    return "  ".join(parts)

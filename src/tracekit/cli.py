@@ -125,6 +125,11 @@ def cmd_show(args: argparse.Namespace) -> int:
             )
         return 1
     record = matches[0]
+    from tracekit._read import assessment_records  # feedback logged beside the traces
+
+    assessments = assessment_records(store).get(record["trace_id"])
+    if assessments:
+        record = {**record, "assessments": assessments}
     print(json.dumps(record, indent=2, ensure_ascii=False) if args.json else render_trace(record))
     return 0
 
