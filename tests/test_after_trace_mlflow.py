@@ -47,11 +47,7 @@ def priced_agent(calls: int, **metadata: str) -> str:
                 span.set_attributes(
                     {"gen_ai.request.model": "my-endpoint", "gen_ai.provider.name": "openai"}
                 )
-                span.token_usage = {
-                    "input_tokens": 1000,
-                    "output_tokens": 200,
-                    "total_tokens": 1200,
-                }
+                span.set_token_usage(dict(USAGE))
     trace_id = tracekit.get_last_trace_id()
     assert trace_id is not None
     return trace_id
@@ -308,7 +304,7 @@ def test_spooled_feedback_is_delivered_exactly_once_after_an_outage(
         assert stored_count(mlflow_server.url, trace_id) == 0
         assert [p.name for p in spool.rglob("*.jsonl*")]  # still spooled
 
-        # The create reaches the server but its answer is lost: the retry must not add one.
+        # Creates reach the server but their answers are lost: a retry must not add one.
         proxy.mode = "pass_then_stall"
         lost = tracekit.log_feedback(trace_id=trace_id, name="answer_lost", value=1)
         wait_for(lambda: stored_count(mlflow_server.url, trace_id) >= 1)
@@ -318,9 +314,13 @@ def test_spooled_feedback_is_delivered_exactly_once_after_an_outage(
         wait_for(lambda: not list(spool.rglob("*.jsonl*")))
         time.sleep(2.0)  # nothing more arrives later
         assert stored_count(mlflow_server.url, trace_id) == 2
-        # The lost answer's create was sent again, refused as a duplicate, and found stored.
-        check = f"/api/3.0/mlflow/traces/tr-{trace_id}/assessments/{lost.assessment_id}"
-        assert ("GET", check, "pass") in proxy.requests
+        # A create whose answer was lost (it reached the server) was looked up, not repeated.
+        seen = "\n".join(map(str, proxy.requests))
+        assert any(m == "POST" and mode == "pass_then_stall" for m, _, mode in proxy.requests)
+        assert any(
+            m == "GET" and "/assessments/a-" in path and mode == "pass"
+            for m, path, mode in proxy.requests
+        ), seen
 
     got = mlflow_assessments(mlflow_server, trace_id)
     assert sorted((a["id"], a["name"], a["value"]) for a in got) == sorted(
@@ -354,3 +354,62 @@ def _exists(url: str, trace_id: str) -> bool:
     except urllib.error.HTTPError:
         return False
     return True
+
+
+def test_databricks_reads_and_takes_feedback(
+    mlflow_server: MlflowServer, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same REST API behind a (stand-in) Databricks workspace, with its credentials."""
+    from tests.workspace_front import WorkspaceFront
+
+    token = "dapi-" + uuid.uuid4().hex
+    experiment_id = create_experiment(mlflow_server.url, unique("dbx"))
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(tmp_path / "absent.databrickscfg"))
+    with WorkspaceFront(mlflow_server.url, pats={token}) as front:
+        monkeypatch.setenv("DATABRICKS_HOST", front.url)
+        monkeypatch.setenv("DATABRICKS_TOKEN", token)
+        tracekit.configure(
+            tracking_uri="databricks",
+            experiment_id=experiment_id,
+            spool_dir=str(tmp_path / "spool"),
+            prices=PRICES,
+        )
+        trace_id = priced_agent(2)
+        trace = tracekit.get_trace(trace_id)
+        assert trace is not None
+        assert trace.info.cost == pytest.approx({k: 2 * v for k, v in ONE_CALL.items()})
+        assert [t.info.trace_id for t in tracekit.search_traces("status = 'OK'")] == [trace_id]
+        tracekit.log_feedback(trace_id=trace_id, name="thumbs_up", value=True, source="u-1")
+        wait_for(lambda: stored_count(mlflow_server.url, trace_id) == 1)
+        assert all(r.status == 200 for r in front.api_requests())
+        _state.reset()
+
+
+def test_a_script_that_exits_at_once_delivers_its_feedback(
+    mlflow_server: MlflowServer, tmp_path: Any
+) -> None:
+    import sys
+
+    experiment_id = create_experiment(mlflow_server.url, unique("exit"))
+    tracekit.configure(
+        tracking_uri=mlflow_server.url, experiment_id=experiment_id, spool_dir=str(tmp_path)
+    )
+    trace_id = priced_agent(1)
+    assert tracekit.flush(30)
+    script = textwrap.dedent(
+        f"""
+        import tracekit
+        tracekit.configure(tracking_uri={mlflow_server.url!r}, experiment_id={experiment_id!r},
+                           spool_dir={str(tmp_path)!r})
+        tracekit.log_feedback(trace_id={trace_id!r}, name="from_a_script", value=5)
+        """
+    )
+    env = _clean_env()
+    env.pop("TRACEKIT_TESTING", None)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert stored_count(mlflow_server.url, trace_id) == 1  # delivered before the exit
+    assert not list((tmp_path / "assessments").rglob("*.jsonl*"))

@@ -149,7 +149,7 @@ def test_gemini_generate_content(captured: Capture) -> None:
 def llm_span(name: str, model: str, usage: dict[str, int], provider: str = "openai") -> None:
     with tracekit.start_span(name, span_type="CHAT_MODEL") as span:
         span.set_attributes({"gen_ai.request.model": model, "gen_ai.provider.name": provider})
-        span.token_usage = usage
+        span.set_token_usage(usage)
 
 
 USAGE = {"input_tokens": 1000, "output_tokens": 200, "total_tokens": 1200}
@@ -171,7 +171,7 @@ def test_user_prices_for_an_endpoint_and_counted_once() -> None:
             # A LangChain-like wrapper and the provider call inside it: one call, priced once.
             with tracekit.start_span("ChatModel", span_type="CHAT_MODEL") as outer:
                 outer.set_attributes({"gen_ai.request.model": "databricks-my-endpoint"})
-                outer.token_usage = USAGE
+                outer.set_token_usage(USAGE)
                 llm_span("chat databricks-my-endpoint", "databricks-my-endpoint", USAGE)
             llm_span("chat again", "databricks-my-endpoint", USAGE)
         record = captured.single()

@@ -30,7 +30,7 @@ def answer(question: str, env: str = "prod", session: str = "s-1", fail: bool = 
     tracekit.update_current_trace(tags={"env": env}, session_id=session, user_id="u-1")
     with tracekit.start_span("chat my-model", span_type="CHAT_MODEL") as span:
         span.set_attributes({"gen_ai.request.model": "my-model"})
-        span.token_usage = dict(USAGE)
+        span.set_token_usage(dict(USAGE))
     if fail:
         raise RuntimeError("no answer")
     trace_id = tracekit.get_current_trace_id()

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from tracekit import _state
+from tracekit._config import DEFAULT_STORE
 from tracekit._entities import Assessment, AssessmentSource
 from tracekit._guard import warn_limited
 from tracekit._read import ASSESSMENTS_FILE
@@ -197,9 +198,38 @@ def _sender(uri: str) -> Any:
                 {"uri": destination, "kind": "assessments"},
             )
             sender = SpoolingExporter(breaker, spool, f"{destination} (feedback)")
-            atexit.register(sender.shutdown, config.shutdown_timeout)
+            if not _senders:
+                atexit.register(_at_exit)
             _senders[key] = sender
         return _senders[key]
+
+
+def _undelivered(directory: Path) -> bool:
+    """Whether a spool holds a batch not yet delivered (waiting or being sent)."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return False
+    return any(n.endswith(".jsonl") or ".jsonl.claimed-" in n for n in names if n[0] != ".")
+
+
+def _at_exit() -> None:
+    """Give the background delivery up to TRACEKIT_SHUTDOWN_TIMEOUT to send what was logged
+    (a short script that logs feedback and exits), then stop; the rest stays spooled for
+    the next process that logs feedback to the same destination."""
+    deadline = time.monotonic() + _state.config().shutdown_timeout
+    with _senders_lock:
+        senders = list(_senders.values())
+
+    def waiting() -> bool:  # a destination that keeps failing (its breaker open) is not waited for
+        return any(
+            _undelivered(s.spool.directory) and s.exporter.ready_in() == 0.0 for s in senders
+        )
+
+    while time.monotonic() < deadline and waiting():
+        time.sleep(0.05)
+    for sender in senders:
+        sender.shutdown(max(0.0, deadline - time.monotonic()))
 
 
 def _spooled(record: dict[str, Any]) -> dict[str, Any]:
@@ -211,7 +241,7 @@ def _send(record: dict[str, Any]) -> None:
     from tracekit.exporters import remote, store_directory
 
     stored = False
-    for uri in _state.config().tracking_uris or (".tracekit",):
+    for uri in _state.config().tracking_uris or (DEFAULT_STORE,):
         directory = store_directory(uri)
         try:
             if directory is not None:

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from tracekit import _filter, _mlflow_json, _state, _store
+from tracekit._config import DEFAULT_STORE
 from tracekit._entities import Assessment, Trace, TraceData
 
 ASSESSMENTS_FILE = "assessments.jsonl"  # beside the traces; not `*.jsonl` trace lines
@@ -30,7 +31,7 @@ class UnreadableDestinationError(RuntimeError):
 
 def _uris() -> tuple[str, ...]:
     config = _state.config()
-    return config.tracking_uris or (".tracekit",)
+    return config.tracking_uris or (DEFAULT_STORE,)
 
 
 def destination() -> tuple[str, Any]:
