@@ -23,6 +23,7 @@ import math
 import os
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -122,12 +123,21 @@ _explicit: tuple[Any, dict[str, _Price]] = (None, {})
 
 
 class _Database:
-    """genai-prices, imported on first use (on the export worker: about 150 ms)."""
+    """genai-prices, imported on first use (on the export worker: about 150 ms).
+
+    A full `calc_price` takes about half a millisecond, too much for the export
+    worker at a thousand calls a second. For a model whose price is a flat rate
+    per token kind (most), the rate is read once, by pricing a million tokens of
+    each kind, and calls are priced by multiplying; a model priced by tiers (a
+    long-context surcharge) or by time (off-peak discounts) is priced call by call.
+    """
 
     def __init__(self) -> None:
         self.module: Any = None
         self.loaded = False
-        self.misses: set[tuple[str, str | None, str | None]] = set()
+        # (model, provider, address) -> (lookup, per-token rates or None: call by call), or
+        # None: unknown (never a guess).
+        self.models: dict[tuple[str, str | None, str | None], Any] = {}
 
     def load(self) -> Any:
         if not self.loaded:
@@ -140,6 +150,37 @@ class _Database:
                 logger.debug("tracekit: genai-prices is not installed; only user prices apply")
         return self.module
 
+    def _find(
+        self, gp: Any, model: str, provider: str | None, address: str | None, when: datetime
+    ) -> tuple[dict[str, str], dict[str, float] | None] | None:
+        for lookup in _lookups(provider, address):
+            try:
+                probe = gp.calc_price(
+                    gp.Usage(input_tokens=1), model, genai_request_timestamp=when, **lookup
+                )
+            except LookupError:
+                continue
+            flat = not isinstance(probe.model.prices, list) and all(
+                value is None or isinstance(value, Decimal)
+                for value in vars(probe.model_price).values()
+            )
+            if not flat:
+                return lookup, None
+            million = 1_000_000
+            rates = {}
+            for kind, usage in (
+                ("input", {"input_tokens": million}),
+                ("output", {"output_tokens": million}),
+                ("cache_read", {"input_tokens": million, "cache_read_tokens": million}),
+                ("cache_write", {"input_tokens": million, "cache_write_tokens": million}),
+            ):
+                calc = gp.calc_price(
+                    gp.Usage(**usage), model, genai_request_timestamp=when, **lookup
+                )
+                rates[kind] = float(calc.total_price) / million
+            return lookup, rates
+        return None
+
     def price(
         self,
         usage: Mapping[str, int],
@@ -149,30 +190,44 @@ class _Database:
         when: datetime,
     ) -> dict[str, float] | None:
         gp = self.load()
-        if gp is None or (model, provider, address) in self.misses:
+        if gp is None:
             return None
+        key = (model, provider, address)
+        if key not in self.models:
+            self.models[key] = self._find(gp, model, provider, address, when)
+        found = self.models[key]
+        if found is None:
+            return None
+        lookup, rates = found
         tokens = _tokens(usage)
-        for lookup in _lookups(provider, address):
-            try:
-                calc = gp.calc_price(
-                    gp.Usage(**tokens), model, genai_request_timestamp=when, **lookup
-                )
-            except LookupError:
-                continue
+        if rates is not None:
+            read, write = tokens.get("cache_read_tokens", 0), tokens.get("cache_write_tokens", 0)
+            uncached = max(0, tokens["input_tokens"] - read - write)
             cost = {
-                "input_cost": float(calc.input_price),
-                "output_cost": float(calc.output_price),
-                "total_cost": float(calc.total_price),
+                "input_cost": uncached * rates["input"]
+                + read * rates["cache_read"]
+                + write * rates["cache_write"],
+                "output_cost": tokens["output_tokens"] * rates["output"],
             }
-            for part in ("cache_read", "cache_write"):
-                n = tokens.get(part + "_tokens", 0)
-                if n:
-                    only = gp.Usage(input_tokens=n, **{part + "_tokens": n})
-                    calc = gp.calc_price(only, model, genai_request_timestamp=when, **lookup)
-                    cost[part + "_cost"] = float(calc.input_price)
+            cost["total_cost"] = cost["input_cost"] + cost["output_cost"]
+            if read:
+                cost["cache_read_cost"] = read * rates["cache_read"]
+            if write:
+                cost["cache_write_cost"] = write * rates["cache_write"]
             return cost
-        self.misses.add((model, provider, address))
-        return None
+        calc = gp.calc_price(gp.Usage(**tokens), model, genai_request_timestamp=when, **lookup)
+        cost = {
+            "input_cost": float(calc.input_price),
+            "output_cost": float(calc.output_price),
+            "total_cost": float(calc.total_price),
+        }
+        for part in ("cache_read", "cache_write"):
+            n = tokens.get(part + "_tokens", 0)
+            if n:
+                only = gp.Usage(input_tokens=n, **{part + "_tokens": n})
+                calc = gp.calc_price(only, model, genai_request_timestamp=when, **lookup)
+                cost[part + "_cost"] = float(calc.input_price)
+        return cost
 
 
 def _lookups(provider: str | None, address: str | None) -> Iterator[dict[str, str]]:
