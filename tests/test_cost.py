@@ -249,3 +249,27 @@ def test_configure_prices_argument(captured: Capture) -> None:
     assert config.prices == {"a": {"input_mtok": 1, "output_mtok": 2}}
     config = tracekit.configure(prices="/etc/prices.toml")
     assert config.prices_file == "/etc/prices.toml"
+
+
+@pytest.mark.parametrize(
+    ("provider", "model"),
+    [
+        ("openai", "gpt-4o-mini"),  # a flat rate: priced from cached per-token rates
+        ("anthropic", "claude-sonnet-4-5"),  # tiered by context length: priced call by call
+        ("gcp.gemini", "gemini-2.5-pro"),
+    ],
+)
+@pytest.mark.parametrize("input_tokens", [1_000, 300_000])  # below and above long-context tiers
+def test_flat_and_tiered_prices_equal_the_database(
+    captured: Capture, provider: str, model: str, input_tokens: int
+) -> None:
+    usage = {
+        "input_tokens": input_tokens,
+        "output_tokens": 2_000,
+        "total_tokens": input_tokens + 2_000,
+        "cache_read_input_tokens": 400,
+    }
+    llm_span(f"chat {model}", model, usage, provider=provider)
+    (span,) = captured.single()["spans"]
+    span["attributes"]["gen_ai.response.model"] = model
+    assert span["cost"] == pytest.approx(expected_cost(span), rel=1e-9, abs=1e-12)
