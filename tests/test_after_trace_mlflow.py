@@ -231,7 +231,8 @@ def test_feedback_is_read_back_by_mlflow(mlflow_server: MlflowServer, tmp_path: 
     expected = tracekit.log_expectation(
         trace_id=trace_id, name="expected_answer", value={"answer": "Paris", "sources": [1, 2]}
     )
-    wait_for(lambda: stored_count(mlflow_server.url, trace_id) == 3)
+    assert tracekit.flush(30)  # delivers the feedback too
+    assert stored_count(mlflow_server.url, trace_id) == 3
 
     assert mlflow_assessments(mlflow_server, trace_id) == [
         {

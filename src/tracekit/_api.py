@@ -202,9 +202,19 @@ def flush(timeout: float | None = None) -> bool:
     """Export every trace finished so far. Returns False if `timeout` passed first.
 
     Call it at the end of a serverless handler, a notebook cell or before
-    `os._exit()`; a normal interpreter exit flushes on its own.
+    `os._exit()`; a normal interpreter exit flushes on its own. Feedback logged
+    with `tracekit.log_feedback` is delivered too, in what time is left.
     """
-    return _state.flush(timeout)
+    import sys
+    import time
+
+    began = time.monotonic()
+    done = _state.flush(timeout)
+    feedback = sys.modules.get("tracekit._feedback")  # only if feedback was ever logged
+    if feedback is not None:
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - began))
+        done = feedback.flush(left) and done
+    return done
 
 
 def shutdown() -> None:

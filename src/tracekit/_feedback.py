@@ -213,21 +213,34 @@ def _undelivered(directory: Path) -> bool:
     return any(n.endswith(".jsonl") or ".jsonl.claimed-" in n for n in names if n[0] != ".")
 
 
+def flush(timeout: float | None = None) -> bool:
+    """Wait until the feedback logged so far is delivered, or `timeout` seconds passed
+    (`tracekit.flush()` calls it). A destination that keeps failing (its circuit
+    breaker open) is not waited for: its feedback stays spooled. True if none is left."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with _senders_lock:
+        senders = list(_senders.values())
+
+    def waiting() -> bool:
+        return any(
+            _undelivered(s.spool.directory) and s.exporter.ready_in() == 0.0 for s in senders
+        )
+
+    while waiting():
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    return not any(_undelivered(s.spool.directory) for s in senders)
+
+
 def _at_exit() -> None:
     """Give the background delivery up to TRACEKIT_SHUTDOWN_TIMEOUT to send what was logged
     (a short script that logs feedback and exits), then stop; the rest stays spooled for
     the next process that logs feedback to the same destination."""
     deadline = time.monotonic() + _state.config().shutdown_timeout
+    flush(_state.config().shutdown_timeout)
     with _senders_lock:
         senders = list(_senders.values())
-
-    def waiting() -> bool:  # a destination that keeps failing (its breaker open) is not waited for
-        return any(
-            _undelivered(s.spool.directory) and s.exporter.ready_in() == 0.0 for s in senders
-        )
-
-    while time.monotonic() < deadline and waiting():
-        time.sleep(0.05)
     for sender in senders:
         sender.shutdown(max(0.0, deadline - time.monotonic()))
 
