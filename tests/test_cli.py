@@ -28,6 +28,7 @@ EMPTY = (
     "TRACEKIT_TRACKING_URI or pass --store DIR to read another store."
 )
 SUMMARY_KEYS = {
+    "cost",
     "trace_id",
     "name",
     "status",
@@ -166,7 +167,7 @@ def started(ns: int) -> str:
 def header(name_width: int, status_width: int = 6) -> str:
     return (
         f"{'TRACE ID':<32}  {'NAME':<{name_width}}  {'STATUS':<{status_width}}  "
-        f"{'STARTED':<19}  {'DURATION':<8}  SPANS  TOKENS"
+        f"{'STARTED':<19}  {'DURATION':<8}  SPANS  TOKENS  COST"
     )
 
 
@@ -304,10 +305,10 @@ def test_ls_lists_traces_newest_first(sample: dict[str, Any], tmp_path: Path, sc
         start = started(records[trace_id]["start_time_ns"])
         return f"{trace_id}  {name:<7}  {status:<6}  {start}  "
 
-    check_row(lines[1], before(sample["failing"], "failing", "ERROR"), "  1      -")
-    slow = check_row(lines[2], before(sample["pause"], "pause", "OK"), "  1      -")
+    check_row(lines[1], before(sample["failing"], "failing", "ERROR"), "  1      -       -")
+    slow = check_row(lines[2], before(sample["pause"], "pause", "OK"), "  1      -       -")
     # The answer trace: 6 spans, and TOKENS is the trace's total (17 + 3).
-    check_row(lines[3], before(sample["answer"], "answer", "OK"), "  6      20")
+    check_row(lines[3], before(sample["answer"], "answer", "OK"), "  6      20      -")
     assert ms(slow) >= 3.0  # pause(0.003): the duration is the real one
 
 
@@ -628,7 +629,7 @@ def test_fragments_from_a_forked_child_are_merged(tmp_path: Path) -> None:
     cells = re.split(r" {2,}", rows[0])
     assert cells[0] == trace_id
     assert cells[1:3] == ["parent", "OK"]
-    assert cells[-2:] == ["5", "17"]  # all spans and tokens of both fragments
+    assert cells[-3:] == ["5", "17", "-"]  # all spans and tokens of both fragments; no cost
 
     proc = cli("show", trace_id[:8], "--store", str(store), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -709,8 +710,8 @@ def test_handwritten_fragments_are_merged(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
         header(name_width=7),
-        f"{trace_id}  handler  OK      {started(T0)}  12.1 ms   4      17",
-        f"{'0123' * 8}  older    OK      {started(T0 - MS)}  1.0 ms    1      -",
+        f"{trace_id}  handler  OK      {started(T0)}  12.1 ms   4      17      -",
+        f"{'0123' * 8}  older    OK      {started(T0 - MS)}  1.0 ms    1      -       -",
     ]
 
     proc = cli("show", "5f5f", "--store", str(store), cwd=tmp_path)
@@ -746,7 +747,7 @@ def test_fragments_in_different_files_are_merged(tmp_path: Path) -> None:
     proc = cli("ls", "--store", str(store), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[1:] == [
-        f"{trace_id}  handler  OK      {started(T0)}  12.1 ms   4      17"
+        f"{trace_id}  handler  OK      {started(T0)}  12.1 ms   4      17      -"
     ]
 
 
@@ -785,8 +786,8 @@ def test_torn_and_garbage_lines_are_skipped(tmp_path: Path) -> None:
     assert proc.stderr == ""
     assert proc.stdout.splitlines() == [
         header(name_width=4),
-        f"{'2222' * 8}  new   OK      {started(T0 + 5 * MS)}  1.0 ms    1      -",
-        f"{'1111' * 8}  old   OK      {started(T0)}  2.0 ms    1      -",
+        f"{'2222' * 8}  new   OK      {started(T0 + 5 * MS)}  1.0 ms    1      -       -",
+        f"{'1111' * 8}  old   OK      {started(T0)}  2.0 ms    1      -       -",
     ]
 
     proc = cli("show", "1111", "--store", str(store), cwd=tmp_path)
@@ -855,3 +856,31 @@ def test_closed_pipe_exits_quietly(tmp_path: Path) -> None:
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0, stderr
     assert stderr == ""
+
+
+def test_cost_in_ls_and_show(tmp_path: Path) -> None:
+    """The estimated cost: a column of `ls` (fragments summed), the trace and span lines
+    of `show`, a key of `ls --json`."""
+    trace_id, (child, root) = handwritten_fragments()
+    root["spans"][1]["cost"] = {"input_cost": 0.0008, "output_cost": 0.0004, "total_cost": 0.0012}
+    root["cost"] = dict(root["spans"][1]["cost"])
+    child["cost"] = {"input_cost": 0.0001, "output_cost": 0.0, "total_cost": 0.0001}
+    store = tmp_path / "store"
+    write_lines(store / "traces.jsonl", [root, child])
+
+    proc = cli("ls", "--store", str(store), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        header(name_width=7),
+        f"{trace_id}  handler  OK      {started(T0)}  12.1 ms   4      17      $0.001300",
+    ]
+    proc = cli("ls", "--json", "--store", str(store), cwd=tmp_path)
+    assert json.loads(proc.stdout)[0]["cost"] == pytest.approx(
+        {"input_cost": 0.0009, "output_cost": 0.0004, "total_cost": 0.0013}
+    )
+    proc = cli("show", trace_id[:6], "--store", str(store), cwd=tmp_path)
+    lines = proc.stdout.splitlines()
+    assert lines[0] == (
+        f"trace {trace_id}  handler  OK  12.1 ms  tokens in=13 out=4 total=17  cost $0.001300"
+    )
+    assert lines[2] == "  ├─ llm  [LLM]  2.0 ms  OK  tokens in=8 out=2 total=10  cost $0.001200"

@@ -33,22 +33,34 @@ from tracekit._decorator import trace
 from tracekit._span import Span, SpanStatus, SpanType
 from tracekit._version import __version__
 
-if TYPE_CHECKING:  # loaded on first use, with the integration registry it reads
+if TYPE_CHECKING:  # loaded on first use (`_LAZY_NAMES`), typed for checkers
     from tracekit._autolog import autolog
+    from tracekit._entities import Assessment, AssessmentSource, Trace, TraceInfo
+    from tracekit._feedback import log_expectation, log_feedback
+    from tracekit._read import get_current_trace_id, get_trace, search_traces
 
 __all__ = [
+    "Assessment",
+    "AssessmentSource",
     "Span",
     "SpanStatus",
     "SpanType",
+    "Trace",
+    "TraceInfo",
     "__version__",
     "autolog",
     "configure",
     "continue_trace",
     "flush",
     "get_current_span",
+    "get_current_trace_id",
     "get_last_trace_id",
     "get_stats",
+    "get_trace",
     "get_tracing_headers",
+    "log_expectation",
+    "log_feedback",
+    "search_traces",
     "shutdown",
     "start_span",
     "trace",
@@ -58,14 +70,28 @@ __all__ = [
 _LAZY_SUBMODULES = frozenset({"exporters", "testing", "wsgi", "asgi"})
 
 
-def __getattr__(name: str) -> Any:
-    if name == "autolog":
-        from tracekit._autolog import autolog
+# Public names whose modules load on first use: name -> module.
+_LAZY_NAMES = {
+    "autolog": "tracekit._autolog",
+    "Assessment": "tracekit._entities",
+    "AssessmentSource": "tracekit._entities",
+    "Trace": "tracekit._entities",
+    "TraceInfo": "tracekit._entities",
+    "get_current_trace_id": "tracekit._read",
+    "get_trace": "tracekit._read",
+    "search_traces": "tracekit._read",
+    "log_feedback": "tracekit._feedback",
+    "log_expectation": "tracekit._feedback",
+}
 
-        globals()["autolog"] = autolog  # found directly from now on
-        return autolog
+
+def __getattr__(name: str) -> Any:
     if name in _LAZY_SUBMODULES or _is_face(name):
         return importlib.import_module(f"tracekit.{name}")
+    if name in _LAZY_NAMES:
+        value = getattr(importlib.import_module(_LAZY_NAMES[name]), name)
+        globals()[name] = value  # found directly from now on
+        return value
     raise AttributeError(f"module 'tracekit' has no attribute {name!r}")
 
 

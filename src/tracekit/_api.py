@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
@@ -197,9 +198,19 @@ def flush(timeout: float | None = None) -> bool:
     """Export every trace finished so far. Returns False if `timeout` passed first.
 
     Call it at the end of a serverless handler, a notebook cell or before
-    `os._exit()`; a normal interpreter exit flushes on its own.
+    `os._exit()`; a normal interpreter exit flushes on its own. Feedback logged
+    with `tracekit.log_feedback` is delivered too, in what time is left.
     """
-    return _state.flush(timeout)
+    import sys
+    import time
+
+    began = time.monotonic()
+    done = _state.flush(timeout)
+    feedback = sys.modules.get("tracekit._feedback")  # only if feedback was ever logged
+    if feedback is not None:
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - began))
+        done = feedback.flush(left) and done
+    return done
 
 
 def shutdown() -> None:
@@ -247,6 +258,7 @@ def configure(
     propagate_context_to_threads: bool | None = None,
     propagate_context: bool | None = None,
     otel_context: bool | None = None,
+    prices: Mapping[str, Mapping[str, float]] | str | os.PathLike[str] | None = None,
     **limits: float,
 ) -> Config:
     """Configure tracekit; explicit arguments beat environment variables.
@@ -286,6 +298,11 @@ def configure(
             way (`TRACEKIT_OTEL_CONTEXT`, default True): a span started while an
             OpenTelemetry span is recording is its child, and OpenTelemetry sees
             the current tracekit span as its current span.
+        prices: prices for model or endpoint names the price database does not
+            know, or overrides: `{"my-endpoint": {"input_mtok": 1.0,
+            "output_mtok": 3.0}}` in USD per million tokens (also
+            `cache_read_mtok`, `cache_write_mtok`), or the path of a JSON/TOML
+            file of them (`TRACEKIT_PRICES`). See docs/cost.md.
         **limits: `max_spans_per_trace`, `max_in_flight_traces`,
             `max_queued_spans`, `export_batch_spans`, `max_value_chars`,
             `max_trace_chars`, `orphan_timeout`.
@@ -315,6 +332,10 @@ def configure(
         otel_context=otel_context,
         **limits,
     )
+    if isinstance(prices, (str, os.PathLike)):
+        overrides["prices_file"] = os.fspath(prices)
+    else:
+        overrides["prices"] = prices
     if isinstance(exporter, str):
         overrides["exporter_factory"] = exporter
     elif exporter is not None:

@@ -50,6 +50,9 @@ class Config:
     propagate_context: bool = True  # send `traceparent` with the SDK calls traced
     otel_context: bool = True  # root spans join an active OpenTelemetry span's trace
     span_processors: tuple[SpanProcessor, ...] = ()
+    # Prices for names the price database does not know (see _cost.py).
+    prices: Mapping[str, Any] | None = None
+    prices_file: str | None = None  # TRACEKIT_PRICES: a JSON or TOML file of them
     # Bounds. Every drop they cause is counted and reported once.
     orphan_timeout: float = 30.0
     max_spans_per_trace: int = 10_000
@@ -177,6 +180,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
     service = _env(env, "TRACEKIT_SERVICE_NAME", "OTEL_SERVICE_NAME")
     spool = _env(env, "TRACEKIT_SPOOL_DIR")
     factory = _env(env, "TRACEKIT_EXPORTER")
+    prices = _env(env, "TRACEKIT_PRICES")
     if factory is not None and ":" not in factory[1]:
         _warn("TRACEKIT_EXPORTER", factory[1], "package.module:factory", None)
         factory = None
@@ -199,6 +203,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         propagate_context_to_threads=_bool(env, "TRACEKIT_THREAD_CONTEXT", True),
         propagate_context=_bool(env, "TRACEKIT_PROPAGATE_CONTEXT", True),
         otel_context=_bool(env, "TRACEKIT_OTEL_CONTEXT", True),
+        prices_file=prices[1] if prices else None,
     )
 
 
@@ -246,6 +251,14 @@ def _check(name: str, value: Any, default: Any) -> Any:
         if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
             value = _split(value) if name == "autolog" and isinstance(value, str) else (value,)
         return tuple(value)
+    if name == "prices" and not isinstance(value, Mapping):
+        logger.warning(
+            "tracekit: ignoring configure(prices=%r) (expected a mapping of model names to "
+            "prices or a file path); keeping %r",
+            value,
+            default,
+        )
+        return _INVALID
     if name == "sampling_ratio":
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
     elif name in ("export_interval", "export_timeout"):

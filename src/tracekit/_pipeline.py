@@ -267,7 +267,13 @@ class ExportPipeline:
         from tracekit._serialize import trace_record  # on the worker, not at import
 
         config = self._config
-        record = trace_record(trace, self._resource, config.max_value_chars, config.max_trace_chars)
+        record = trace_record(
+            trace,
+            self._resource,
+            config.max_value_chars,
+            config.max_trace_chars,
+            self._prices(),
+        )
         if config.span_processors:
             record["spans"] = [self._process(span) for span in record["spans"]]
         if trace.capture_content:  # the normalized messages, read from what processors left
@@ -275,6 +281,12 @@ class ExportPipeline:
 
             add_chats(record["spans"])
         return record
+
+    def _prices(self) -> dict[str, Any]:
+        """The user's prices (a TRACEKIT_PRICES file is read again when it changes)."""
+        from tracekit._cost import user_prices
+
+        return user_prices(self._config.prices, self._config.prices_file)
 
     def _process(self, span: dict[str, Any]) -> dict[str, Any]:
         for processor in self._config.span_processors:

@@ -30,6 +30,14 @@ def format_tokens(usage: Mapping[str, Any] | None) -> str:
     return "tokens " + " ".join(parts) if parts else ""
 
 
+def format_cost(cost: Mapping[str, Any] | None) -> str:
+    """An estimated cost in USD (`tracekit ls`, `tracekit show`), or "" without one."""
+    total = (cost or {}).get("total_cost")
+    if not isinstance(total, (int, float)) or isinstance(total, bool):
+        return ""
+    return f"${total:,.6f}"
+
+
 def _status(span: Mapping[str, Any]) -> tuple[str, str]:
     status = span.get("status") or {}
     if isinstance(status, Mapping):
@@ -48,6 +56,9 @@ def span_line(span: Mapping[str, Any]) -> str:
     tokens = format_tokens(span.get("token_usage"))
     if tokens:
         parts.append(tokens)
+    cost = format_cost(span.get("cost"))
+    if cost:
+        parts.append("cost " + cost)
     if message:
         parts.append(f"- {message.splitlines()[0][:200]}")
     forced = (span.get("attributes") or {}).get("tracekit.force_ended")
@@ -101,9 +112,32 @@ def render_trace(record: Mapping[str, Any]) -> str:
     tokens = format_tokens(record.get("token_usage"))
     if tokens:
         header.append(tokens)
+    cost = format_cost(record.get("cost"))
+    if cost:
+        header.append("cost " + cost)
     incomplete = (record.get("metadata") or {}).get("tracekit.incomplete")
     if incomplete:
         header.append(f"(incomplete: {incomplete})")
     lines = ["  ".join(header)]
     lines.extend("  " + line for line in render_tree(record.get("spans") or []))
+    lines.extend(assessment_line(a) for a in record.get("assessments") or [])
     return "\n".join(lines)
+
+
+def assessment_line(assessment: Mapping[str, Any]) -> str:
+    """`  feedback thumbs_up = true  by HUMAN user-42  "why"` (a file store's assessment)."""
+    import json
+
+    source = assessment.get("source") or {}
+    parts = [
+        f"  {assessment.get('kind', 'feedback')} {assessment.get('name')} = "
+        + json.dumps(assessment.get("value"), ensure_ascii=False)[:200],
+        f"by {source.get('source_type', 'HUMAN')} {source.get('source_id', '')}".rstrip(),
+    ]
+    if assessment.get("span_id"):
+        parts.append(f"on span {assessment['span_id']}")
+    if assessment.get("rationale"):
+        parts.append(json.dumps(str(assessment["rationale"])[:200], ensure_ascii=False))
+    if assessment.get("error"):
+        parts.append(f"error {assessment['error'].get('error_code')}")
+    return "  ".join(parts)

@@ -20,7 +20,7 @@ from decimal import Decimal
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
-from tracekit._guard import internal_error
+from tracekit._guard import guard, internal_error
 
 if TYPE_CHECKING:
     from tracekit._buffer import TraceState
@@ -338,9 +338,17 @@ def span_record(span: Span, walk: _Walk) -> dict[str, Any]:
 
 
 def trace_record(
-    trace: TraceState, resource: Mapping[str, Any], max_value_chars: int, max_trace_chars: int
+    trace: TraceState,
+    resource: Mapping[str, Any],
+    max_value_chars: int,
+    max_trace_chars: int,
+    prices: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The `tracekit.trace/1` record of a finished trace."""
+    """The `tracekit.trace/1` record of a finished trace.
+
+    `prices` is the user's price table (`_cost.user_prices`); the price database
+    prices the rest.
+    """
     walk = _Walk(max_value_chars, max_trace_chars)
     spans = list(trace.spans)
     for span in spans:
@@ -368,4 +376,8 @@ def trace_record(
         record["token_usage"] = usage
     record["resource"] = dict(resource)
     record["spans"] = [span_record(span, walk) for span in spans]
+    with guard("cost"):  # estimated from the usage, like the usage counted once
+        from tracekit import _cost
+
+        _cost.add_costs(record, prices or {})
     return record

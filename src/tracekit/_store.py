@@ -77,6 +77,11 @@ def merge(fragments: list[dict[str, Any]]) -> dict[str, Any]:
             usage[key] = usage.get(key, 0) + n
     if usage:
         main["token_usage"] = usage
+    cost = [f["cost"] for f in fragments if isinstance(f.get("cost"), dict)]
+    if cost:
+        from tracekit._cost import merge as merge_cost
+
+        main["cost"] = merge_cost(cost)
     main["tags"] = {k: v for f in fragments for k, v in (f.get("tags") or {}).items()}
     main["metadata"] = {k: v for f in fragments for k, v in (f.get("metadata") or {}).items()}
     return main

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tracekit import _store
-from tracekit._render import format_duration, render_trace
+from tracekit._render import format_cost, format_duration, render_trace
 
 
 def _tokens(record: dict[str, Any]) -> str:
@@ -57,7 +57,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if not traces:
         print(_empty(store))
         return 0
-    rows = [("TRACE ID", "NAME", "STATUS", "STARTED", "DURATION", "SPANS", "TOKENS")]
+    rows = [("TRACE ID", "NAME", "STATUS", "STARTED", "DURATION", "SPANS", "TOKENS", "COST")]
     rows += [
         (
             r["trace_id"],
@@ -67,6 +67,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
             format_duration(r.get("start_time_ns"), r.get("end_time_ns")),
             str(len(r.get("spans") or [])),
             _tokens(r),
+            format_cost(r.get("cost")) or "-",
         )
         for r in traces
     ]
@@ -81,6 +82,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def _summary(record: dict[str, Any]) -> dict[str, Any]:
     keys = ("trace_id", "name", "status", "start_time_ns", "end_time_ns", "token_usage", "tags")
     summary = {k: record.get(k) for k in keys}
+    summary["cost"] = record.get("cost")
     summary["span_count"] = len(record.get("spans") or [])
     return summary
 
@@ -116,6 +118,11 @@ def cmd_show(args: argparse.Namespace) -> int:
 
         return write_html(matches[0], args.html)
     record = matches[0]
+    from tracekit._read import assessment_records  # feedback logged beside the traces
+
+    assessments = assessment_records(store).get(record["trace_id"])
+    if assessments:
+        record = {**record, "assessments": assessments}
     if args.json:
         print(json.dumps(record, indent=2, ensure_ascii=False))
         return 0

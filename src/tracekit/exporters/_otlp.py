@@ -136,6 +136,12 @@ def mlflow_usage(usage: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: usage[k] for k in _MLFLOW_USAGE if k in usage} if usage else {}
 
 
+def mlflow_cost(cost: Mapping[str, Any] | None) -> dict[str, Any]:
+    """An estimated cost in the keys MLflow reads (`mlflow.llm.cost`, `mlflow.trace.cost`)."""
+    keys = ("input_cost", "output_cost", "total_cost")
+    return {k: cost[k] for k in keys if k in cost} if cost else {}
+
+
 def _mlflow_value(value: Any) -> Any:
     """A span's inputs or outputs as MLflow's OTLP ingestion reads them back.
 
@@ -169,6 +175,9 @@ def _mlflow_attributes(
     provider = attributes.get("gen_ai.provider.name") or attributes.get("gen_ai.system")
     if provider:
         out["mlflow.llm.provider"] = _json(provider)
+    cost = mlflow_cost(span.get("cost"))
+    if cost:  # MLflow shows it and sums it up the trace (it prices nothing it is given)
+        out["mlflow.llm.cost"] = _json(cost)
     if span.get("parent_id") is None:
         # MLflow builds the trace's info from its root span: name, tags, session, user.
         metadata = record.get("metadata") or {}

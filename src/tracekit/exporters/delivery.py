@@ -121,6 +121,17 @@ class SpoolingExporter(BaseExporter):
             self._kept = True
         return SUCCESS
 
+    def deliver_later(self, traces: Sequence[TraceRecord]) -> ExportResult:
+        """Spool a batch and let the background thread deliver it (no network here).
+
+        For writes made on the caller's thread (feedback): durable at once, sent
+        with the spool's retries and pacing, never blocking the caller.
+        """
+        result = self.keep(traces)
+        if result.ok:
+            self._nudge_drainer()
+        return result
+
     def _put(self, traces: Sequence[TraceRecord]) -> bool:
         if self.spool.put(traces):
             _stats.note("spooled", len(traces))

@@ -263,6 +263,9 @@ def trace_info(record: Mapping[str, Any], experiment_id: str) -> dict[str, Any] 
     usage = _otlp.mlflow_usage(record.get("token_usage"))
     if usage:  # the keys MLflow sums from the spans: the same total either way
         metadata["mlflow.trace.tokenUsage"] = json.dumps(usage)
+    cost = _otlp.mlflow_cost(record.get("cost"))
+    if cost:  # the same total MLflow sums from the spans' `mlflow.llm.cost`
+        metadata["mlflow.trace.cost"] = json.dumps(cost)
     metadata["mlflow.trace_schema.version"] = "3"
     service = (record.get("resource") or {}).get("service.name")
     if service:
