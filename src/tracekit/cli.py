@@ -1,7 +1,7 @@
 """The `tracekit` command: list and show traces in a file store.
 
     tracekit ls [--store DIR] [--limit N] [--json]
-    tracekit show TRACE_ID [--store DIR] [--json]
+    tracekit show TRACE_ID [--store DIR] [--json] [--messages]
     tracekit demo
     tracekit upload [--spool DIR] [--to URI]
     tracekit upload --store DIR --to URI
@@ -123,7 +123,17 @@ def cmd_show(args: argparse.Namespace) -> int:
             )
         return 1
     record = matches[0]
-    print(json.dumps(record, indent=2, ensure_ascii=False) if args.json else render_trace(record))
+    if args.json:
+        print(json.dumps(record, indent=2, ensure_ascii=False))
+        return 0
+    print(render_trace(record))
+    chats = sum(1 for span in record.get("spans") or [] if span.get("chat"))
+    if args.messages:
+        from tracekit._chat.render import render_messages
+
+        print("\n".join(render_messages(record)))
+    elif chats:
+        print(f"\n  ({chats} LLM call(s) with messages: add --messages to read them)")
     return 0
 
 
@@ -152,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=cmd_ls)
     show = sub.add_parser("show", parents=[common], help="show one trace as a tree")
     show.add_argument("trace_id", help="trace id (a unique prefix is enough)")
+    show.add_argument(
+        "-m", "--messages", action="store_true", help="also print each LLM call's messages"
+    )
     show.set_defaults(func=cmd_show)
     demo = sub.add_parser("demo", help="run a small traced LLM agent against a local fake server")
     demo.set_defaults(func=cmd_demo)

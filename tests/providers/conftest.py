@@ -1,0 +1,87 @@
+"""Shared fixtures of the provider contract suite: autolog, replay, whole-record snapshots.
+
+Each test replays a recorded cassette through the real SDK with autolog on, captures the
+exported trace records (counting ids, fake clock) and compares them, whole, with a JSON
+snapshot under `snapshots/`. Regenerate after an intended change with
+
+    TRACEKIT_UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest tests/providers -p no:cacheprovider
+
+and review the diff like code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tracekit.testing import Capture
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+# Read at import: the suite's autouse fixture clears TRACEKIT_* variables for each test.
+UPDATE = os.environ.get("TRACEKIT_UPDATE_SNAPSHOTS", "").lower() in ("1", "true", "yes")
+
+_PORT = "<port>"
+_LOOPBACK = re.compile(r"(127\.0\.0\.1|localhost):\d+")
+_RUN_ID = re.compile(r"lc_run--[0-9a-f-]{36}")  # LangChain's message ids: its run ids
+
+
+def mask(value: Any) -> Any:
+    """The record with what changes from run to run (the replay server's port,
+    LangChain's run ids) masked."""
+    if isinstance(value, dict):
+        return {
+            k: (_PORT if k == "server.port" and isinstance(v, int) else mask(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [mask(v) for v in value]
+    if isinstance(value, str):
+        return _RUN_ID.sub("lc_run--<run id>", _LOOPBACK.sub(r"\1:" + _PORT, value))
+    return value
+
+
+@pytest.fixture
+def snapshot(request: pytest.FixtureRequest) -> Callable[[Capture], list[dict[str, Any]]]:
+    """`snapshot(captured)`: assert the captured trace records equal the test's snapshot
+    file (written instead when TRACEKIT_UPDATE_SNAPSHOTS=1). Returns the masked records."""
+
+    def check(captured: Capture) -> list[dict[str, Any]]:
+        records = mask(captured.traces)
+        json.dumps(records)  # every record is JSON as exported
+        provider = request.path.stem.removeprefix("test_").removesuffix("_records")
+        path = SNAPSHOTS / f"{provider}.{request.node.name}.json"
+        if UPDATE or not path.exists():
+            path.write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n")
+            if not UPDATE:
+                pytest.fail(f"snapshot {path.name} was missing and has been written: review it")
+        assert records == json.loads(path.read_text())
+        return records
+
+    return check
+
+
+@pytest.fixture
+def autolog(captured: Capture) -> Iterator[Callable[..., Capture]]:
+    """`autolog("openai", "langchain")`: turn integrations on for this test, really
+    unpatched afterwards; returns the capture."""
+    reverts: list[Callable[[], None]] = []
+
+    def on(*names: str) -> Capture:
+        for name in names:
+            importlib.import_module(f"tracekit.{name}").autolog()
+            module = importlib.import_module(f"tracekit.integrations.{name}")
+            reverts.append(module.integration.revert)
+        return captured
+
+    try:
+        yield on
+    finally:
+        for revert in reverts:
+            revert()
