@@ -8,6 +8,7 @@ the model asked for.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -155,7 +156,9 @@ def record() -> dict[str, Any]:
 
 
 def remote_part() -> dict[str, Any]:
-    """The same trace continued under a remote (or OpenTelemetry) parent span."""
-    out = record()
+    """Another trace (session s-2) continued under a remote (or OpenTelemetry) parent span."""
+    text = json.dumps(record()).replace('"a00000000000000', '"b00000000000000')
+    text = text.replace('"s-1"', '"s-2"')
+    out: dict[str, Any] = json.loads(text.replace(TRACE_ID, "5" * 32))
     out["spans"][0]["parent_id"] = "feedfacefeedface"
     return out
