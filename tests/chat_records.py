@@ -11,7 +11,7 @@ import copy
 import json
 from typing import Any
 
-TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACE_ID = "7ace0000000000000000000000000015"  # unique among the tests sharing a server
 ROOT, LANGCHAIN, OPENAI, TOOL = (
     "a000000000000001",
     "a000000000000002",
