@@ -76,3 +76,31 @@ def render(span: Mapping[str, Any], provider: Any) -> dict[str, Any]:
     elif isinstance(provider, str) and provider in _FORMATS:
         out["mlflow.message.format"] = _json(_FORMATS[provider])
     return out
+
+
+def _root(record: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    return next((s for s in record.get("spans") or [] if s.get("parent_id") is None), None)
+
+
+def _server_reads_root(root: Mapping[str, Any]) -> bool:
+    """Whether the server's own preview of the root span is already the chat's text:
+    it reads the OpenAI chat shape, which OpenAI spans and LangChain's rendered ones have."""
+    provider = (root.get("attributes") or {}).get("gen_ai.provider.name")
+    return _messages.chat_of(root) is not None and (is_langchain(root) or provider == "openai")
+
+
+def previews_differ(record: Mapping[str, Any]) -> bool:
+    """Whether the previews the server builds from the root span are not `previews()`."""
+    root = _root(record)
+    return root is not None and not _server_reads_root(root) and previews(record) != (None, None)
+
+
+def previews(record: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The trace's request and response previews when its root span is a chat: the
+    question the user asked and the model's answer (None: use the root's inputs and
+    outputs, as the server does; an agent's root holds its function's arguments)."""
+    root = _root(record)
+    chat = _messages.chat_of(root) if root is not None else None
+    if chat is None:
+        return None, None
+    return _messages.question(chat), _messages.answer(chat)
