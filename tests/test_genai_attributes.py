@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 from tests import chat_records
 from tests.chat_records import record
+from tests.test_phoenix_render import check_snapshot
 
 from tracekit.exporters import _otlp
 
@@ -193,3 +194,28 @@ def test_tool_and_agent_spans_are_named_as_the_conventions_say() -> None:
         s["name"] for r in mlflow["resourceSpans"] for c in r["scopeSpans"] for s in c["spans"]
     ]
     assert names == ["weather_agent", "ChatOpenAI", "chat gpt-4o-mini", "get_weather"]
+
+
+PROVIDER_RECORDS = sorted((Path(__file__).parent / "providers" / "snapshots").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", PROVIDER_RECORDS, ids=lambda p: p.stem)
+def test_every_provider_shape_follows_the_schemas(path: Path) -> None:
+    """The records the real SDKs produced (tests/providers), as OTLP: every chat
+    attribute valid, and the whole request as its snapshot (tests/snapshots/otlp)."""
+    records = json.loads(path.read_text())
+    request = _otlp.to_otlp(records)
+    spans = [s for r in request["resourceSpans"] for c in r["scopeSpans"] for s in c["spans"]]
+    checked = 0
+    for span in spans:
+        attributes = {a["key"]: _plain(a["value"]) for a in span["attributes"]}
+        checked += assert_valid(attributes)
+    assert checked >= 2  # at least the input and output messages of one call
+    check_snapshot(f"otlp/{path.stem}.json", request)
+
+
+def _plain(value: dict[str, Any]) -> Any:
+    (kind, inner), *_ = value.items()
+    if kind == "arrayValue":
+        return [_plain(v) for v in inner["values"]]
+    return int(inner) if kind == "intValue" else inner
