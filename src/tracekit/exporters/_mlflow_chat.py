@@ -83,10 +83,20 @@ def _root(record: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 
 def _server_reads_root(root: Mapping[str, Any]) -> bool:
-    """Whether the server's own preview of the root span is already the chat's text:
-    it reads the OpenAI chat shape, which OpenAI spans and LangChain's rendered ones have."""
-    provider = (root.get("attributes") or {}).get("gen_ai.provider.name")
-    return _messages.chat_of(root) is not None and (is_langchain(root) or provider == "openai")
+    """Whether the server's own preview of the root span is already the chat's text: it
+    finds messages (`role` and `content`) in OpenAI's shapes only, a `messages` or an
+    `input` list, which LangChain's rendered spans and most OpenAI calls have."""
+    if is_langchain(root):
+        return True
+    inputs = root.get("inputs")
+    if (root.get("attributes") or {}).get("gen_ai.provider.name") != "openai" or not isinstance(
+        inputs, Mapping
+    ):
+        return False
+    listed = inputs.get("messages") or inputs.get("input")
+    return isinstance(listed, list) and any(
+        isinstance(m, Mapping) and "role" in m and "content" in m for m in listed
+    )
 
 
 def previews_differ(record: Mapping[str, Any]) -> bool:
