@@ -270,6 +270,10 @@ class ExportPipeline:
         record = trace_record(trace, self._resource, config.max_value_chars, config.max_trace_chars)
         if config.span_processors:
             record["spans"] = [self._process(span) for span in record["spans"]]
+        if trace.capture_content:  # the normalized messages, read from what processors left
+            from tracekit._chat import add_chats
+
+            add_chats(record["spans"])
         return record
 
     def _process(self, span: dict[str, Any]) -> dict[str, Any]:

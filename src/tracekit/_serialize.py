@@ -20,7 +20,6 @@ from decimal import Decimal
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
-from tracekit._chat import CHAT_SPAN_TYPES, chat_of
 from tracekit._guard import internal_error
 
 if TYPE_CHECKING:
@@ -319,7 +318,7 @@ def sum_usage(spans: list[Span]) -> dict[str, int] | None:
     return total or None
 
 
-def span_record(span: Span, walk: _Walk, chat: bool = False) -> dict[str, Any]:
+def span_record(span: Span, walk: _Walk) -> dict[str, Any]:
     record: dict[str, Any] = {
         "span_id": span.span_id,
         "parent_id": span.parent_id,
@@ -335,10 +334,6 @@ def span_record(span: Span, walk: _Walk, chat: bool = False) -> dict[str, Any]:
     }
     if span.token_usage:
         record["token_usage"] = walk.value(dict(span.token_usage))
-    if chat and span.span_type in CHAT_SPAN_TYPES:  # the normalized messages (see _chat)
-        messages = chat_of(record)
-        if messages:
-            record["chat"] = messages
     return record
 
 
@@ -372,5 +367,5 @@ def trace_record(
     if usage:
         record["token_usage"] = usage
     record["resource"] = dict(resource)
-    record["spans"] = [span_record(span, walk, trace.capture_content) for span in spans]
+    record["spans"] = [span_record(span, walk) for span in spans]
     return record

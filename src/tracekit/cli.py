@@ -128,7 +128,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     print(render_trace(record))
     chats = sum(1 for span in record.get("spans") or [] if span.get("chat"))
-    if args.messages:
+    if args.messages and chats:
         from tracekit._chat.render import render_messages
 
         print("\n".join(render_messages(record)))

@@ -30,20 +30,29 @@ UPDATE = os.environ.get("TRACEKIT_UPDATE_SNAPSHOTS", "").lower() in ("1", "true"
 _PORT = "<port>"
 _LOOPBACK = re.compile(r"(127\.0\.0\.1|localhost):\d+")
 _RUN_ID = re.compile(r"lc_run--[0-9a-f-]{36}")  # LangChain's message ids: its run ids
+_ADDRESS = re.compile(r" at 0x[0-9a-f]+>")  # the repr of a Python function given as a tool
 
 
-def mask(value: Any) -> Any:
+def mask(value: Any, sdk_data: bool = False) -> Any:
     """The record with what changes from run to run (the replay server's port,
-    LangChain's run ids) masked."""
+    LangChain's run ids, function addresses) masked, and the unset (null) fields of
+    the SDKs' own objects in `inputs` and `outputs` left out: each SDK release adds
+    optional fields, and a snapshot should change only when something was said."""
     if isinstance(value, dict):
-        return {
-            k: (_PORT if k == "server.port" and isinstance(v, int) else mask(v))
-            for k, v in value.items()
-        }
+        out = {}
+        for k, v in value.items():
+            if sdk_data and v is None:
+                continue
+            if k == "server.port" and isinstance(v, int):
+                out[k] = _PORT
+            else:
+                out[k] = mask(v, sdk_data or k in ("inputs", "outputs"))
+        return out
     if isinstance(value, list):
-        return [mask(v) for v in value]
+        return [mask(v, sdk_data) for v in value]
     if isinstance(value, str):
-        return _RUN_ID.sub("lc_run--<run id>", _LOOPBACK.sub(r"\1:" + _PORT, value))
+        value = _LOOPBACK.sub(r"\1:" + _PORT, value)
+        return _ADDRESS.sub(" at 0x<address>>", _RUN_ID.sub("lc_run--<run id>", value))
     return value
 
 

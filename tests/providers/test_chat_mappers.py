@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import random
 from typing import Any
 
@@ -682,3 +683,164 @@ def test_the_record_of_a_chat_span_carries_its_chat() -> None:
 
 def test_no_chat_without_content_capture() -> None:
     assert "chat" not in _export(capture_content=False)
+
+
+def test_a_manual_chat_span_with_a_string_answer() -> None:
+    chat = chat_of(record({"messages": [{"role": "user", "content": "hi"}]}, "Hello."))
+    assert chat == {
+        "input_messages": [user(text("hi"))],
+        "output_messages": [
+            {"role": "assistant", "parts": [text("Hello.")], "finish_reason": "stop"}
+        ],
+    }
+
+
+def _one_span(messages: Any, **settings: Any) -> dict[str, Any]:
+    with capture(**settings) as captured:
+        chat = tracekit.start_span("chat m", span_type="CHAT_MODEL", inputs={"messages": messages})
+        with chat:
+            pass
+    (span,) = captured.traces[0]["spans"]
+    return span
+
+
+def test_the_chat_is_read_from_what_span_processors_left() -> None:
+    def redact(span: dict[str, Any]) -> dict[str, Any]:
+        span["inputs"] = json.loads(
+            json.dumps(span["inputs"]).replace("ann@example.com", "[email]")
+        )
+        return span
+
+    def fail(span: dict[str, Any]) -> None:
+        raise RuntimeError("processor bug")
+
+    messages = [{"role": "user", "content": "I am ann@example.com"}]
+    span = _one_span(messages, span_processors=[redact])
+    assert span["chat"] == {"input_messages": [user(text("I am [email]"))]}
+    span = _one_span(messages, span_processors=[fail])
+    assert span["inputs"] == marker("removed, a span processor failed")
+    assert "chat" not in span
+
+
+def test_built_in_tool_calls_and_generated_images() -> None:
+    outputs = {
+        "status": "completed",
+        "output": [
+            {
+                "type": "web_search_call",
+                "id": "ws1",
+                "status": "completed",
+                "action": {"query": "q"},
+            },
+            {"type": "image_generation_call", "id": "ig1", "status": "completed", "result": PNG},
+        ],
+    }
+    chat = chat_of(record({"input": "draw"}, outputs))
+    assert chat is not None
+    assert chat["output_messages"] == [
+        {
+            "role": "assistant",
+            "parts": [
+                {
+                    "type": "tool_call",
+                    "id": "ws1",
+                    "name": "web_search",
+                    "arguments": {"action": {"query": "q"}},
+                },
+                {"type": "tool_call", "id": "ig1", "name": "image_generation", "arguments": {}},
+                PNG_BLOB,
+            ],
+            "finish_reason": "tool_call",
+        }
+    ]
+
+
+def test_langchain_ai_content_blocks_and_tool_calls_count_once() -> None:
+    ai = lc(
+        "ai",
+        [
+            {"type": "thinking", "thinking": "Plan."},
+            {"type": "text", "text": "Let me look."},
+            {"type": "tool_use", "id": "t1", "name": "look", "input": {"q": 1}},
+            {"type": "mcp_tool_use", "id": "m1", "name": "fetch", "input": {}, "server_name": "s"},
+        ],
+        tool_calls=[{"name": "look", "args": {"q": 1}, "id": "t1", "type": "tool_call"}],
+    )
+    chat = chat_of(record({"messages": [[lc("human", "hi"), ai]]}))
+    assert chat is not None
+    assert chat["input_messages"][1] == {
+        "role": "assistant",
+        "parts": [
+            {"type": "reasoning", "content": "Plan."},
+            text("Let me look."),
+            {"type": "tool_call", "id": "t1", "name": "look", "arguments": {"q": 1}},
+            {"type": "tool_call", "id": "m1", "name": "fetch", "arguments": {}},
+        ],
+    }
+
+
+def test_gemini_uploaded_file_as_a_part() -> None:
+    uploaded = {
+        "name": "files/abc",
+        "uri": "https://generativelanguage.googleapis.com/v1beta/files/abc",
+        "mime_type": "audio/mpeg",
+    }
+    chat = chat_of(record({"contents": ["Transcribe", uploaded]}))
+    assert chat == {
+        "input_messages": [
+            user(
+                text("Transcribe"),
+                {
+                    "type": "file",
+                    "modality": "audio",
+                    "mime_type": "audio/mpeg",
+                    "file_id": "files/abc",
+                },
+            )
+        ]
+    }
+
+
+def test_a_file_sent_as_bare_base64_is_a_blob_too() -> None:
+    block = {"type": "input_file", "filename": "a.pdf", "file_data": "JVBERi0="}
+    chat = chat_of(record({"input": [{"role": "user", "content": [block]}]}))
+    assert chat is not None
+    assert chat["input_messages"][0]["parts"] == [
+        {
+            "type": "blob",
+            "modality": "document",
+            "mime_type": None,
+            "content": "JVBERi0=",
+            "size_bytes": 5,
+            "sha256": hashlib.sha256(b"%PDF-").hexdigest(),
+        }
+    ]
+
+
+def test_an_image_a_tool_returned_is_a_bounded_blob() -> None:
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}
+    result = {
+        "type": "tool_result",
+        "tool_use_id": "t1",
+        "content": [{"type": "text", "text": "Here:"}, image],
+    }
+    chat = chat_of(
+        record(
+            {"messages": [{"role": "user", "content": [result]}]},
+            **{"gen_ai.provider.name": "anthropic"},
+        )
+    )
+    assert chat == {
+        "input_messages": [
+            {
+                "role": "tool",
+                "parts": [
+                    {
+                        "type": "tool_call_response",
+                        "id": "t1",
+                        "response": [text("Here:"), PNG_BLOB],
+                    }
+                ],
+            }
+        ]
+    }

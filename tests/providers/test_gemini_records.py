@@ -114,3 +114,26 @@ def test_vertex_stream_with_thinking(autolog: Any, snapshot: Snapshot) -> None:
             )
         )
     snapshot(captured)
+
+
+def get_current_weather(location: str) -> str:
+    """Returns the current weather.
+
+    Args:
+      location: The city and state, e.g. San Francisco, CA
+    """
+    return "rainy"
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_automatic_function_calling(autolog: Any, snapshot: Snapshot) -> None:
+    """The outer call, the two model calls and the Python tool the SDK ran between them."""
+    captured = autolog("gemini")
+    cassette = load_or_skip("gemini/generate_content_two_calls_gzip.yaml")
+    with client(cassette) as c:
+        c.models.generate_content(
+            model="gemini-2.0-flash-001",
+            contents="What is the weather like in Boston?",
+            config=types.GenerateContentConfig(tools=[get_current_weather]),
+        )
+    snapshot(captured)

@@ -126,3 +126,14 @@ def test_show_messages_renders_every_part(
             "",
         ]
     )
+
+
+def test_show_messages_of_a_trace_without_chats_prints_the_tree_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    span = {"span_id": "1" * 16, "parent_id": None, "name": "job", "span_type": "CHAIN"}
+    record = {"trace_id": "cd" * 16, "name": "job", "status": "OK", "spans": [span]}
+    store = store_with(tmp_path, [record])
+    assert show(capsys, "cdcd", "--store", store, "--messages") == show(
+        capsys, "cdcd", "--store", store
+    )

@@ -12,10 +12,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tracekit._chat import anthropic, gemini, langchain, openai
 from tracekit._guard import internal_error
 
 # The span types whose calls are chats (MLflow's names; LLM covers text completions).
 CHAT_SPAN_TYPES = frozenset({"LLM", "CHAT_MODEL"})
+
+
+def add_chats(spans: list[dict[str, Any]]) -> None:
+    """Give each chat span record its `"chat"` (on the export worker, after the span
+    processors, so that the chat is read from what they left: redacted content stays
+    redacted)."""
+    for span in spans:
+        if span.get("span_type") in CHAT_SPAN_TYPES:
+            chat = chat_of(span)
+            if chat:
+                span["chat"] = chat
+            else:
+                span.pop("chat", None)
 
 
 def chat_of(record: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -42,6 +56,10 @@ def _chat(record: Mapping[str, Any]) -> dict[str, Any] | None:
     chat = _dialect(inputs, outputs, attributes, code)
     if chat is None:
         return None
+    if "output_messages" not in chat and isinstance(outputs, str) and outputs:
+        # A manual span (`start_span(..., span_type="CHAT_MODEL")`) that set the answer.
+        text = {"type": "text", "content": outputs}
+        chat["output_messages"] = [{"role": "assistant", "parts": [text], "finish_reason": "stop"}]
     chat = {k: v for k, v in chat.items() if v}
     return chat if chat.get("input_messages") or chat.get("output_messages") else None
 
@@ -51,8 +69,6 @@ def _dialect(
 ) -> dict[str, Any] | None:
     # Told apart by shape: provider names overlap (LangChain's `ls_provider` says
     # "openai"; "gcp.vertex_ai" serves both Gemini and Anthropic models).
-    from tracekit._chat import anthropic, gemini, langchain, openai
-
     if "contents" in inputs:
         return gemini.chat(inputs, outputs, status)
     if langchain.looks_like(inputs, outputs):

@@ -189,18 +189,23 @@ def _audio(block: Mapping[str, Any]) -> Part | None:
 
 def _file(block: Mapping[str, Any]) -> Part | None:
     inner = block.get("file") if isinstance(block.get("file"), Mapping) else block
-    if get(inner, "file_data") is not None:
-        return url_part(get(inner, "file_data"), None, None)
+    data = get(inner, "file_data")
+    if isinstance(data, str):  # a data URL, or (some clients) bare base64
+        return url_part(data) if data.startswith("data:") else blob(data, None, "document")
     if get(inner, "file_url") is not None:
         return url_part(get(inner, "file_url"))
     return file_part(get(inner, "file_id"), None, "document")
 
 
-def _tool_result_content(content: Any) -> Any:
-    """Anthropic `tool_result` content: a string, or text blocks joined, else the blocks."""
-    if isinstance(content, list) and all(get(b, "type") == "text" for b in content):
-        return "".join(str(get(b, "text") or "") for b in content)
-    return content
+def tool_result(content: Any) -> Any:
+    """What a tool returned, as given in a message: a string as it is, text blocks
+    joined, other blocks as parts (an image a tool returned becomes a bounded blob)."""
+    if not isinstance(content, list):
+        return content
+    if all(isinstance(get(b, "text"), str) for b in content):
+        return "".join(get(b, "text") for b in content)
+    parts = content_parts(content)
+    return parts if parts else content
 
 
 def block_parts(block: Any) -> list[Part]:
@@ -231,12 +236,12 @@ def block_parts(block: Any) -> list[Part]:
         part = {"type": "reasoning", "content": marker("redacted thinking")}
     elif kind == "reasoning":  # LangChain standard block; Responses reasoning item
         part = reasoning(block.get("reasoning")) or reasoning(_summary(block))
-    elif kind in ("tool_use", "server_tool_use", "tool_call"):
+    elif kind == "tool_call" or (isinstance(kind, str) and kind.endswith("tool_use")):
         args = block.get("input", block.get("args"))
         part = tool_call(block.get("id"), block.get("name"), args)
     elif kind == "tool_result" or (isinstance(kind, str) and kind.endswith("_tool_result")):
         call_id = block.get("tool_use_id")
-        part = tool_response(call_id, _tool_result_content(block.get("content")))
+        part = tool_response(call_id, tool_result(block.get("content")))
     return [part] if part else []
 
 
@@ -261,7 +266,7 @@ def message(role: str, parts: list[Part], name: Any = None) -> Message:
     return out
 
 
-def merged(messages: list[Message]) -> list[Message]:
+def non_empty(messages: list[Message]) -> list[Message]:
     """Messages with empty ones dropped."""
     return [m for m in messages if m["parts"]]
 

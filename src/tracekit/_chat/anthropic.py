@@ -14,8 +14,8 @@ from tracekit._chat._parts import (
     finish_reason,
     get,
     items,
-    merged,
     message,
+    non_empty,
     tool_definitions,
 )
 
@@ -39,7 +39,7 @@ def chat(inputs: Mapping[str, Any], outputs: Any, status: str) -> dict[str, Any]
     system: list[Part] = content_parts(inputs.get("system"))
     if system:
         result["system_instructions"] = system
-    result["input_messages"] = merged(
+    result["input_messages"] = non_empty(
         [m for msg in items(inputs.get("messages")) for m in _messages(msg)]
     )
     if isinstance(outputs, Mapping) and ("content" in outputs or "stop_reason" in outputs):

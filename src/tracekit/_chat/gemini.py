@@ -15,8 +15,8 @@ from tracekit._chat._parts import (
     finish_reason,
     get,
     items,
-    merged,
     message,
+    non_empty,
     reasoning,
     text,
     tool_call,
@@ -60,6 +60,8 @@ def part(value: Any) -> Part | None:
     if outcome is not None:
         response_value = {"outcome": get(outcome, "outcome"), "output": get(outcome, "output")}
         return tool_response(None, response_value)
+    if isinstance(value.get("uri"), str):  # an uploaded `File` given as a part
+        return file_part(value.get("name"), value.get("mime_type")) or url_part(value["uri"])
     return None
 
 
@@ -98,7 +100,7 @@ def contents(value: Any) -> list[Message]:
             loose += _parts(item)
     if loose:
         messages.append(message("user", loose))
-    return merged(messages)
+    return non_empty(messages)
 
 
 def chat(inputs: Mapping[str, Any], outputs: Any, status: str) -> dict[str, Any]:

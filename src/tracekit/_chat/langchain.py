@@ -15,13 +15,14 @@ from tracekit._chat._parts import (
     finish_reason,
     get,
     items,
-    merged,
     message,
+    non_empty,
     reasoning,
     text,
     tool_call,
     tool_definitions,
     tool_response,
+    tool_result,
 )
 
 _ROLES = {
@@ -51,7 +52,7 @@ def _tool_calls(msg: Mapping[str, Any]) -> list[Part]:
     calls = items(msg.get("tool_calls"))
     if calls:
         return [tool_call(get(c, "id"), get(c, "name"), get(c, "args")) for c in calls]
-    # A streamed AIMessageChunk that was never merged keeps its calls' pieces.
+    # A streamed AIMessageChunk that was never non_empty keeps its calls' pieces.
     chunks = items(msg.get("tool_call_chunks"))
     return [tool_call(get(c, "id"), get(c, "name"), get(c, "args")) for c in chunks]
 
@@ -63,7 +64,7 @@ def _message(msg: Any) -> Message | None:
         return None
     role = _role(msg)
     if role == "tool":
-        response = msg.get("content")
+        response = tool_result(msg.get("content"))
         call_id = msg.get("tool_call_id")
         return message("tool", [tool_response(call_id, response)], msg.get("name"))
     parts: list[Part] = []
@@ -109,7 +110,7 @@ def chat(inputs: Mapping[str, Any], outputs: Any, attributes: Mapping[str, Any])
     if isinstance(prompts, list):
         batch = [p for p in prompts if isinstance(p, str)]
     messages = [_message(m) for m in batch]
-    result: dict[str, Any] = {"input_messages": merged([m for m in messages if m])}
+    result: dict[str, Any] = {"input_messages": non_empty([m for m in messages if m])}
     generations = get(outputs, "generations")
     if isinstance(generations, list) and generations and isinstance(generations[0], list):
         out = [g for g in (_generation(x) for x in generations[0]) if g]

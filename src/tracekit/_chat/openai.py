@@ -10,18 +10,20 @@ from typing import Any
 from tracekit._chat._parts import (
     Message,
     Part,
+    blob,
     block_parts,
     content_parts,
     finish_reason,
     get,
     items,
-    merged,
     message,
+    non_empty,
     reasoning,
     text,
     tool_call,
     tool_definitions,
     tool_response,
+    tool_result,
 )
 
 _ROLES = {"developer": "system", "function": "tool"}
@@ -47,7 +49,7 @@ def _chat_message(msg: Any) -> Message | None:
     if role == "tool":
         call_id = msg.get("tool_call_id")
         content = msg.get("content")
-        response = content if isinstance(content, str) else _joined(content)
+        response = tool_result(content)
         return message("tool", [tool_response(call_id, response)], msg.get("name"))
     parts: list[Part] = []
     for key in ("reasoning_content", "reasoning"):  # compatible servers (DeepSeek, vLLM)
@@ -67,22 +69,13 @@ def _chat_message(msg: Any) -> Message | None:
     return message(role, parts, msg.get("name"))
 
 
-def _joined(content: Any) -> Any:
-    """A tool message's content parts: their text joined, else the parts."""
-    if isinstance(content, list):
-        texts = [get(b, "text") for b in content]
-        if all(isinstance(t, str) for t in texts):
-            return "".join(texts)  # type: ignore[arg-type]
-    return content
-
-
 def chat(inputs: Mapping[str, Any], outputs: Any, status: str) -> dict[str, Any]:
     messages = [_chat_message(m) for m in items(inputs.get("messages"))]
-    result: dict[str, Any] = {"input_messages": merged([m for m in messages if m])}
+    result: dict[str, Any] = {"input_messages": non_empty([m for m in messages if m])}
     if isinstance(inputs.get("prompt"), (str, list)):  # legacy completions
         prompt = inputs["prompt"]
         prompts = [prompt] if isinstance(prompt, str) else prompt
-        result["input_messages"] = merged(
+        result["input_messages"] = non_empty(
             [message("user", [p for p in (text(x),) if p]) for x in prompts]
         )
     out = []
@@ -120,14 +113,15 @@ def _item_parts(item: Mapping[str, Any]) -> tuple[str, list[Part]]:
         args = item.get("arguments", item.get("input"))
         return "assistant", [tool_call(item.get("call_id"), item.get("name"), args)]
     if kind in ("function_call_output", "custom_tool_call_output"):
-        return "tool", [tool_response(item.get("call_id"), _joined(item.get("output")))]
+        return "tool", [tool_response(item.get("call_id"), tool_result(item.get("output")))]
     if kind == "reasoning":
         return "assistant", block_parts(item)
     if isinstance(kind, str) and kind.endswith("_call"):  # built-in tools (web search...)
-        details = {
-            k: v for k, v in item.items() if k not in ("type", "id", "status") and v is not None
-        }
-        return "assistant", [tool_call(item.get("id"), kind.removesuffix("_call"), details)]
+        skip = ("type", "id", "status", "result")
+        details = {k: v for k, v in item.items() if k not in skip and v is not None}
+        parts = [tool_call(item.get("id"), kind.removesuffix("_call"), details)]
+        image = blob(item.get("result"), "image/png") if kind == "image_generation_call" else None
+        return "assistant", parts + ([image] if image else [])
     if kind == "message" or "role" in item:
         role = item.get("role")
         role = _ROLES.get(role, role) if isinstance(role, str) else "user"
@@ -140,7 +134,7 @@ def _item_parts(item: Mapping[str, Any]) -> tuple[str, list[Part]]:
 def _items(value: Any) -> list[Message]:
     """Responses items as messages: consecutive items of one role share a message."""
     if isinstance(value, str):
-        return merged([message("user", [p for p in (text(value),) if p])])
+        return non_empty([message("user", [p for p in (text(value),) if p])])
     messages: list[Message] = []
     for item in items(value):
         if isinstance(item, str):
@@ -154,7 +148,7 @@ def _items(value: Any) -> list[Message]:
             messages[-1]["parts"] += parts
         else:
             messages.append(message(role, parts))
-    return merged(messages)
+    return non_empty(messages)
 
 
 def _responses_finish(outputs: Mapping[str, Any], output: list[Message], status: str) -> str:
