@@ -35,12 +35,13 @@ RENAMED = {
     "tracekit.stream": "gen_ai.request.stream",
     "tracekit.time_to_first_chunk_s": "gen_ai.response.time_to_first_chunk",
 }
-_CHAT = {
+CHAT = {
     "system_instructions": "gen_ai.system_instructions",
     "input_messages": "gen_ai.input.messages",
     "output_messages": "gen_ai.output.messages",
     "tool_definitions": "gen_ai.tool.definitions",
 }
+CHAT_ATTRIBUTES = frozenset(CHAT.values())
 # Where a part may hold a meaningful null (a tool called with null arguments).
 _NULLABLE = frozenset({"arguments", "response"})
 _OPERATIONS = {"TOOL": "execute_tool", "AGENT": "invoke_agent"}
@@ -118,7 +119,7 @@ def render(span: Mapping[str, Any], attributes: MutableMapping[str, Any]) -> Non
     if tools is not None and not (chat and chat.get("tool_definitions")):
         # The provider's own shape, which the conventions' schema does not accept.
         attributes["tracekit.request.tools"] = tools
-    for key, name in _CHAT.items():
+    for key, name in CHAT.items():
         value = chat.get(key) if chat else None
         if value:
             attributes[name] = _json(_without_nulls(value))

@@ -108,6 +108,8 @@ def span_attributes(
     _genai.render(span, attributes)
     attributes["tracekit.span_type"] = span_type
     if mlflow:  # MLflow reads its own keys; the content is not sent twice
+        for name in _genai.CHAT_ATTRIBUTES:
+            attributes.pop(name, None)
         attributes["openinference.span.kind"] = _openinference.KIND.get(span_type, span_type)
         attributes.update(_mlflow_attributes(span, record, attributes))
         return attributes
