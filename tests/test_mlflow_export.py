@@ -627,7 +627,7 @@ def test_openai_cassettes_through_the_sdk(mlflow_server: MlflowServer, tmp_path:
     assert s1["inputs"] == plain.request_json(0)
     assert s2["name"] == "chat gpt-4"
     assert s2["attributes"]["mlflow.llm.model"] == "gpt-4-0613"
-    assert s2["attributes"]["tracekit.stream"] is True
+    assert s2["attributes"]["gen_ai.request.stream"] is True  # the conventions' name on the wire
     assert s2["inputs"] == stream.request_json(0)
     assert s2["outputs"]["choices"][0]["message"]["content"] == '"This is a test."'
     assert s2["outputs"]["choices"][0]["finish_reason"] == "stop"

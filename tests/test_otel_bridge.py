@@ -101,30 +101,47 @@ def test_the_bridge_hands_every_span_to_the_apps_provider(
         assert span.start_time == by_name[name]["start_time_ns"]
         assert span.end_time == by_name[name]["end_time_ns"]
     assert spans["agent"].kind == otel_trace.SpanKind.INTERNAL
+    trace_facts = {  # on every span, for backends that group by them
+        "session.id": "s-1",
+        "gen_ai.conversation.id": "s-1",
+        "metadata": '{"session_id": "s-1"}',
+        "tag.tags": ("env=test",),
+    }
     assert dict(spans["agent"].attributes or {}) == {
+        "gen_ai.operation.name": "invoke_agent",
+        "gen_ai.agent.name": "agent",
         "tracekit.span_type": "AGENT",
         "openinference.span.kind": "AGENT",
         "input.value": '{"question": "q?"}',
         "input.mime_type": "application/json",
-        "output.value": '"answer"',
-        "output.mime_type": "application/json",
-        "session.id": "s-1",
-        "metadata": '{"session_id": "s-1"}',
-        "tag.tags": ("env=test",),
+        "output.value": "answer",
+        "output.mime_type": "text/plain",
+        **trace_facts,
     }
     assert spans["llm"].kind == otel_trace.SpanKind.CLIENT
     assert dict(spans["llm"].attributes or {}) == {
         "gen_ai.request.model": "m",
-        "gen_ai.tool.definitions": "[{}]",  # a list of maps: JSON, as in OTLP
+        # not the conventions' shape (no chat to derive it from): kept under tracekit's key
+        "tracekit.request.tools": "[{}]",
         "gen_ai.usage.input_tokens": 3,
         "gen_ai.usage.output_tokens": 2,
         "tracekit.span_type": "CHAT_MODEL",
         "openinference.span.kind": "LLM",
-        "output.value": '"answer"',
-        "output.mime_type": "application/json",
+        "output.value": "answer",
+        "output.mime_type": "text/plain",
         "llm.token_count.prompt": 3,
         "llm.token_count.completion": 2,
         "llm.token_count.total": 5,
+        "llm.model_name": "m",
+        **trace_facts,
+    }
+    assert dict(spans["tool"].attributes or {}) == {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": "tool",
+        "tracekit.span_type": "TOOL",
+        "openinference.span.kind": "TOOL",
+        "tool.name": "tool",
+        **trace_facts,
     }
     assert spans["llm"].status.status_code == otel_trace.StatusCode.OK
     tool = spans["tool"]

@@ -326,9 +326,19 @@ def test_what_the_receiver_gets(
     (scope,) = resource_spans["scopes"]
     assert scope["scope"] == "tracekit"
 
+    # Tool and agent spans are named as the GenAI conventions say; the rest keep theirs.
+    wire_names = {"agent": "invoke_agent agent", "broken_tool": "execute_tool broken_tool"}
     spans = {s["name"]: s for s in scope["spans"]}
+    assert set(spans) >= set(wire_names.values())
+    for ours_name, wire_name in wire_names.items():
+        spans[ours_name] = spans.pop(wire_name)
     ours = {s["name"]: s for s in record["spans"]}
     assert set(spans) == set(ours)
+    assert spans["agent"]["attributes"]["gen_ai.operation.name"] == "invoke_agent"
+    assert spans["agent"]["attributes"]["gen_ai.agent.name"] == "agent"
+    assert spans["broken_tool"]["attributes"]["gen_ai.operation.name"] == "execute_tool"
+    assert spans["broken_tool"]["attributes"]["gen_ai.tool.name"] == "broken_tool"
+    assert spans["broken_tool"]["attributes"]["tool.name"] == "broken_tool"
     root_id = ours["agent"]["span_id"]
     for name, span in spans.items():
         mine = ours[name]
@@ -391,17 +401,19 @@ def test_what_the_receiver_gets(
     assert "gen_ai.usage.input_tokens" not in spans["search"]["attributes"]
 
     # Content as OpenInference readers (Phoenix, Langfuse) show it.
-    assert json.loads(chat["input.value"]) == {
-        "messages": [{"role": "user", "content": "life"}],
-        "docs": ["doc about life"],
-    }
+    # A chat span: the question as text, the messages as OpenInference's; an output
+    # the chat mapper does not read (a bare message, no provider's shape) as JSON.
+    assert (chat["input.value"], chat["input.mime_type"]) == ("life", "text/plain")
+    assert chat["llm.input_messages.0.message.content"] == "life"
     assert json.loads(chat["output.value"]) == {"role": "assistant", "content": "42"}
-    assert chat["input.mime_type"] == chat["output.mime_type"] == "application/json"
+    assert chat["output.mime_type"] == "application/json"
     assert json.loads(spans["agent"]["attributes"]["input.value"]) == {"question": "life"}
-    assert json.loads(spans["agent"]["attributes"]["output.value"]) == "42"
+    # A string is shown as the text it is, not as a JSON string.
+    assert spans["agent"]["attributes"]["output.value"] == "42"
+    assert spans["agent"]["attributes"]["output.mime_type"] == "text/plain"
     assert json.loads(spans["search"]["attributes"]["output.value"]) == ["doc about life"]
     llm = spans["text_completion davinci"]["attributes"]
-    assert json.loads(llm["input.value"]) == "Say hi"
+    assert (llm["input.value"], llm["input.mime_type"]) == ("Say hi", "text/plain")
     assert "output.value" not in spans["broken_tool"]["attributes"]  # no outputs: absent
     assert "input.value" not in spans["embeddings text-embedding-3-small"]["attributes"]
 

@@ -4,16 +4,15 @@
 `ExportTraceServiceRequest` in the OTLP/JSON shape (hex ids, integers as
 strings). `encode(request, protobuf=...)` turns it into request bytes.
 
-Attributes follow the OpenTelemetry GenAI conventions (`gen_ai.*`, already on
-the spans, plus `gen_ai.usage.*` from the token usage), carry inputs and
-outputs as `input.value`/`output.value` (what Phoenix, Langfuse and other
-OpenInference readers show), OpenInference's `llm.token_count.*`, the span
-type as `tracekit.span_type` and `openinference.span.kind`, and on the root
-span the trace's `session.id`, `user.id`, `metadata` (JSON) and `tag.tags`
-(`key=value` strings). With `mlflow=True` they also carry what an MLflow
-server reads: `mlflow.spanType`, `mlflow.spanInputs`, `mlflow.spanOutputs`,
-`mlflow.chat.tokenUsage`, `mlflow.llm.model`, `mlflow.llm.provider` (JSON
-strings), and on the root span the trace's tags, session and user.
+Attributes are rendered per attribute family, each in its own module: the
+OpenTelemetry GenAI conventions (`_genai`: `gen_ai.*`, the chat as
+`gen_ai.input.messages` and friends), OpenInference for Phoenix and Arize
+(`_openinference`: `llm.*`, `input.value`/`output.value`, `tool.name`), and with
+`mlflow=True` what an MLflow server reads instead of OpenInference (`mlflow.*`
+below, the chat view's keys in `_mlflow_chat`). Token counts go as summed
+attributes only on the spans `counted_spans` picks, so a backend that sums its
+spans counts each call once. The trace's session, user, metadata and tags go on
+every span (OTLP), or on the root span for MLflow, which reads them there.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from tracekit.exporters import _genai, _mlflow_chat, _openinference
 from tracekit.exporters.base import TraceRecord
 
 OTLP_PATH = "/v1/traces"
@@ -31,19 +31,6 @@ KIND_INTERNAL = 1
 KIND_CLIENT = 3
 _CLIENT_TYPES = frozenset({"LLM", "CHAT_MODEL", "EMBEDDING", "RERANKER"})
 _STATUS = {"UNSET": 0, "OK": 1, "ERROR": 2}
-_OPENINFERENCE_KIND = {"CHAT_MODEL": "LLM", "PARSER": "CHAIN", "UNKNOWN": "UNKNOWN"}
-_USAGE_ATTRIBUTES = {
-    "input_tokens": "gen_ai.usage.input_tokens",
-    "output_tokens": "gen_ai.usage.output_tokens",
-    "cache_read_input_tokens": "gen_ai.usage.cache_read.input_tokens",
-    "cache_creation_input_tokens": "gen_ai.usage.cache_creation.input_tokens",
-    "reasoning_tokens": "gen_ai.usage.reasoning.output_tokens",
-}
-_OPENINFERENCE_USAGE = {
-    "input_tokens": "llm.token_count.prompt",
-    "output_tokens": "llm.token_count.completion",
-    "total_tokens": "llm.token_count.total",
-}
 # The token usage keys MLflow knows; reasoning tokens are part of its output tokens.
 _MLFLOW_USAGE = (
     "input_tokens",
@@ -86,48 +73,60 @@ def _attributes(items: Iterable[tuple[str, Any]]) -> list[dict[str, Any]]:
     return [{"key": key, "value": any_value(value)} for key, value in items if value is not None]
 
 
+def counted_spans(record: Mapping[str, Any]) -> frozenset[str]:
+    """The spans whose token counts a backend that sums spans should count: those with
+    usage and no span with usage inside them (a LangChain chat model span wrapping the
+    OpenAI span it caused is not counted; the OpenAI span is)."""
+    spans = record.get("spans") or []
+    parents = {s.get("span_id"): s.get("parent_id") for s in spans}
+    wrappers: set[Any] = set()
+    for span in spans:
+        if span.get("token_usage"):
+            parent = parents.get(span.get("span_id"))
+            while parent in parents and parent not in wrappers:
+                wrappers.add(parent)
+                parent = parents[parent]
+    return frozenset(
+        s["span_id"] for s in spans if s.get("token_usage") and s["span_id"] not in wrappers
+    )
+
+
 def span_attributes(
-    span: Mapping[str, Any], record: Mapping[str, Any], mlflow: bool
+    span: Mapping[str, Any],
+    record: Mapping[str, Any],
+    mlflow: bool,
+    counted: frozenset[str] | None = None,
 ) -> dict[str, Any]:
     """Every attribute of one span, as plain values (before AnyValue encoding)."""
+    if counted is None:
+        counted = counted_spans(record)
+    is_counted = span.get("span_id") in counted
     attributes: dict[str, Any] = dict(span.get("attributes") or {})
     span_type = span.get("span_type") or "UNKNOWN"
     usage = span.get("token_usage") or {}
-    for key, name in _USAGE_ATTRIBUTES.items():
-        if key in usage:
-            attributes.setdefault(name, usage[key])
+    _genai.render_usage(attributes, usage, is_counted)
+    _genai.render(span, attributes)
     attributes["tracekit.span_type"] = span_type
-    attributes["openinference.span.kind"] = _OPENINFERENCE_KIND.get(span_type, span_type)
     if mlflow:  # MLflow reads its own keys; the content is not sent twice
+        for name in _genai.CHAT_ATTRIBUTES:
+            attributes.pop(name, None)
+        attributes["openinference.span.kind"] = _openinference.KIND.get(span_type, span_type)
         attributes.update(_mlflow_attributes(span, record, attributes))
         return attributes
-    if span.get("inputs") is not None:
-        attributes["input.value"] = _json(span["inputs"])
-        attributes["input.mime_type"] = "application/json"
-    if span.get("outputs") is not None:
-        attributes["output.value"] = _json(span["outputs"])
-        attributes["output.mime_type"] = "application/json"
-    for key, name in _OPENINFERENCE_USAGE.items():
-        if key in usage:
-            attributes.setdefault(name, usage[key])
-    if span.get("parent_id") is None:
-        attributes.update(_trace_attributes(record))
+    for key, value in _openinference.render(span, attributes, is_counted).items():
+        attributes.setdefault(key, value)
+    attributes.update(_trace_attributes(record))
     return attributes
 
 
 def _trace_attributes(record: Mapping[str, Any]) -> dict[str, Any]:
-    """What the trace carries beyond its spans, on the root span for OTLP backends."""
+    """What the trace carries beyond its spans, on every span: backends group by it
+    (sessions, users), and a span whose parent is in another process or another
+    tracer (an OpenTelemetry server span) is where the trace starts for them."""
     metadata = record.get("metadata") or {}
-    out: dict[str, Any] = {}
-    if metadata.get("session_id") is not None:
-        out["session.id"] = str(metadata["session_id"])
-    if metadata.get("user_id") is not None:
-        out["user.id"] = str(metadata["user_id"])
-    if metadata:
-        out["metadata"] = _json(metadata)  # OpenInference: a JSON object
-    tags = record.get("tags") or {}
-    if tags:
-        out["tag.tags"] = [f"{k}={v}" for k, v in tags.items()]
+    out = _openinference.trace_attributes(metadata, record.get("tags") or {})
+    if "session.id" in out:
+        out["gen_ai.conversation.id"] = out["session.id"]
     return out
 
 
@@ -178,6 +177,8 @@ def _mlflow_attributes(
     cost = mlflow_cost(span.get("cost"))
     if cost:  # MLflow shows it and sums it up the trace (it prices nothing it is given)
         out["mlflow.llm.cost"] = _json(cost)
+    # The chat as MLflow's UI reads it (message format, tools; LangChain's messages).
+    out.update(_mlflow_chat.render(span, provider))
     if span.get("parent_id") is None:
         # MLflow builds the trace's info from its root span: name, tags, session, user.
         metadata = record.get("metadata") or {}
@@ -207,18 +208,27 @@ def _events(span: Mapping[str, Any]) -> list[dict[str, Any]]:
     return events
 
 
-def otlp_span(span: Mapping[str, Any], record: Mapping[str, Any], mlflow: bool) -> dict[str, Any]:
+def otlp_span(
+    span: Mapping[str, Any],
+    record: Mapping[str, Any],
+    mlflow: bool,
+    counted: frozenset[str] | None = None,
+) -> dict[str, Any]:
     """One span in OTLP/JSON."""
     status = span.get("status") or {}
     code = status.get("code", "UNSET") if isinstance(status, Mapping) else str(status)
+    attributes = span_attributes(span, record, mlflow, counted)
+    # MLflow users know their spans by their functions' names; other backends by the
+    # conventions' (`execute_tool {tool}`, `invoke_agent {agent}`).
+    name = str(span.get("name", "")) if mlflow else _genai.span_name(span, attributes)
     out: dict[str, Any] = {
         "traceId": record["trace_id"],
         "spanId": span["span_id"],
-        "name": str(span.get("name", "")),
+        "name": name,
         "kind": KIND_CLIENT if span.get("span_type") in _CLIENT_TYPES else KIND_INTERNAL,
         "startTimeUnixNano": str(span.get("start_time_ns") or 0),
         "endTimeUnixNano": str(span.get("end_time_ns") or span.get("start_time_ns") or 0),
-        "attributes": _attributes(span_attributes(span, record, mlflow).items()),
+        "attributes": _attributes(attributes.items()),
         "status": {"code": _STATUS.get(code, 0)},
     }
     if span.get("parent_id"):
@@ -241,7 +251,8 @@ def to_otlp(records: Sequence[TraceRecord], mlflow: bool = False) -> dict[str, A
         resource = record.get("resource") or {}
         key = _json(sorted(resource.items()))
         spans = groups.setdefault(key, (resource, []))[1]
-        spans.extend(otlp_span(span, record, mlflow) for span in record.get("spans") or [])
+        counted = counted_spans(record)
+        spans.extend(otlp_span(span, record, mlflow, counted) for span in record.get("spans") or [])
     return {
         "resourceSpans": [
             {

@@ -31,7 +31,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from tracekit._guard import warn_limited
-from tracekit.exporters._otlp import _CLIENT_TYPES, any_value, span_attributes
+from tracekit.exporters._otlp import _CLIENT_TYPES, any_value, counted_spans, span_attributes
 from tracekit.exporters.base import SUCCESS, BaseExporter, ExportResult, TraceRecord
 
 SCOPE = "tracekit"
@@ -150,6 +150,7 @@ class OtelBridgeExporter(BaseExporter):
     def _trace(self, tracer: Any, keeps: bool, record: Mapping[str, Any]) -> None:
         trace_id = int(record["trace_id"], 16)
         created: dict[str, Any] = {}
+        counted = counted_spans(record)  # which spans' token counts a backend may sum
         for span in _ordered(record.get("spans") or []):
             parent_id = span.get("parent_id")
             if parent_id in created:
@@ -166,7 +167,8 @@ class OtelBridgeExporter(BaseExporter):
                 )
             else:
                 parent = otel_context.Context()  # a root: no current span leaks in
-            attributes = attributes_of(span_attributes(span, record, False))
+            plain = span_attributes(span, record, False, counted)
+            attributes = attributes_of(plain)
             if keeps:
                 _IDS.trace_id = trace_id
                 _IDS.span_id = int(span["span_id"], 16)

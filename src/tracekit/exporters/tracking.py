@@ -30,7 +30,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
-from tracekit.exporters import _otlp
+from tracekit.exporters import _mlflow_chat, _otlp
 from tracekit.exporters._http import HttpClient, Response, result_of, result_of_error
 from tracekit.exporters.base import SUCCESS, BaseExporter, ExportResult, TraceRecord
 
@@ -231,8 +231,12 @@ _SPAN_CARRIED_METADATA = frozenset({"session_id", "user_id"})
 
 
 def needs_trace_info(record: Mapping[str, Any]) -> bool:
-    """Whether a record has metadata that only StartTraceV3 can store."""
-    return any(key not in _SPAN_CARRIED_METADATA for key in record.get("metadata") or {})
+    """Whether a record has what only StartTraceV3 can store: metadata beyond session and
+    user, or request/response previews (the question, the answer) other than those the
+    server builds from the root span."""
+    return any(key not in _SPAN_CARRIED_METADATA for key in record.get("metadata") or {}) or (
+        _mlflow_chat.previews_differ(record)
+    )
 
 
 def remote_part(record: Mapping[str, Any]) -> bool:
@@ -284,8 +288,9 @@ def trace_info(record: Mapping[str, Any], experiment_id: str) -> dict[str, Any] 
         "trace_metadata": metadata,
         "tags": tags,
     }
-    if root.get("inputs") is not None:
-        info["request_preview"] = _preview(root["inputs"])
-    if root.get("outputs") is not None:
-        info["response_preview"] = _preview(root["outputs"])
+    request, response = _mlflow_chat.previews(record)  # the question and the answer
+    if request is not None or root.get("inputs") is not None:
+        info["request_preview"] = _preview(request if request is not None else root["inputs"])
+    if response is not None or root.get("outputs") is not None:
+        info["response_preview"] = _preview(response if response is not None else root["outputs"])
     return {"trace": {"trace_info": info}}
