@@ -182,7 +182,9 @@ def server(store: Path, tmp_path: Path) -> Iterator[UIServer]:
     thread.join(5)
 
 
-def test_feedback_is_merged_into_the_trace_and_is_news(store: Path, index: StoreIndex) -> None:
+def test_feedback_is_merged_into_the_trace_and_is_news(
+    store: Path, index: StoreIndex, tmp_path: Path
+) -> None:
     _state.reset()
     tracekit.configure(tracking_uri=str(store))
     try:
@@ -207,6 +209,9 @@ def test_feedback_is_merged_into_the_trace_and_is_news(store: Path, index: Store
         assert total == 4  # the feedback file holds no traces
         assert {r["trace_id"]: r["assessments"] for r in rows}["c" * 32] == 2
         assert not index.refresh()
+        page = tmp_path / "trace.html"  # `show --html` carries the feedback too
+        assert cli_main(["show", "ccc", "--store", str(store), "--html", str(page)]) == 0
+        assert '"name":"thumbs_up"' in page.read_text(encoding="utf-8")
     finally:
         _state.reset()
 
