@@ -270,6 +270,9 @@ def test_filters_find_a_trace_by_tag_and_by_session(page: Any, server: UIServer)
 
 def test_sessions_read_as_a_conversation(page: Any, server: UIServer) -> None:
     page.goto(server.url + "#/sessions")
+    expect(page.locator("tr.session-row", has_text="trip-42").locator("td.cost")).to_have_text(
+        "$0.000100"
+    )
     page.locator("a", has_text="trip-42").click()
     turns = page.locator("#conversation .turn")
     expect(turns).to_have_count(2)

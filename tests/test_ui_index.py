@@ -245,6 +245,19 @@ def test_api(server: UIServer, store: Path) -> None:
     assert facets["model"] == ["gpt-4o-mini"]
     sessions = get(url + "api/sessions")[1]
     assert [s["session_id"] for s in sessions["sessions"]] == [XSS, "trip-42"]
+    older = get(url + "api/sessions?offset=1&limit=1")[1]
+    assert older["total"] == 2
+    assert older["sessions"] == [
+        {
+            "session_id": "trip-42",
+            "trace_count": 2,
+            "start_time_ns": T0 + 10 * 10**9,
+            "end_time_ns": T0 + 20 * 10**9 + 5 * 10**6,
+            "user_id": "ada",
+            "tokens": 52,
+            "cost": 0.0001,
+        }
+    ]
     turns = get(url + "api/sessions/trip-42")[1]["turns"]
     assert [t["trace_id"] for t in turns] == ["c" * 32, "e" * 32]  # in order
     assert turns[0]["inputs"] == {"question": "Weather in Paris?"}

@@ -396,12 +396,21 @@ class StoreIndex:
                 "SELECT count(DISTINCT session) FROM traces WHERE session IS NOT NULL"
             ).fetchone()[0]
             rows = db.execute(
-                "SELECT session, count(*), min(start_ns), max(end_ns), max(user), sum(tokens) "
+                "SELECT session, count(*), min(start_ns), max(end_ns), max(user), sum(tokens), "
+                "sum(cost) "
                 "FROM traces WHERE session IS NOT NULL GROUP BY session "
                 "ORDER BY max(start_ns) DESC LIMIT ? OFFSET ?",
                 (max(1, min(limit, MAX_PAGE)), max(0, offset)),
             ).fetchall()
-        keys = ("session_id", "trace_count", "start_time_ns", "end_time_ns", "user_id", "tokens")
+        keys = (
+            "session_id",
+            "trace_count",
+            "start_time_ns",
+            "end_time_ns",
+            "user_id",
+            "tokens",
+            "cost",
+        )
         return int(total), [dict(zip(keys, row, strict=True)) for row in rows]
 
     def session_trace_ids(

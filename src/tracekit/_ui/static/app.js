@@ -548,12 +548,24 @@
 
   // ---- sessions ---------------------------------------------------------------------
 
-  function showSessions() {
-    view = { kind: "sessions", reload: showSessions };
-    api("sessions?limit=200").then(function (page) {
+  // Buttons to move through pages of `size` items: where `from`, `shown` on this page.
+  function pager(from, shown, total, size, go, words) {
+    var last = from + shown;
+    return el("div", { class: "pager" },
+      el("button", { type: "button", class: "earlier", disabled: from === 0 ? "" : null, onclick: function () { go(Math.max(0, from - size)); window.scrollTo(0, 0); }, text: words[0] }),
+      el("span", { class: "muted", text: (from + 1) + "–" + last + " of " + fmtNumber(total) }),
+      el("button", { type: "button", class: "later", disabled: last >= total ? "" : null, onclick: function () { go(from + size); window.scrollTo(0, 0); }, text: words[1] }));
+  }
+
+  var SESSIONS = 100;  // sessions on one page of the list
+  function showSessions(at) {
+    var from = typeof at === "number" ? at : 0;
+    view = { kind: "sessions", reload: function () { showSessions(from); } };
+    api("sessions?offset=" + from + "&limit=" + SESSIONS).then(function (page) {
       if (!view || view.kind !== "sessions") return;
       watch(page.generation);
       setNotice(page.skipped);
+      var y = window.scrollY;
       clear(app);
       append(app, el("h1", { text: "Sessions" }));
       if (!page.sessions.length) {
@@ -561,15 +573,18 @@
         return;
       }
       append(app, el("table", { class: "traces sessions" },
-        el("thead", null, el("tr", null, ["Session", "User", "Traces", "First", "Last", "Tokens"].map(function (h) { return el("th", { text: h }); }))),
+        el("thead", null, el("tr", null, ["Session", "User", "Traces", "First", "Last", "Tokens", "Cost"].map(function (h) { return el("th", { text: h }); }))),
         el("tbody", null, page.sessions.map(function (s) {
           var row = el("tr", { class: "session-row" },
             el("td", null, link(sessionHash(s.session_id), s.session_id)), el("td", { text: s.user_id || "-" }),
             el("td", { class: "num", text: s.trace_count }), el("td", { class: "nowrap", text: fmtTime(s.start_time_ns) }),
-            el("td", { class: "nowrap", text: fmtTime(s.end_time_ns) }), el("td", { class: "num", text: fmtNumber(s.tokens) }));
+            el("td", { class: "nowrap", text: fmtTime(s.end_time_ns) }), el("td", { class: "num", text: fmtNumber(s.tokens) }),
+            el("td", { class: "num cost", text: fmtCost(s.cost) }));
           row.addEventListener("click", function (e) { if (!e.target.closest("a")) location.hash = sessionHash(s.session_id); });
           return row;
         }))));
+      if (page.total > SESSIONS || from > 0) append(app, pager(from, page.sessions.length, page.total, SESSIONS, showSessions, ["‹ More recent", "Older ›"]));
+      window.scrollTo(0, y);
     }).catch(failed);
   }
 
@@ -599,14 +614,10 @@
       var y = window.scrollY;
       clear(app);
       var total = typeof s.total === "number" ? s.total : s.turns.length;
-      var last = from + s.turns.length;
-      var pager = function () { return el("div", { class: "pager" },
-        el("button", { type: "button", class: "earlier", disabled: from === 0 ? "" : null, onclick: function () { showSession(id, Math.max(0, from - TURNS)); window.scrollTo(0, 0); }, text: "‹ Earlier" }),
-        el("span", { class: "muted", text: (from + 1) + "–" + last + " of " + fmtNumber(total) }),
-        el("button", { type: "button", class: "later", disabled: last >= total ? "" : null, onclick: function () { showSession(id, from + TURNS); window.scrollTo(0, 0); }, text: "Later ›" })); };
+      var pages = function () { return pager(from, s.turns.length, total, TURNS, function (at) { showSession(id, at); }, ["‹ Earlier", "Later ›"]); };
       var paged = total > TURNS || from > 0;
       append(app, [link("#/sessions", "‹ Sessions", "back"), el("h1", null, "Session ", el("span", { class: "mono", text: s.session_id })),
-        el("p", { class: "muted", text: total + " trace" + (total === 1 ? "" : "s") + ", oldest first" }), paged ? pager() : null]);
+        el("p", { class: "muted", text: total + " trace" + (total === 1 ? "" : "s") + ", oldest first" }), paged ? pages() : null]);
       var box = el("div", { class: "chat conversation", id: "conversation" });
       s.turns.forEach(function (t) {
         var usage = t.token_usage || {};
@@ -617,7 +628,7 @@
           assessmentsView(Array.isArray(t.assessments) ? t.assessments : [], null)));
       });
       append(app, box);
-      if (paged) append(app, pager());
+      if (paged) append(app, pages());
       window.scrollTo(0, y);
     }).catch(failed);
   }
