@@ -652,6 +652,13 @@
     else showList();
   }
 
+  // Labels are placed by measuring the track: place them again when it changes width.
+  var resizing = null;
+  window.addEventListener("resize", function () {
+    clearTimeout(resizing);
+    resizing = setTimeout(function () { if (current && document.getElementById("waterfall")) renderWaterfall(); }, 150);
+  });
+
   if (EMBEDDED) document.getElementById("nav").hidden = true;
   window.addEventListener("hashchange", route);
   route();
