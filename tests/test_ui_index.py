@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 from tests.ui_records import T0, XSS, append, chat_trace, error_trace, span, trace, xss_trace
 
-from tracekit import _store
+import tracekit
+from tracekit import _state, _store
+from tracekit._read import assessment_records
 from tracekit._ui.index import Query, StoreIndex
 from tracekit._ui.server import UIServer
 from tracekit.cli import main as cli_main
@@ -70,6 +72,7 @@ def test_summaries_match_the_records(index: StoreIndex) -> None:
         "session_id": "trip-42",
         "user_id": "ada",
         "tags": {"team": "travel"},
+        "assessments": 0,
         "models": ["gpt-4o-mini"],
     }
 
@@ -88,6 +91,7 @@ def test_filters_sort_and_paging(index: StoreIndex) -> None:
     # equal durations: the later id first, as in any descending order
     assert ids(index, sort="duration") == ["c" * 32, f"{1:032x}", "e" * 32, "a" * 32]
     assert ids(index, sort="tokens")[0] == "c" * 32  # traces without tokens sort last
+    assert ids(index, sort="cost")[0] == "c" * 32  # so do traces without a cost
     assert ids(index, sort="start", ascending=True)[0] == f"{1:032x}"
     total, page = index.search(Query(offset=1, limit=2))
     assert total == 4
@@ -178,6 +182,40 @@ def server(store: Path, tmp_path: Path) -> Iterator[UIServer]:
     thread.join(5)
 
 
+def test_feedback_is_merged_into_the_trace_and_is_news(
+    store: Path, index: StoreIndex, tmp_path: Path
+) -> None:
+    _state.reset()
+    tracekit.configure(tracking_uri=str(store))
+    try:
+        assert index.get("c" * 32) == chat_trace()  # no feedback yet: no key
+        assert not index.refresh()
+        tracekit.log_feedback(
+            trace_id="c" * 32, name="thumbs_up", value=True, source="user-42", rationale="quick"
+        )
+        tracekit.log_expectation(
+            trace_id="c" * 32, name="expected", value="18 C", span_id="c000000000000002"
+        )
+        assert index.refresh()  # new feedback wakes the pages that wait on the store
+        assert index.skipped() == 0  # assessments.jsonl lines are not broken trace lines
+        logged = assessment_records(store)["c" * 32]
+        assert [(a["kind"], a["name"]) for a in logged] == [
+            ("feedback", "thumbs_up"),
+            ("expectation", "expected"),
+        ]
+        assert index.get("c" * 32) == {**chat_trace(), "assessments": logged}  # as `show` merges
+        assert index.get("e" * 32) == error_trace()
+        total, rows = index.search(Query())
+        assert total == 4  # the feedback file holds no traces
+        assert {r["trace_id"]: r["assessments"] for r in rows}["c" * 32] == 2
+        assert not index.refresh()
+        page = tmp_path / "trace.html"  # `show --html` carries the feedback too
+        assert cli_main(["show", "ccc", "--store", str(store), "--html", str(page)]) == 0
+        assert '"name":"thumbs_up"' in page.read_text(encoding="utf-8")
+    finally:
+        _state.reset()
+
+
 def get(url: str, host: str | None = None) -> tuple[int, Any, dict[str, str]]:
     request = urllib.request.Request(url, headers={"Host": host} if host else {})  # noqa: S310
     try:
@@ -207,9 +245,25 @@ def test_api(server: UIServer, store: Path) -> None:
     assert facets["model"] == ["gpt-4o-mini"]
     sessions = get(url + "api/sessions")[1]
     assert [s["session_id"] for s in sessions["sessions"]] == [XSS, "trip-42"]
+    older = get(url + "api/sessions?offset=1&limit=1")[1]
+    assert older["total"] == 2
+    assert older["sessions"] == [
+        {
+            "session_id": "trip-42",
+            "trace_count": 2,
+            "start_time_ns": T0 + 10 * 10**9,
+            "end_time_ns": T0 + 20 * 10**9 + 5 * 10**6,
+            "user_id": "ada",
+            "tokens": 52,
+            "cost": 0.0001,
+        }
+    ]
     turns = get(url + "api/sessions/trip-42")[1]["turns"]
     assert [t["trace_id"] for t in turns] == ["c" * 32, "e" * 32]  # in order
     assert turns[0]["inputs"] == {"question": "Weather in Paris?"}
+    second = get(url + "api/sessions/trip-42?offset=1&limit=1")[1]  # a session's pages
+    assert (second["total"], [t["trace_id"] for t in second["turns"]]) == (2, ["e" * 32])
+    assert get(url + "api/traces?sort=cost&limit=1")[1]["traces"][0]["total_cost"] == 0.0001
     page_html = get(url)[1]
     assert b'<script src="static/app.js"></script>' in page_html
     assert get(url + "static/app.js")[0] == 200

@@ -113,16 +113,16 @@ def cmd_show(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         return 1
-    if args.html:  # the viewer's trace page as one file (tracekit._ui)
-        from tracekit._ui.commands import write_html
-
-        return write_html(matches[0], args.html)
     record = matches[0]
     from tracekit._read import assessment_records  # feedback logged beside the traces
 
     assessments = assessment_records(store).get(record["trace_id"])
     if assessments:
         record = {**record, "assessments": assessments}
+    if args.html:  # the viewer's trace page as one file (tracekit._ui)
+        from tracekit._ui.commands import write_html
+
+        return write_html(record, args.html)
     if args.json:
         print(json.dumps(record, indent=2, ensure_ascii=False))
         return 0

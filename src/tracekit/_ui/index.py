@@ -11,6 +11,11 @@ The index lives in the user's cache directory (`$XDG_CACHE_HOME/tracekit/ui/`,
 one database per store path), not in the store: the viewer never writes to the
 store, which may be read-only or shared. A trace's full record is read back from
 its lines by offset, so the index holds only what the list filters and sorts on.
+
+Feedback and expectations (`assessments.jsonl`, beside the traces but not trace
+lines) are not indexed: `tracekit._read.assessment_records` reads that file,
+and the result is kept until the file changes (its size, inode or mtime), which
+also counts as news for the pages that wait on the store.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from tracekit import _store
+from tracekit._read import ASSESSMENTS_FILE, assessment_records
 
 _loads: Callable[[bytes], Any]
 try:  # pydantic-core (installed with every SDK) parses a store's lines 1.5x faster
@@ -53,6 +59,7 @@ CREATE TABLE IF NOT EXISTS traces(
 CREATE INDEX IF NOT EXISTS traces_start ON traces(start_ns, trace_id);
 CREATE INDEX IF NOT EXISTS traces_duration ON traces(duration_ns, trace_id);
 CREATE INDEX IF NOT EXISTS traces_tokens ON traces(tokens, trace_id);
+CREATE INDEX IF NOT EXISTS traces_cost ON traces(cost, trace_id);
 CREATE INDEX IF NOT EXISTS traces_session ON traces(session, start_ns);
 CREATE TABLE IF NOT EXISTS tags(trace_id TEXT, key TEXT, value TEXT, PRIMARY KEY(trace_id, key));
 CREATE INDEX IF NOT EXISTS tags_kv ON tags(key, value, trace_id);
@@ -82,7 +89,7 @@ ON CONFLICT(trace_id) DO UPDATE SET
 BATCH = 2000  # records per round of executemany calls
 
 _LIST = "trace_id, name, status, start_ns, end_ns, duration_ns, spans, tokens, cost, session, user"
-SORTS = {"start": "start_ns", "duration": "duration_ns", "tokens": "tokens"}
+SORTS = {"start": "start_ns", "duration": "duration_ns", "tokens": "tokens", "cost": "cost"}
 
 
 def default_path(store: Path) -> Path:
@@ -162,6 +169,9 @@ class StoreIndex:
         self._lock = threading.RLock()
         self._checked = 0.0
         self._db = self._connect()
+        # assessments.jsonl: (device, inode, size, mtime) when read, and what it held
+        self._feedback_stamp: tuple[int, ...] | None = None
+        self._feedback: dict[str, list[dict[str, Any]]] = {}
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -204,14 +214,35 @@ class StoreIndex:
                 self.path = Path(":memory:")
                 self._db = self._connect()
                 changed = self._refresh()
+            changed |= self._feedback_changed()
             if changed:
                 self.generation += 1
             return changed
+
+    def _feedback_changed(self) -> bool:
+        """Re-read assessments.jsonl if it changed since the last look."""
+        try:
+            stat = (self.store / ASSESSMENTS_FILE).stat()
+            stamp: tuple[int, ...] | None = (
+                stat.st_dev,
+                stat.st_ino,
+                stat.st_size,
+                stat.st_mtime_ns,
+            )
+        except OSError:
+            stamp = None
+        if stamp == self._feedback_stamp:
+            return False
+        self._feedback_stamp = stamp
+        self._feedback = assessment_records(self.store) if stamp else {}
+        return True
 
     def _files(self) -> dict[str, tuple[Path, int]]:
         found: dict[str, tuple[Path, int]] = {}
         with contextlib.suppress(OSError):
             for path in self.store.glob("*.jsonl"):
+                if path.name == ASSESSMENTS_FILE:  # feedback lines, not trace records
+                    continue
                 try:
                     stat = path.stat()
                 except OSError:  # rotated away since the listing
@@ -338,6 +369,7 @@ class StoreIndex:
         summary["tags"] = dict(
             self._db.execute("SELECT key, value FROM tags WHERE trace_id = ?", (trace_id,))
         )
+        summary["assessments"] = len(self._feedback.get(trace_id, ()))
         summary["models"] = sorted(
             m
             for (m,) in self._db.execute("SELECT model FROM models WHERE trace_id = ?", (trace_id,))
@@ -364,31 +396,58 @@ class StoreIndex:
                 "SELECT count(DISTINCT session) FROM traces WHERE session IS NOT NULL"
             ).fetchone()[0]
             rows = db.execute(
-                "SELECT session, count(*), min(start_ns), max(end_ns), max(user), sum(tokens) "
+                "SELECT session, count(*), min(start_ns), max(end_ns), max(user), sum(tokens), "
+                "sum(cost) "
                 "FROM traces WHERE session IS NOT NULL GROUP BY session "
                 "ORDER BY max(start_ns) DESC LIMIT ? OFFSET ?",
                 (max(1, min(limit, MAX_PAGE)), max(0, offset)),
             ).fetchall()
-        keys = ("session_id", "trace_count", "start_time_ns", "end_time_ns", "user_id", "tokens")
+        keys = (
+            "session_id",
+            "trace_count",
+            "start_time_ns",
+            "end_time_ns",
+            "user_id",
+            "tokens",
+            "cost",
+        )
         return int(total), [dict(zip(keys, row, strict=True)) for row in rows]
 
-    def session_trace_ids(self, session: str, limit: int = 200) -> list[str]:
-        """The traces of one session, in the order they started."""
+    def session_trace_ids(
+        self, session: str, offset: int = 0, limit: int = 200
+    ) -> tuple[int, list[str]]:
+        """How many traces a session has, and a page of them in the order they started."""
         with self._lock:
+            total = self._db.execute(
+                "SELECT count(*) FROM traces WHERE session = ?", (session,)
+            ).fetchone()
             rows = self._db.execute(
-                "SELECT trace_id FROM traces WHERE session = ? ORDER BY start_ns LIMIT ?",
-                (session, limit),
+                "SELECT trace_id FROM traces WHERE session = ? ORDER BY start_ns, trace_id "
+                "LIMIT ? OFFSET ?",
+                (session, max(1, min(limit, MAX_PAGE)), max(0, offset)),
             ).fetchall()
-        return [r[0] for r in rows]
+        return int(total[0]), [r[0] for r in rows]
 
     def get(self, trace_id: str) -> dict[str, Any] | None:
-        """One trace's full record, read back from its lines (fragments merged)."""
+        """One trace's full record, read back from its lines (fragments merged), with
+        the feedback and expectations logged on it under "assessments" as `tracekit
+        show` merges them."""
         for attempt in range(2):
             record = self._read(trace_id)
-            if record is not None or attempt:
-                return record
+            if record is not None:
+                found = self.assessments(trace_id)
+                return {**record, "assessments": found} if found else record
+            if attempt:
+                return None
             self.refresh()  # a file rotated between the index and the read
         return None
+
+    def assessments(self, trace_id: str) -> list[dict[str, Any]]:
+        """The feedback and expectations logged on one trace, oldest first."""
+        with self._lock:
+            if self._feedback_stamp is None and not self._feedback:
+                self._feedback_changed()
+            return list(self._feedback.get(trace_id, []))
 
     def resolve(self, prefix: str) -> list[str]:
         """Trace ids that start with `prefix` (at most two: enough to see ambiguity)."""

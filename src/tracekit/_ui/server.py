@@ -4,10 +4,10 @@ Standard library only (`http.server`): the viewer installs nothing. Routes:
 
     GET /                          the page (static/index.html, app.js, app.css)
     GET /api/traces?...            one page of the list (filters, sort, paging)
-    GET /api/traces/<id>           one trace's full record
+    GET /api/traces/<id>           one trace's full record, with its assessments
     GET /api/facets                values the filters can take
     GET /api/sessions?...          sessions, most recently active first
-    GET /api/sessions/<id>         a session's traces in order, as turns
+    GET /api/sessions/<id>?...     a page of a session's traces in order, as turns
     GET /api/wait?generation=N     long poll: returns when the store has new lines
 
 Requests whose `Host` is some domain name (not localhost, an IP address or the
@@ -118,7 +118,16 @@ def _turn(record: dict[str, Any]) -> dict[str, Any]:
     """A trace as one turn of a conversation: its root's inputs and outputs."""
     spans = record.get("spans") or []
     root = next((s for s in spans if s.get("parent_id") is None), spans[0] if spans else {})
-    keys = ("trace_id", "name", "status", "start_time_ns", "end_time_ns", "token_usage", "cost")
+    keys = (
+        "trace_id",
+        "name",
+        "status",
+        "start_time_ns",
+        "end_time_ns",
+        "token_usage",
+        "cost",
+        "assessments",
+    )
     turn = {k: record.get(k) for k in keys}
     turn["inputs"] = root.get("inputs")
     turn["outputs"] = root.get("outputs")
@@ -193,8 +202,15 @@ class _Handler(BaseHTTPRequestHandler):
                 total, sessions = index.sessions(offset, limit)
                 body = {"total": total, "sessions": sessions}
             elif head == "sessions" and rest:
-                turns = [index.get(t) for t in index.session_trace_ids(rest)]
-                body = {"session_id": rest, "turns": [_turn(r) for r in turns if r]}
+                offset, limit = _int(values, "offset", 0) or 0, _int(values, "limit", 200) or 200
+                total, ids = index.session_trace_ids(rest, offset, limit)
+                turns = [index.get(t) for t in ids]
+                body = {
+                    "session_id": rest,
+                    "total": total,
+                    "offset": offset,
+                    "turns": [_turn(r) for r in turns if r],
+                }
             else:
                 body = None
             if body is None:

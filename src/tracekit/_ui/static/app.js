@@ -66,9 +66,10 @@
     return Math.floor(ms / 60000) + " min " + Math.round((ms % 60000) / 1000) + " s";
   }
   function fmtNumber(n) { return n === null || n === undefined ? "-" : Number(n).toLocaleString("en-US"); }
+  // As `tracekit ls` and `show` print it (_render.format_cost): "$1,234.567890".
   function fmtCost(c) {
-    if (c === null || c === undefined || typeof c !== "number") return "-";
-    return "$" + (c >= 0.01 ? c.toFixed(4) : c.toPrecision(2));
+    if (c === null || c === undefined || typeof c !== "number" || !isFinite(c)) return "-";
+    return "$" + c.toLocaleString("en-US", { minimumFractionDigits: 6, maximumFractionDigits: 6 });
   }
   function costOf(record) { return record && record.cost && typeof record.cost.total_cost === "number" ? record.cost.total_cost : null; }
   function statusBadge(status) {
@@ -164,7 +165,7 @@
       field("model", "Model", modelSelect),
       field("since", "From", textInput("since", "", "datetime-local")),
       field("until", "To", textInput("until", "", "datetime-local")),
-      field("sort", "Sort by", select("sort", [["start", "start time"], ["duration", "duration"], ["tokens", "tokens"]])),
+      field("sort", "Sort by", select("sort", [["start", "start time"], ["duration", "duration"], ["tokens", "tokens"], ["cost", "cost"]])),
       field("order", "Order", select("order", [["desc", "largest / newest first"], ["asc", "smallest / oldest first"]])));
     listBox = el("div", { id: "trace-list" });
     append(app, [el("h1", { text: "Traces" }), form, listBox]);
@@ -200,18 +201,18 @@
         "No traces in this store yet. Traced code writes here; try `tracekit demo`." }));
       return;
     }
-    var withCost = page.traces.some(function (t) { return typeof t.total_cost === "number"; });
-    var head = ["Name", "Status", "Started", "Duration", "Spans", "Tokens"].concat(withCost ? ["Cost"] : [], ["Session", "Tags"]);
+    var head = ["Name", "Status", "Started", "Duration", "Spans", "Tokens", "Cost", "Session", "Tags"];
     var rows = page.traces.map(function (t) {
       var row = el("tr", { class: "trace-row", "data-trace-id": t.trace_id },
         el("td", null, link(traceHash(t.trace_id), t.name || "(unnamed)", "trace-name"),
-          el("div", { class: "muted mono small", text: t.trace_id })),
+          el("div", { class: "muted mono small", text: t.trace_id },
+            t.assessments ? el("span", { class: "chip feedback-count", text: t.assessments + " assessment" + (t.assessments === 1 ? "" : "s") }) : null)),
         el("td", null, statusBadge(t.status)),
         el("td", { class: "nowrap", text: fmtTime(t.start_time_ns) }),
         el("td", { class: "num", text: fmtDuration(t.duration_ns) }),
         el("td", { class: "num", text: t.span_count }),
         el("td", { class: "num", text: fmtNumber(t.total_tokens) }),
-        withCost ? el("td", { class: "num", text: fmtCost(t.total_cost) }) : null,
+        el("td", { class: "num cost", text: fmtCost(t.total_cost) }),
         el("td", null, t.session_id ? link(sessionHash(t.session_id), t.session_id) : "-"),
         el("td", null, chips(t.tags)));
       row.addEventListener("click", function (e) {
@@ -271,21 +272,49 @@
     return { record: record, byId: byId, children: children, roots: roots, t0: t0, t1: t1, collapsed: {}, selected: null };
   }
 
+  // What a reload compares: the record without the server's bookkeeping.
+  function signature(record) {
+    var copy = {};
+    Object.keys(record).forEach(function (k) { if (k !== "skipped" && k !== "generation") copy[k] = record[k]; });
+    return JSON.stringify(copy);
+  }
+
   function showTrace(id, spanId) {
     if (current && current.record.trace_id === id) { select_(spanId); return; }
     var load = EMBEDDED ? Promise.resolve(EMBEDDED) : api("traces/" + encodeURIComponent(id));
     clear(app);
     append(app, el("p", { class: "muted", text: "Loading trace…" }));
-    view = { kind: "trace", reload: null };
+    var mine = view = { kind: "trace", trace: id, reload: function () { reloadTrace(mine); } };
     load.then(function (record) {
+      if (view !== mine) return;
       if (!EMBEDDED) { setNotice(record.skipped); watch(record.generation); }
       current = index(record);
+      current.signature = signature(record);
       renderTrace();
       select_(spanId);
     }).catch(function (err) {
       clear(app);
       append(app, el("p", { class: "error", text: "No trace " + id + " here (" + err.message + ")." }), link("#/", "Back to the traces"));
     });
+  }
+
+  // The store changed while this trace is open: a late fragment (spans that ended after
+  // their trace was written) or new feedback. Redraw in place if this trace changed,
+  // keeping the selected span, the folded subtrees and the scroll position.
+  function reloadTrace(mine) {
+    api("traces/" + encodeURIComponent(mine.trace)).then(function (record) {
+      if (view !== mine || !current || current.record.trace_id !== mine.trace) return;
+      setNotice(record.skipped);
+      var sig = signature(record);
+      if (sig === current.signature) return;
+      var keep = { collapsed: current.collapsed, selected: current.selected, x: window.scrollX, y: window.scrollY };
+      current = index(record);
+      current.signature = sig;
+      current.collapsed = keep.collapsed;
+      renderTrace();
+      select_(keep.selected);
+      window.scrollTo(keep.x, keep.y);
+    }).catch(function () {});
   }
 
   function renderTrace() {
@@ -305,11 +334,49 @@
       el("dl", { class: "meta" }, meta.map(function (m) { return el("div", null, el("dt", { text: m[0] }), el("dd", { class: m[0] === "Trace" ? "mono" : null, text: m[1] })); }),
         md.session_id !== undefined ? el("div", null, el("dt", { text: "Session" }), el("dd", null, EMBEDDED ? String(md.session_id) : link(sessionHash(String(md.session_id)), String(md.session_id)))) : null,
         md.user_id !== undefined ? el("div", null, el("dt", { text: "User" }), el("dd", { text: String(md.user_id) })) : null),
-      el("div", { class: "tags" }, chips(r.tags))));
+      el("div", { class: "tags" }, chips(r.tags)),
+      assessmentsView(assessmentsOf(r, null), "trace-assessments")));
     var waterfall = el("section", { class: "waterfall", id: "waterfall" });
     var detail = el("section", { class: "detail", id: "span-detail" });
     append(app, el("div", { class: "trace-body" }, waterfall, detail));
     renderWaterfall();
+  }
+
+  // ---- feedback and expectations (assessments.jsonl, merged by the server) ----------------
+
+  // null: every assessment of the trace; a span id: only those logged on that span.
+  function assessmentsOf(record, spanId) {
+    var all = Array.isArray(record.assessments) ? record.assessments : [];
+    return spanId === null ? all : all.filter(function (a) { return a && a.span_id === spanId; });
+  }
+
+  function assessmentValue(a) {
+    var v = a.value;
+    if (a.error && (v === null || v === undefined)) {
+      return el("span", { class: "error", text: "error " + (a.error.error_code || "") + (a.error.error_message ? ": " + a.error.error_message : "") });
+    }
+    var text = typeof v === "string" ? v : JSON.stringify(v);
+    return el("span", { class: "value mono" + (v === true ? " yes" : v === false ? " no" : ""), text: text === undefined ? "null" : text });
+  }
+
+  function assessmentsView(list, id) {
+    if (!list.length) return null;
+    var rows = list.map(function (a) {
+      var source = a.source || {};
+      var onSpan = a.span_id && current && current.byId[a.span_id] && id === "trace-assessments";
+      return el("tr", { class: "assessment kind-" + String(a.kind || "feedback").replace(/[^a-z]/g, "") },
+        el("td", null, el("span", { class: "badge kind", text: String(a.kind || "feedback") })),
+        el("td", null, el("strong", { text: String(a.name) }),
+          onSpan ? el("div", { class: "small" }, "on ", link(traceHash(current.record.trace_id, a.span_id), current.byId[a.span_id].name)) : null),
+        el("td", null, assessmentValue(a)),
+        el("td", { class: "nowrap", text: (source.source_type || "HUMAN") + (source.source_id ? " · " + source.source_id : "") }),
+        el("td", { class: "rationale", text: a.rationale ? String(a.rationale) : "" },
+          a.metadata && typeof a.metadata === "object" ? el("div", null, chips(a.metadata)) : null),
+        el("td", { class: "nowrap muted", text: typeof a.create_time_ms === "number" ? fmtTime(a.create_time_ms * 1e6) : "-" }));
+    });
+    return el("table", { class: "assessments", id: id },
+      el("thead", null, el("tr", null, ["", "Assessment", "Value", "Source", "Rationale", "Logged"].map(function (h) { return el("th", { text: h }); }))),
+      el("tbody", null, rows));
   }
 
   function axis() {
@@ -339,28 +406,38 @@
         first.style.width = Math.min(100, ttfc * 1e9 / (end - start) * 100) + "%";
         bar.appendChild(first);
       }
-      var label = fmtDuration(end - start) + (typeof ttfc === "number" ? " · first chunk " + fmtDuration(ttfc * 1e9) : "");
+      var label = fmtDuration(end - start) + (typeof ttfc === "number" ? " · first chunk " + fmtDuration(ttfc * 1e9) : "") +
+        (span.cost && typeof span.cost.total_cost === "number" ? " · " + fmtCost(span.cost.total_cost) : "");
       var toggle = kids.length ? el("button", { type: "button", class: "toggle", "aria-label": "collapse", text: current.collapsed[span.span_id] ? "▸" : "▾",
         onclick: function (e) { e.stopPropagation(); current.collapsed[span.span_id] = !current.collapsed[span.span_id]; renderWaterfall(); } }) : el("span", { class: "toggle" });
       var name = el("div", { class: "wf-label" }, toggle, typeBadge(span.span_type), " ", el("span", { class: "span-name", text: span.name }));
       name.style.paddingLeft = (depth * 14 + 4) + "px";
+      var time = el("span", { class: "wf-time", text: label });
+      var track = el("div", { class: "wf-track" }, bar, time);
       var row = el("div", { class: "wf-row" + (current.selected === span.span_id ? " selected" : ""), "data-span-id": span.span_id, tabindex: "0" },
-        name, el("div", { class: "wf-track" }, bar, timeLabel(label, (start - current.t0) / total, (end - current.t0) / total)));
+        name, track);
       row.addEventListener("click", function () { location.hash = traceHash(current.record.trace_id, span.span_id); });
       row.addEventListener("keydown", function (e) { if (e.key === "Enter") row.click(); });
       box.appendChild(row);
+      placeTime(time, track, (start - current.t0) / total, (end - current.t0) / total);
       if (!current.collapsed[span.span_id]) kids.forEach(function (k) { walk(k, depth + 1); });
     };
     current.roots.forEach(function (r) { walk(r, 0); });
   }
 
-  // The duration beside its bar: after it, or before it when the bar ends near the right edge.
-  function timeLabel(text, from, to) {
-    var node = el("span", { class: "wf-time", text: text });
-    if (to <= 0.8) node.style.left = (to * 100) + "%";
-    else if (to - from > 0.3) { node.classList.add("inside"); node.style.right = ((1 - to) * 100) + "%"; }
-    else node.style.right = ((1 - from) * 100) + "%";
-    return node;
+  // The label beside its bar, measured so that it never runs over its own bar: after the
+  // bar if it fits there, else before it, else inside it (a wide bar), else after it anyway.
+  function placeTime(node, track, from, to) {
+    var width = track.clientWidth, need = node.offsetWidth + 2;
+    if (!width || !need) {  // not laid out (a hidden page): guess from the fractions
+      if (to <= 0.8) node.style.left = (to * 100) + "%";
+      else node.style.right = ((1 - from) * 100) + "%";
+      return;
+    }
+    if ((1 - to) * width >= need) node.style.left = (to * 100) + "%";
+    else if (from * width >= need) node.style.right = ((1 - from) * 100) + "%";
+    else if ((to - from) * width >= need) { node.classList.add("inside"); node.style.right = ((1 - to) * 100) + "%"; }
+    else node.style.left = (to * 100) + "%";
   }
 
   function select_(spanId) {
@@ -399,6 +476,8 @@
         return el("span", { class: "stat" }, el("span", { class: "muted", text: x[0].replace(/_/g, " ") }), " ", el("strong", { text: x[1] }));
       })));
     }
+    var marks = assessmentsOf(current.record, span.span_id);
+    if (marks.length) append(box, section("Assessments (" + marks.length + ")", assessmentsView(marks, "span-assessments"), true));
     var chat = span.chat && typeof span.chat === "object" ? span.chat : null;
     if (chat) append(box, section("Chat", chatView(chat), true));
     append(box, section("Inputs", json(span.inputs === undefined ? null : span.inputs), !chat));
@@ -469,12 +548,24 @@
 
   // ---- sessions ---------------------------------------------------------------------
 
-  function showSessions() {
-    view = { kind: "sessions", reload: showSessions };
-    api("sessions?limit=200").then(function (page) {
+  // Buttons to move through pages of `size` items: where `from`, `shown` on this page.
+  function pager(from, shown, total, size, go, words) {
+    var last = from + shown;
+    return el("div", { class: "pager" },
+      el("button", { type: "button", class: "earlier", disabled: from === 0 ? "" : null, onclick: function () { go(Math.max(0, from - size)); window.scrollTo(0, 0); }, text: words[0] }),
+      el("span", { class: "muted", text: (from + 1) + "–" + last + " of " + fmtNumber(total) }),
+      el("button", { type: "button", class: "later", disabled: last >= total ? "" : null, onclick: function () { go(from + size); window.scrollTo(0, 0); }, text: words[1] }));
+  }
+
+  var SESSIONS = 100;  // sessions on one page of the list
+  function showSessions(at) {
+    var from = typeof at === "number" ? at : 0;
+    view = { kind: "sessions", reload: function () { showSessions(from); } };
+    api("sessions?offset=" + from + "&limit=" + SESSIONS).then(function (page) {
       if (!view || view.kind !== "sessions") return;
       watch(page.generation);
       setNotice(page.skipped);
+      var y = window.scrollY;
       clear(app);
       append(app, el("h1", { text: "Sessions" }));
       if (!page.sessions.length) {
@@ -482,15 +573,18 @@
         return;
       }
       append(app, el("table", { class: "traces sessions" },
-        el("thead", null, el("tr", null, ["Session", "User", "Traces", "First", "Last", "Tokens"].map(function (h) { return el("th", { text: h }); }))),
+        el("thead", null, el("tr", null, ["Session", "User", "Traces", "First", "Last", "Tokens", "Cost"].map(function (h) { return el("th", { text: h }); }))),
         el("tbody", null, page.sessions.map(function (s) {
           var row = el("tr", { class: "session-row" },
             el("td", null, link(sessionHash(s.session_id), s.session_id)), el("td", { text: s.user_id || "-" }),
             el("td", { class: "num", text: s.trace_count }), el("td", { class: "nowrap", text: fmtTime(s.start_time_ns) }),
-            el("td", { class: "nowrap", text: fmtTime(s.end_time_ns) }), el("td", { class: "num", text: fmtNumber(s.tokens) }));
+            el("td", { class: "nowrap", text: fmtTime(s.end_time_ns) }), el("td", { class: "num", text: fmtNumber(s.tokens) }),
+            el("td", { class: "num cost", text: fmtCost(s.cost) }));
           row.addEventListener("click", function (e) { if (!e.target.closest("a")) location.hash = sessionHash(s.session_id); });
           return row;
         }))));
+      if (page.total > SESSIONS || from > 0) append(app, pager(from, page.sessions.length, page.total, SESSIONS, showSessions, ["‹ More recent", "Older ›"]));
+      window.scrollTo(0, y);
     }).catch(failed);
   }
 
@@ -510,23 +604,32 @@
         value === null || value === undefined ? el("div", { class: "muted", text: "(nothing recorded)" }) : json(value));
   }
 
-  function showSession(id) {
-    view = { kind: "session", reload: function () { showSession(id); } };
-    api("sessions/" + encodeURIComponent(id)).then(function (s) {
+  var TURNS = 200;  // traces on one page of a session
+  function showSession(id, at) {
+    var from = at || 0;
+    view = { kind: "session", reload: function () { showSession(id, from); } };
+    api("sessions/" + encodeURIComponent(id) + "?offset=" + from + "&limit=" + TURNS).then(function (s) {
       if (!view || view.kind !== "session") return;
       watch(s.generation);
+      var y = window.scrollY;
       clear(app);
+      var total = typeof s.total === "number" ? s.total : s.turns.length;
+      var pages = function () { return pager(from, s.turns.length, total, TURNS, function (at) { showSession(id, at); }, ["‹ Earlier", "Later ›"]); };
+      var paged = total > TURNS || from > 0;
       append(app, [link("#/sessions", "‹ Sessions", "back"), el("h1", null, "Session ", el("span", { class: "mono", text: s.session_id })),
-        el("p", { class: "muted", text: s.turns.length + " trace" + (s.turns.length === 1 ? "" : "s") + ", oldest first" })]);
+        el("p", { class: "muted", text: total + " trace" + (total === 1 ? "" : "s") + ", oldest first" }), paged ? pages() : null]);
       var box = el("div", { class: "chat conversation", id: "conversation" });
       s.turns.forEach(function (t) {
         var usage = t.token_usage || {};
         box.appendChild(el("div", { class: "turn" },
           el("div", { class: "turn-head muted" }, fmtTime(t.start_time_ns) + " · ", link(traceHash(t.trace_id), t.name || t.trace_id),
             " · " + fmtDuration(t.end_time_ns - t.start_time_ns) + (usage.total_tokens !== undefined ? " · " + fmtNumber(usage.total_tokens) + " tokens" : ""), " ", statusBadge(t.status)),
-          bubble("user", t.inputs), bubble("assistant", t.outputs)));
+          bubble("user", t.inputs), bubble("assistant", t.outputs),
+          assessmentsView(Array.isArray(t.assessments) ? t.assessments : [], null)));
       });
       append(app, box);
+      if (paged) append(app, pages());
+      window.scrollTo(0, y);
     }).catch(failed);
   }
 
@@ -548,6 +651,13 @@
     else if (parts[0] === "session" && parts[1]) showSession(parts[1]);
     else showList();
   }
+
+  // Labels are placed by measuring the track: place them again when it changes width.
+  var resizing = null;
+  window.addEventListener("resize", function () {
+    clearTimeout(resizing);
+    resizing = setTimeout(function () { if (current && document.getElementById("waterfall")) renderWaterfall(); }, 150);
+  });
 
   if (EMBEDDED) document.getElementById("nav").hidden = true;
   window.addEventListener("hashchange", route);
