@@ -1,4 +1,4 @@
-"""The Anthropic `messages.stream()` helper's own exits, and its fake server.
+"""The Anthropic `messages.stream()` helper's own exits.
 
 The helper reads the stream for the caller (`text_stream`, `get_final_message()`,
 `get_final_text()`, `until_done()`) and can be left by an exception in the block:
@@ -10,30 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from tests.contract.adapters import ANSWER, QUESTION, Adapter
+from tests.contract.anthropic_server import REQUEST_ID
+from tests.contract.outcome import Outcome
 
 import tracekit
-from tests.contract.adapters import ANSWER, QUESTION, Adapter
-from tests.contract.checks import Outcome
-from tracekit import _fake_server
-from tracekit._fake_server import FakeProviderServer
 from tracekit.testing import Capture
 
-REQUEST_ID = "req_fake_anthropic"
 TEXTS = 4  # text deltas in ANSWER
-
-
-class _IdHandler(_fake_server._Handler):
-    """The fake server's handler, also sending Anthropic's `request-id` header."""
-
-    def end_headers(self) -> None:
-        self.send_header("request-id", REQUEST_ID)
-        super().end_headers()
-
-
-class IdServer(FakeProviderServer):
-    def __init__(self, drop_after: int | None = None) -> None:
-        super().__init__(drop_after=drop_after)
-        self.RequestHandlerClass = _IdHandler
 
 
 def _open(a: Adapter, client: Any) -> Any:

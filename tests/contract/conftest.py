@@ -8,16 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-
 from tests.contract.adapters import KEEP, Adapter
 from tests.contract.snapshots import Snapshots
+
 from tracekit._fake_server import FakeProviderServer
 
 
 @pytest.fixture
-def server(
-    adapter: Adapter, fake_servers: Callable[..., FakeProviderServer]
-) -> FakeProviderServer:
+def server(adapter: Adapter, fake_servers: Callable[..., FakeProviderServer]) -> FakeProviderServer:
     return fake_servers(adapter.server_class)
 
 

@@ -11,9 +11,9 @@ import gc
 from typing import Any
 
 import pytest
-
 from tests.contract.adapters import KEEP, QUESTION, Adapter
-from tests.contract.checks import Outcome, nothing_recorded_yet
+from tests.contract.outcome import Outcome, nothing_recorded_yet
+
 from tracekit.testing import Capture
 
 

@@ -125,4 +125,3 @@ class GeminiServer(FakeProviderServer):
     def __init__(self, drop_after: int | None = None) -> None:
         super().__init__(drop_after=drop_after)
         self.RequestHandlerClass = _GeminiHandler
-

@@ -13,9 +13,9 @@ import json
 from typing import Any
 
 import pytest
+from tests.contract.adapters import ADAPTERS, ANSWER, MISSING, QUESTION, Adapter, question
 
 import tracekit
-from tests.contract.adapters import ADAPTERS, ANSWER, MISSING, QUESTION, Adapter, question
 from tracekit._fake_server import FakeProviderServer
 from tracekit.testing import Capture
 
