@@ -187,14 +187,16 @@ class OpenAIAdapter(Adapter):
 
         return openai.NotFoundError
 
+    def kwargs(self, text: str, model: str, options: dict[str, Any]) -> dict[str, Any]:
+        """A chat completion's arguments."""
+        return {"model": model, "messages": [{"role": "user", "content": text}], **options}
+
     def call_sync(self, client: Any, text: str, model: str, **options: Any) -> str:
-        messages = [{"role": "user", "content": text}]
-        completion = client.chat.completions.create(model=model, messages=messages, **options)
+        completion = client.chat.completions.create(**self.kwargs(text, model, options))
         return str(completion.choices[0].message.content)
 
     async def call_async(self, client: Any, text: str, model: str, **options: Any) -> str:
-        messages = [{"role": "user", "content": text}]
-        completion = await client.chat.completions.create(model=model, messages=messages, **options)
+        completion = await client.chat.completions.create(**self.kwargs(text, model, options))
         return str(completion.choices[0].message.content)
 
     def sdk_stream_types(self) -> tuple[type, ...]:
@@ -208,6 +210,9 @@ class OpenAIAdapter(Adapter):
             responses.ResponseStreamManager,
             responses.ResponseStream,
         )
+
+
+USAGE_CHUNK = {"include_usage": True}
 
 
 class OpenAIChat(OpenAIAdapter):
@@ -228,23 +233,13 @@ class OpenAIChat(OpenAIAdapter):
         self.id = "openai.chat." + ("stream" if helper else "create")
 
     def open_sync(self, client: Any, text: str, model: str, **options: Any) -> Any:
-        kwargs = {
-            "model": model,
-            "messages": [{"role": "user", "content": text}],
-            "stream_options": {"include_usage": True},
-            **options,
-        }
+        kwargs = self.kwargs(text, model, {"stream_options": USAGE_CHUNK, **options})
         if self.style == "helper":
             return client.chat.completions.stream(**kwargs)
         return client.chat.completions.create(**kwargs, stream=True)
 
     async def open_async(self, client: Any, text: str, model: str, **options: Any) -> Any:
-        kwargs = {
-            "model": model,
-            "messages": [{"role": "user", "content": text}],
-            "stream_options": {"include_usage": True},
-            **options,
-        }
+        kwargs = self.kwargs(text, model, {"stream_options": USAGE_CHUNK, **options})
         if self.style == "helper":
             return client.chat.completions.stream(**kwargs)
         return await client.chat.completions.create(**kwargs, stream=True)

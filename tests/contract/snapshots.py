@@ -1,7 +1,8 @@
 """Whole exported records, compared with the JSON snapshots in snapshots/.
 
-A record is masked first (times, the server's port, time to first chunk: what
-changes from run to run), then compared whole, so any change to what a provider
+A record is masked first (times, the server's port, time to first chunk, the
+stack trace's paths: what changes from run to run or checkout to checkout), then
+compared whole, so any change to what a provider
 records shows as a diff. After an intended change, rewrite the snapshots and
 review the diff:
 
@@ -21,6 +22,8 @@ MASKED = "<masked>"
 VOLATILE = {
     "start_time_ns",
     "end_time_ns",
+    "timestamp_ns",
+    "exception.stacktrace",  # file paths and line numbers of the checkout
     "server.port",
     "tracekit.time_to_first_chunk_s",
 }

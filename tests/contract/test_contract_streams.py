@@ -43,10 +43,9 @@ def check_exit(
     vary = {"tracekit.stream.ended_by"} if isinstance(outcome.ended_by, set) else set()
     if outcome.partial and a.reads_ahead and a.style == "helper":
         vary.add("tracekit.stream.chunks")
-    # Sync and async record the same (one snapshot for both), except where an
-    # exception's traceback or the event loop's timing is part of the record.
-    apart = outcome.error is not None or bool(vary)
-    key = f"{a.id} {mode} {name}" if apart else f"{a.id} {name}"
+    # Sync and async record the same (one snapshot for both), except where the
+    # event loop's timing decides.
+    key = f"{a.id} {mode} {name}" if vary else f"{a.id} {name}"
     whole = {"items": outcome.items, "trace": record(traced.traces[0], frozenset(vary))}
     snapshots.check(a.provider, key, whole)
     gc.collect()  # a later collection changes nothing
@@ -62,10 +61,12 @@ def check_requests(a: Adapter, server: FakeProviderServer, before: int, outcome:
         assert len(sent) >= outcome.requests, sent
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
 @pytest.mark.parametrize(("adapter", "name"), EXITS)
-def test_sync_stream_exit_ends_the_span_once(
+def test_stream_exit_ends_the_span_once(
     adapter: Adapter,
     name: str,
+    mode: str,
     traced: Capture,
     finishes: Counter[str],
     server: FakeProviderServer,
@@ -74,34 +75,21 @@ def test_sync_stream_exit_ends_the_span_once(
 ) -> None:
     target = dropping if name == "error_mid_stream" else server
     before = len(target.requests)
-    with adapter.sync_client(target, "test-key") as client:
-        outcome = exit_functions(adapter, name)[0](adapter, client, traced)
+    sync_exit, async_exit = exit_functions(adapter, name)
+    if mode == "sync":
+        with adapter.sync_client(target, "test-key") as client:
+            outcome = sync_exit(adapter, client, traced)
+    else:
+
+        async def main() -> Outcome:
+            async with adapter.async_client(target, "test-key") as client:
+                outcome: Outcome = await async_exit(adapter, client, traced)
+                await asyncio.sleep(0)  # let the loop close abandoned async generators
+                return outcome
+
+        outcome = asyncio.run(main())
     check_requests(adapter, target, before, outcome)
-    check_exit(adapter, "sync", name, outcome, traced, finishes, snapshots)
-
-
-@pytest.mark.parametrize(("adapter", "name"), EXITS)
-def test_async_stream_exit_ends_the_span_once(
-    adapter: Adapter,
-    name: str,
-    traced: Capture,
-    finishes: Counter[str],
-    server: FakeProviderServer,
-    dropping: FakeProviderServer,
-    snapshots: Snapshots,
-) -> None:
-    target = dropping if name == "error_mid_stream" else server
-    before = len(target.requests)
-
-    async def main() -> Outcome:
-        async with adapter.async_client(target, "test-key") as client:
-            outcome: Outcome = await exit_functions(adapter, name)[1](adapter, client, traced)
-            await asyncio.sleep(0)  # let the loop close abandoned async generators
-            return outcome
-
-    outcome = asyncio.run(main())
-    check_requests(adapter, target, before, outcome)
-    check_exit(adapter, "async", name, outcome, traced, finishes, snapshots)
+    check_exit(adapter, mode, name, outcome, traced, finishes, snapshots)
 
 
 # -- context: never current between chunks, nested under the caller --------------------
@@ -207,7 +195,6 @@ def check_error_on_open(
     traced: Capture,
     finishes: Counter[str],
     snapshots: Snapshots,
-    mode: str,
 ) -> None:
     """The SDK's own exception; one ERROR span with the HTTP status, ended once."""
     assert type(exc) is a.not_found()
@@ -218,30 +205,14 @@ def check_error_on_open(
     assert span["attributes"]["http.response.status_code"] == 404
     assert span["attributes"]["error.type"] == type(exc).__qualname__
     assert "token_usage" not in span
-    snapshots.check(a.provider, f"{a.id} {mode} error_on_open", record(traced.traces[0]))
+    snapshots.check(a.provider, f"{a.id} error_on_open", record(traced.traces[0]))
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
 @pytest.mark.parametrize("adapter", BY_ADAPTER)
-def test_sync_error_on_open_reaches_the_caller(
+def test_error_on_open_reaches_the_caller(
     adapter: Adapter,
-    traced: Capture,
-    finishes: Counter[str],
-    server: FakeProviderServer,
-    snapshots: Snapshots,
-) -> None:
-    seen: list[Any] = []
-    with (
-        adapter.sync_client(server, "test-key") as client,
-        pytest.raises(adapter.not_found()) as info,
-    ):
-        adapter.read_sync(client, seen, model=MISSING)
-    assert seen == []
-    check_error_on_open(adapter, info.value, traced, finishes, snapshots, "sync")
-
-
-@pytest.mark.parametrize("adapter", BY_ADAPTER)
-def test_async_error_on_open_reaches_the_caller(
-    adapter: Adapter,
+    mode: str,
     traced: Capture,
     finishes: Counter[str],
     server: FakeProviderServer,
@@ -253,7 +224,14 @@ def test_async_error_on_open_reaches_the_caller(
         async with adapter.async_client(server, "test-key") as client:
             await adapter.read_async(client, seen, model=MISSING)
 
+    def read() -> None:
+        if mode == "async":
+            asyncio.run(main())
+            return
+        with adapter.sync_client(server, "test-key") as client:
+            adapter.read_sync(client, seen, model=MISSING)
+
     with pytest.raises(adapter.not_found()) as info:
-        asyncio.run(main())
+        read()
     assert seen == []
-    check_error_on_open(adapter, info.value, traced, finishes, snapshots, "async")
+    check_error_on_open(adapter, info.value, traced, finishes, snapshots)
