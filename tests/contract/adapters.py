@@ -34,21 +34,24 @@ def question(i: int) -> str:
 class Adapter:
     """How one provider stream is driven (subclass per provider and stream kind)."""
 
-    id: ClassVar[str]  # the test id: "openai.chat.create"
-    provider: ClassVar[str]  # tracekit.<provider>.autolog, tracekit.integrations.<provider>
-    style: ClassVar[str]  # "create" | "helper" | "generator"
-    operation: ClassVar[str]  # the span name is f"{operation} {model}"
-    model: ClassVar[str]
-    full_chunks: ClassVar[int]  # raw chunks the span counts for the whole answer
+    id: str  # the test id: "openai.chat.create"
+    provider: str  # tracekit.<provider>.autolog, tracekit.integrations.<provider>
+    style: str  # "create" | "helper" | "generator"
+    operation: str  # the span name is f"{operation} {model}"
+    model: str
+    full_chunks: int  # raw chunks the span counts for the whole answer
     usage: ClassVar[dict[str, int]]  # token_usage for the whole answer to QUESTION
     # ended_by after `with manager as s: next(s); s.close()` (helpers only)
-    helper_close_ends_by: ClassVar[str] = "close"
+    helper_close_ends_by: str = "close"
     # a helper may read ahead of the events it hands out (never to the end)
-    reads_ahead: ClassVar[bool] = False
+    reads_ahead: bool = False
     # the fake server to run (a subclass answers what the base one lacks)
     server_class: type[FakeProviderServer] = FakeProviderServer
     # extra exits only this adapter has: name -> (sync exit, async exit)
     extra_exits: ClassVar[dict[str, tuple[Callable[..., Any], Callable[..., Any]]]] = {}
+
+    def __repr__(self) -> str:
+        return f"<adapter {self.id}>"
 
     @property
     def span_name(self) -> str:

@@ -81,3 +81,11 @@ def check_stream_span(
         assert ANSWER.startswith(text)
         assert span.get("token_usage", {}).get("output_tokens") != a.usage["output_tokens"]
     return span
+
+
+def summed_usage(spans: list[dict[str, Any]]) -> dict[str, int]:
+    """The token usage of the spans, added key by key (what their trace must carry)."""
+    total: Counter[str] = Counter()
+    for span in spans:
+        total.update(span["token_usage"])
+    return dict(total)

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from tests.contract.adapters import ADAPTERS, ANSWER, MISSING, QUESTION, Adapter, question
+from tests.contract.checks import summed_usage
 
 import tracekit
 from tracekit._fake_server import FakeProviderServer
@@ -158,4 +159,5 @@ def test_50_concurrent_async_calls_under_one_parent(
         assert adapter.text_of(span) == f"You asked: {question(i)}"
         assert span["token_usage"]["output_tokens"] == adapter.usage["output_tokens"]
     assert seen == set(range(50))
+    assert record["token_usage"] == summed_usage(children)
     assert record["token_usage"]["output_tokens"] == 50 * adapter.usage["output_tokens"]
