@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 
 os.environ["TRACEKIT_TESTING"] = "1"
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.fault_proxy import FaultProxy
@@ -15,6 +18,7 @@ from tests.mlflow_server import MlflowServer, MlflowUnavailable, mlflow_python
 from tests.phoenix_server import PhoenixServer, PhoenixUnavailable, phoenix_python
 
 from tracekit import _stats
+from tracekit._fake_server import FakeProviderServer
 from tracekit.testing import Capture, capture
 
 CASSETTES = Path(__file__).resolve().parent / "cassettes"
@@ -88,3 +92,59 @@ def phoenix_server() -> Iterator[PhoenixServer]:
         pytest.skip(f"Phoenix is unavailable (set CI=true to fail instead): {e}")
     with PhoenixServer(python) as server:
         yield server
+
+
+# -- provider integrations (tests/contract and the provider files) -----------------------
+
+
+@pytest.fixture
+def traced(request: pytest.FixtureRequest, captured: Capture) -> Iterator[Capture]:
+    """The test's provider autologged for one test, really unpatched afterwards.
+
+    The provider is the `adapter` parameter's (tests/contract) or the module's PROVIDER.
+    """
+    if "adapter" in request.fixturenames:
+        name = request.getfixturevalue("adapter").provider
+    else:
+        name = request.module.PROVIDER
+    importlib.import_module(f"tracekit.{name}").autolog()
+    try:
+        yield captured
+    finally:
+        importlib.import_module(f"tracekit.integrations.{name}").integration.revert()
+
+
+@pytest.fixture
+def finishes(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """How many times each span went through the finishing path (must be once)."""
+    from tracekit import _api
+    from tracekit.integrations import _streams
+
+    counts: Counter[str] = Counter()
+    original = _api.finish
+
+    def counting(span: Any, exc: BaseException | None) -> None:
+        counts[span.name] += 1
+        original(span, exc)
+
+    monkeypatch.setattr(_api, "finish", counting)
+    monkeypatch.setattr(_streams, "finish", counting)
+    return counts
+
+
+@pytest.fixture(scope="session")
+def fake_servers() -> Iterator[Callable[..., FakeProviderServer]]:
+    """`fake_servers(cls, drop_after=None)`: a running fake provider server of that class,
+    one per class and setting for the whole session (stopping one waits 0.5 s)."""
+    pool: dict[tuple[type[FakeProviderServer], int | None], FakeProviderServer] = {}
+
+    def get(
+        cls: type[FakeProviderServer] = FakeProviderServer, drop_after: int | None = None
+    ) -> FakeProviderServer:
+        if (cls, drop_after) not in pool:
+            pool[cls, drop_after] = cls(drop_after=drop_after).start()
+        return pool[cls, drop_after]
+
+    yield get
+    for server in pool.values():
+        server.stop()
