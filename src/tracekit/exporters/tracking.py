@@ -6,8 +6,8 @@ the application:
 1. the experiment is found by id, or by name (created if missing), through
    `/api/2.0/mlflow/experiments/*`, once per exporter;
 2. the spans of a batch go as OTLP to `POST /v1/traces` with the header
-   `x-mlflow-experiment-id` (protobuf when opentelemetry-proto is installed,
-   OTLP/JSON otherwise), carrying the `mlflow.*` attributes MLflow's UI reads;
+   `x-mlflow-experiment-id` (protobuf, or OTLP/JSON on request), carrying
+   the `mlflow.*` attributes MLflow's UI reads;
 3. the server builds each trace's info from its root span (name, state,
    timing, previews, tags, session, user, token usage); a trace with more
    metadata than that also goes to `POST /api/3.0/mlflow/traces`
@@ -56,8 +56,7 @@ class TrackingServerExporter(BaseExporter):
         client: an `HttpClient` for the server's base URL (auth headers included).
         experiment_id: the experiment to log to; wins over `experiment_name`.
         experiment_name: found, or created if missing, on first export.
-        protobuf: send spans as OTLP protobuf (default: when opentelemetry-proto
-            is installed).
+        protobuf: send spans as OTLP protobuf (the default) rather than OTLP/JSON.
         max_spans_per_request: spans per `/v1/traces` request (a trace is never split).
         trace_info: `"auto"` sends StartTraceV3 only for traces whose metadata
             the spans cannot carry (anything beyond session and user: the
