@@ -76,7 +76,7 @@ def _any_value(value: Mapping[str, Any]) -> bytes:
 
 def _attributes(tag: bytes, attributes: Sequence[Mapping[str, Any]]) -> bytes:
     """Repeated KeyValue {string key = 1; AnyValue value = 2;} under field `tag`."""
-    out = []
+    out: list[bytes] = []
     for kv in attributes:
         key = _text(kv.get("key") or "")
         value = kv.get("value")
