@@ -111,9 +111,15 @@ class MlflowServer:
     """``mlflow server`` on 127.0.0.1 in its own process group, with a SQLite store."""
 
     def __init__(
-        self, python: Path, workdir: Path | None = None, *, startup_timeout: float = 60.0
+        self,
+        python: Path,
+        workdir: Path | None = None,
+        *,
+        startup_timeout: float = 60.0,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.python = python
+        self.env = dict(env or {})  # server settings, e.g. MLFLOW_USE_BATCH_SPAN_PROCESSOR
         self._own_workdir = workdir is None
         self.workdir = (
             Path(tempfile.mkdtemp(prefix="tracekit-mlflow-")) if workdir is None else workdir
@@ -150,7 +156,9 @@ class MlflowServer:
         ]  # fmt: skip
         # MLFLOW_MODEL_CATALOG_URI="": no download of a model price list (offline it stalls
         # the first span of every provider for about 7 s).
-        env = _clean_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_MODEL_CATALOG_URI="")
+        env = _clean_env(
+            MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_MODEL_CATALOG_URI="", **self.env
+        )
         with open(self.log_path, "wb") as log:
             self._proc = subprocess.Popen(
                 args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
