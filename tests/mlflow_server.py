@@ -108,6 +108,17 @@ class MlflowServer(ServerProcess):
     health_path = "/health"
     start_error = MlflowServerError
 
+    def __init__(
+        self,
+        python: Path,
+        workdir: Path | None = None,
+        *,
+        startup_timeout: float = 60.0,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(python, workdir, startup_timeout=startup_timeout)
+        self.env = dict(env or {})  # server settings, e.g. MLFLOW_USE_BATCH_SPAN_PROCESSOR
+
     def command(self) -> list[str]:
         return [
             str(self.python.parent / "mlflow"), "server",
@@ -119,7 +130,9 @@ class MlflowServer(ServerProcess):
     def environment(self) -> dict[str, str]:
         # MLFLOW_MODEL_CATALOG_URI="": no download of a model price list (offline it stalls
         # the first span of every provider for about 7 s).
-        return _clean_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_MODEL_CATALOG_URI="")
+        return _clean_env(
+            MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_MODEL_CATALOG_URI="", **self.env
+        )
 
 
 def create_experiment(url: str, name: str) -> str:

@@ -12,6 +12,7 @@ import pytest
 
 import tracekit
 from tracekit import _stats
+from tracekit._state import program_name
 from tracekit.exporters import (
     SUCCESS,
     BaseExporter,
@@ -57,7 +58,7 @@ def _orphan_record() -> dict[str, Any]:
         "tags": {},
         "metadata": {"tracekit.incomplete": f"1 span(s) force-ended: {REASON}"},
         "resource": {
-            "service.name": "unknown_service",
+            **({"service.name": program_name()} if program_name() else {}),
             "telemetry.sdk.name": "tracekit",
             "telemetry.sdk.language": "python",
             "telemetry.sdk.version": tracekit.__version__,

@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 
 import tracekit
+from tracekit._state import program_name
 from tracekit.testing import START_NS, STEP_NS
 
 RESOURCE = {
-    "service.name": "unknown_service",
+    **({"service.name": program_name()} if program_name() else {}),  # the default
     "telemetry.sdk.name": "tracekit",
     "telemetry.sdk.language": "python",
     "telemetry.sdk.version": tracekit.__version__,

@@ -40,6 +40,7 @@ from tracekit.exporters.tracking import TrackingServerExporter, trace_info
 pytestmark = pytest.mark.timeout(600)
 
 START_TRACE = "/api/3.0/mlflow/traces"
+BATCH_GET_INFOS = "/api/3.0/mlflow/traces/batchGetInfos"
 OTLP = "/v1/traces"
 
 
@@ -223,11 +224,13 @@ def test_traced_app_is_stored_exactly(
     assert trace_id is not None
     assert ours["trace_id"] == trace_id
 
-    # One lookup of the experiment (created), one OTLP batch, one StartTraceV3.
+    # One lookup of the experiment (created), one OTLP batch, one question (is a trace in
+    # another experiment?), one StartTraceV3 (for the metadata the spans cannot carry).
     assert proxy.requests == [
         ("GET", "/api/2.0/mlflow/experiments/get-by-name", "pass"),
         ("POST", "/api/2.0/mlflow/experiments/create", "pass"),
         ("POST", OTLP, "pass"),
+        ("POST", BATCH_GET_INFOS, "pass"),
         ("POST", START_TRACE, "pass"),
     ]
     experiment_id = experiment_by_name(mlflow_server.url, name)["experiment_id"]
@@ -336,8 +339,10 @@ def test_experiment_by_id_and_the_default(
     # An id is used as given: no experiment lookup at all.
     assert proxy.count("/api/2.0/mlflow/experiments") == 0
     assert proxy.count(OTLP) == 1
-    # No metadata beyond what the root span carries: the server builds the trace info.
-    assert proxy.count(START_TRACE) == 0
+    # One question: is the trace in another experiment (a tracing gateway stored spans of
+    # it first)? No: the server built the trace info from the root span.
+    paths = [path for _, path, _ in proxy.requests]
+    assert (paths.count(BATCH_GET_INFOS), paths.count(START_TRACE)) == (1, 0)
 
     _state.reset()
     tracekit.configure(tracking_uri=proxy.url)  # neither: MLflow's "Default" experiment
@@ -876,6 +881,7 @@ def test_bearer_token_is_sent_and_never_recorded(
         "/api/2.0/mlflow/experiments/get-by-name",
         "/api/2.0/mlflow/experiments/create",
         OTLP,
+        BATCH_GET_INFOS,
     ]
     for _, path, headers in recorder.seen:
         assert headers["authorization"] == f"Bearer {token}", path
@@ -913,7 +919,8 @@ def test_basic_auth_from_variables_and_from_the_url(
     double(7)
     flush()
     expected = "Basic " + base64.b64encode("alice:pä:ss".encode()).decode()
-    assert [h["authorization"] for _, _, h in recorder.seen] == [expected]  # one OTLP request
+    # the OTLP request and BatchGetTraceInfos
+    assert [h["authorization"] for _, _, h in recorder.seen] == [expected, expected]
 
     # user:password in the URL (as MLflow's client accepts): sent as basic auth, and kept
     # out of the destination's name, which log lines and the spool directory carry.
@@ -926,7 +933,7 @@ def test_basic_auth_from_variables_and_from_the_url(
     double(8)
     flush()
     expected = "Basic " + base64.b64encode(b"bob:s@cret").decode()
-    assert [h["authorization"] for _, _, h in recorder.seen] == [expected]
+    assert [h["authorization"] for _, _, h in recorder.seen] == [expected, expected]
     exporter = _state.pipeline().exporter
     assert exporter.destination == recorder.url  # type: ignore[attr-defined]
     assert exporter.spool.destination["uri"] == recorder.url  # type: ignore[attr-defined]
@@ -1002,7 +1009,7 @@ def test_many_traces_arrive_once_even_when_sent_twice(
         pipeline_step(i)
     flush()
     assert_not_spooled(tmp_path)
-    assert count(START_TRACE) == 0  # trace_info="auto": the root spans carry it all
+    assert count(START_TRACE) == 0  # the root spans carry it all, in our experiment
     first = read_traces(mlflow_server.python, mlflow_server.url, experiment_id)
     assert len(first) == 300
     assert sorted(t["spans"][0]["outputs"] for t in first) == list(range(300))
@@ -1050,7 +1057,7 @@ def test_trace_info_of_a_fragment_is_none_and_previews_are_bounded() -> None:
     assert body["request_preview"].endswith("...")
     assert body["response_preview"] == "answer"
     assert body["request_time"] == "2026-09-21T14:13:20.123Z"
-    assert body["execution_duration"] == "0.250000000s"
+    assert body["execution_duration"] == "0.250s"  # whole ms, as the server counts them
     assert body["trace_metadata"]["mlflow.trace.session"] == "7"
     assert body["trace_metadata"]["mlflow.trace.user"] == "u"
     assert body["tags"]["mlflow.traceName"] == "root"
@@ -1080,7 +1087,8 @@ def test_trace_info_comes_from_the_root_span_without_start_trace(
     trace_id = tracekit.get_last_trace_id()
     flush()
     assert_not_spooled(tmp_path)
-    assert proxy.requests == [("POST", OTLP, "pass")]  # one request for the whole trace
+    # The spans, and one question (is any trace of the batch in another experiment?).
+    assert proxy.requests == [("POST", OTLP, "pass"), ("POST", BATCH_GET_INFOS, "pass")]
 
     trace = read_trace(mlflow_server.python, mlflow_server.url, f"tr-{trace_id}")
     assert trace["state"] == "OK"

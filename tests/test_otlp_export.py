@@ -483,7 +483,7 @@ def test_signal_specific_settings_win(receiver: Receiver, monkeypatch: pytest.Mo
 @pytest.mark.parametrize(
     ("env", "service"),
     [
-        ({}, "unknown_service"),
+        ({}, _state.program_name()),  # the default: the program's name
         ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=from-attributes"}, "from-attributes"),
         (
             {
@@ -504,7 +504,7 @@ def test_service_name(
     search("x")
     assert tracekit.flush(30)
     (resource_spans,) = receiver.only().decoded()["resource_spans"]
-    assert resource_spans["resource"]["service.name"] == service
+    assert resource_spans["resource"].get("service.name") == service
 
 
 def sample_records() -> list[dict[str, Any]]:

@@ -165,7 +165,7 @@ def _serve(command: list[str], env: dict[str, str], cwd: Path, port: int) -> lis
     return answers
 
 
-def _check(store: Path, answers: list[dict[str, Any]]) -> None:
+def _check(store: Path, answers: list[dict[str, Any]], program: str) -> None:
     assert len({a["pid"] for a in answers}) == 2, "both workers should have served"
     traces = {t["trace_id"]: t for t in _store.load(store)}
     assert set(traces) == {a["trace_id"] for a in answers}  # every worker exported its own
@@ -176,7 +176,7 @@ def _check(store: Path, answers: list[dict[str, Any]]) -> None:
         assert chat["parent_id"] == request["span_id"]
         assert chat["name"] == "chat fake-mini"
         assert chat["token_usage"]["total_tokens"] == answer["total"]
-        assert trace["resource"]["service.name"] == "unknown_service"
+        assert trace["resource"]["service.name"] == program  # the default: the program's name
 
 
 @pytest.mark.parametrize("preload", [False, True], ids=["fork-per-worker", "preload"])
@@ -188,7 +188,7 @@ def test_gunicorn_workers_each_export(tmp_path: Path, fake: FakeProviderServer, 
     command = [str(BIN / "gunicorn"), "--workers", "2", "--bind", f"127.0.0.1:{port}"]
     command += ["--graceful-timeout", "20", *(["--preload"] if preload else [])]
     answers = _serve([*command, "wsgi_app:application"], _env(store, fake), tmp_path, port)
-    _check(store, answers)
+    _check(store, answers, "gunicorn")
 
 
 def test_uvicorn_workers_each_export(tmp_path: Path, fake: FakeProviderServer):
@@ -198,7 +198,7 @@ def test_uvicorn_workers_each_export(tmp_path: Path, fake: FakeProviderServer):
     command = [sys.executable, "-m", "uvicorn", "--workers", "2", "--port", str(port)]
     command += ["--host", "127.0.0.1", "--log-level", "warning", "asgi_app:application"]
     answers = _serve(command, _env(store, fake), tmp_path, port)
-    _check(store, answers)
+    _check(store, answers, "uvicorn")
 
 
 def test_uvicorn_lifespan_shutdown_delivers_without_the_hook(
@@ -216,4 +216,4 @@ def test_uvicorn_lifespan_shutdown_delivers_without_the_hook(
     command = [sys.executable, "-m", "uvicorn", "--workers", "2", "--port", str(port)]
     command += ["--host", "127.0.0.1", "--log-level", "warning", "--lifespan", "on"]
     answers = _serve([*command, "asgi_app:application"], env, tmp_path, port)
-    _check(store, answers)
+    _check(store, answers, "uvicorn")

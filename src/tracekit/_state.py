@@ -68,18 +68,51 @@ buffer = _buffer.TraceBuffer(_on_finished, _on_waiting)
 
 
 def resource(cfg: Config) -> dict[str, Any]:
+    """The resource attributes every record carries.
+
+    `service.name` is the configured name, else the program's name (see
+    `program_name`), else absent: OpenTelemetry's `unknown_service` would only
+    add a meaningless tag to every trace (MLflow stores resource attributes as
+    trace tags).
+    """
     from tracekit._version import __version__
 
-    attributes: dict[str, Any] = {
-        "service.name": cfg.service_name or "unknown_service",
-        "telemetry.sdk.name": "tracekit",
-        "telemetry.sdk.language": "python",
-        "telemetry.sdk.version": __version__,
-    }
+    attributes: dict[str, Any] = {}
+    program = program_name()
+    if program:
+        attributes["service.name"] = program
+    attributes.update(
+        {
+            "telemetry.sdk.name": "tracekit",
+            "telemetry.sdk.language": "python",
+            "telemetry.sdk.version": __version__,
+        }
+    )
     attributes.update(cfg.resource_attributes)
     if cfg.service_name:
         attributes["service.name"] = cfg.service_name
     return attributes
+
+
+# argv[0] of programs whose name says nothing about the app: interactive or inline
+# code, and the launchers of notebook kernels.
+_ANONYMOUS_PROGRAMS = frozenset({"", "-", "-c", "ipykernel_launcher", "colab_kernel_launcher"})
+
+
+def program_name() -> str | None:
+    """The running program's name, the default `service.name`: `app` for
+    `python app.py`, `pkg` for `python -m pkg`, `uvicorn` for a console script;
+    None for an interactive session, `python -c` or a notebook kernel."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    name = getattr(spec, "name", None) or ""
+    if name in ("", "__main__", "__mp_main__"):  # not python -m: the script's path
+        path = sys.argv[0] if sys.argv else ""
+        name = os.path.basename(path).removesuffix(".py")
+        if name == "__main__":  # a package's __main__.py (a multiprocessing child of -m)
+            name = os.path.basename(os.path.dirname(path))
+    name = name.removesuffix(".__main__")
+    return None if name in _ANONYMOUS_PROGRAMS else name
 
 
 def pipeline() -> ExportPipeline:

@@ -1,4 +1,4 @@
-"""Trace records as OTLP: the JSON encoding, and protobuf when opentelemetry-proto is installed.
+"""Trace records as OTLP, encoded as JSON or protobuf.
 
 `to_otlp(records)` maps `tracekit.trace/1` records to one
 `ExportTraceServiceRequest` in the OTLP/JSON shape (hex ids, integers as
@@ -17,12 +17,11 @@ every span (OTLP), or on the root span for MLflow, which reads them there.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from tracekit.exporters import _genai, _mlflow_chat, _openinference
+from tracekit.exporters import _genai, _mlflow_chat, _openinference, _protobuf
 from tracekit.exporters.base import TraceRecord
 
 OTLP_PATH = "/v1/traces"
@@ -265,44 +264,22 @@ def to_otlp(records: Sequence[TraceRecord], mlflow: bool = False) -> dict[str, A
 
 
 def protobuf_available() -> bool:
-    """Whether opentelemetry-proto (the `otlp` extra) can be imported."""
-    try:
-        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2  # noqa: F401
-    except ImportError:
-        return False
+    """Whether OTLP/protobuf can be sent: always (tracekit encodes it itself, see
+    `tracekit.exporters._protobuf`; opentelemetry-proto is not needed)."""
     return True
+
+
+def preload() -> None:
+    """Import what `encode` needs (already imported with this module): nothing is
+    imported later on the export worker."""
 
 
 def encode(request: dict[str, Any], protobuf: bool) -> tuple[bytes, str]:
     """Request bytes and their content type."""
-    if not protobuf:
-        body = json.dumps(request, ensure_ascii=False, separators=(",", ":"), default=repr)
-        return body.encode("utf-8", "backslashreplace"), "application/json"
-    from google.protobuf.json_format import ParseDict
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-        ExportTraceServiceRequest,
-    )
-
-    message = ParseDict(_base64_ids(request), ExportTraceServiceRequest())
-    return message.SerializeToString(), "application/x-protobuf"
-
-
-def _base64_ids(request: dict[str, Any]) -> dict[str, Any]:
-    """protobuf's JSON mapping reads `bytes` fields as base64, OTLP/JSON writes hex."""
-    out: dict[str, list[Any]] = {"resourceSpans": []}
-    for resource_spans in request["resourceSpans"]:
-        scopes = []
-        for scope in resource_spans["scopeSpans"]:
-            spans = []
-            for span in scope["spans"]:
-                span = dict(span)
-                for key in ("traceId", "spanId", "parentSpanId"):
-                    if key in span:
-                        span[key] = base64.b64encode(bytes.fromhex(span[key])).decode("ascii")
-                spans.append(span)
-            scopes.append({**scope, "spans": spans})
-        out["resourceSpans"].append({**resource_spans, "scopeSpans": scopes})
-    return out
+    if protobuf:
+        return _protobuf.encode_request(request), "application/x-protobuf"
+    body = json.dumps(request, ensure_ascii=False, separators=(",", ":"), default=repr)
+    return body.encode("utf-8", "backslashreplace"), "application/json"
 
 
 def chunks(records: Sequence[TraceRecord], max_spans: int) -> Iterator[Sequence[TraceRecord]]:

@@ -150,7 +150,7 @@ def otlp_settings(
     env = os.environ if env is None else env
     endpoint = _endpoint(uri, env)
     protocol = _otlp(env, "PROTOCOL")
-    # Unset: protobuf when opentelemetry-proto is installed, else OTLP/JSON, quietly.
+    # Unset: protobuf (tracekit encodes it itself; a caller may say it cannot), quietly.
     protobuf = protobuf_available
     if protocol is not None:
         value = protocol[1].lower()

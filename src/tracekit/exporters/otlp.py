@@ -8,13 +8,20 @@ outputs (see `tracekit.exporters._otlp`). Configured by `otlp` (the standard
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
 
 from tracekit.exporters import _otlp
 from tracekit.exporters._http import HttpClient, result_of, result_of_error
 from tracekit.exporters._settings import OtlpSettings
 from tracekit.exporters.base import SUCCESS, BaseExporter, ExportResult, TraceRecord
 from tracekit.exporters.tracking import EXPERIMENT_HEADER
+
+logger = logging.getLogger("tracekit")
+_ENCODING = {True: "http/protobuf", False: "http/json"}
+_NAME = {"http/protobuf": "OTLP/protobuf", "http/json": "OTLP/JSON"}
 
 
 class OtlpExporter(BaseExporter):
@@ -37,6 +44,8 @@ class OtlpExporter(BaseExporter):
             gzip_requests=settings.gzip,
         )
         self.max_spans_per_request = max_spans_per_request
+        # Protobuf unless asked for JSON; flipped once if the receiver refuses it (415).
+        self.protobuf = settings.protobuf
         # Pointed at an MLflow server (its experiment header is set): add what its UI reads.
         self.mlflow = any(k.lower() == EXPERIMENT_HEADER for k in settings.headers)
 
@@ -47,17 +56,45 @@ class OtlpExporter(BaseExporter):
     def export(self, traces: Sequence[TraceRecord]) -> ExportResult:
         for chunk in _otlp.chunks(traces, self.max_spans_per_request):
             request = _otlp.to_otlp(chunk, mlflow=self.mlflow)
-            body, content_type = _otlp.encode(request, self.settings.protobuf)
-            try:
-                response = self.client.request(
-                    "POST", self.path, body, {"Content-Type": content_type}
-                )
-            except Exception as exc:  # OSError, HTTPException, TLS errors
-                return result_of_error(exc, f"POST {self.path}")
-            result = result_of(response, f"POST {self.path}")
+            result = self._post(request, self.protobuf)
+            if result.status == 415:
+                result = self._other_encoding(request)
             if not result.ok:
                 return result
         return SUCCESS
+
+    def _post(self, request: dict[str, Any], protobuf: bool) -> ExportResult:
+        body, content_type = _otlp.encode(request, protobuf)
+        try:
+            response = self.client.request("POST", self.path, body, {"Content-Type": content_type})
+        except Exception as exc:  # OSError, HTTPException, TLS errors
+            return result_of_error(exc, f"POST {self.path}")
+        return result_of(response, f"POST {self.path}")
+
+    def _other_encoding(self, request: dict[str, Any]) -> ExportResult:
+        """The receiver refused the encoding (415: Phoenix takes only protobuf, some
+        bridges only JSON): send the other one, and keep it if it is taken."""
+        refused, other = _ENCODING[self.protobuf], _ENCODING[not self.protobuf]
+        result = self._post(request, not self.protobuf)
+        if result.status is None and not result.ok:  # no answer (network): try again later
+            return result
+        if result.status != 415:  # taken (or refused for another reason): it is understood
+            self.protobuf = not self.protobuf
+            logger.warning(
+                "tracekit: %s refused %s (HTTP 415); sending %s from now on "
+                "(set OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=%s to say so)",
+                self.destination, _NAME[refused], _NAME[other], other,
+            )  # fmt: skip
+            return result
+        # Neither encoding: not an OTLP/HTTP traces endpoint. Not the batch's fault (no
+        # status: it is kept, not set aside) but the configuration's.
+        return replace(
+            result,
+            status=None,
+            message=f"POST {self.path}: HTTP 415 for both OTLP/protobuf and OTLP/JSON: not an "
+            "OTLP/HTTP traces endpoint? Check OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (or the "
+            "otlp+http://HOST:PORT/PATH destination)",
+        )
 
     def shutdown(self, timeout: float | None = None) -> None:
         self.client.close()

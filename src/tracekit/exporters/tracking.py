@@ -6,13 +6,17 @@ the application:
 1. the experiment is found by id, or by name (created if missing), through
    `/api/2.0/mlflow/experiments/*`, once per exporter;
 2. the spans of a batch go as OTLP to `POST /v1/traces` with the header
-   `x-mlflow-experiment-id` (protobuf when opentelemetry-proto is installed,
-   OTLP/JSON otherwise), carrying the `mlflow.*` attributes MLflow's UI reads;
+   `x-mlflow-experiment-id` (protobuf, or OTLP/JSON on request), carrying
+   the `mlflow.*` attributes MLflow's UI reads;
 3. the server builds each trace's info from its root span (name, state,
-   timing, previews, tags, session, user, token usage); a trace with more
-   metadata than that also goes to `POST /api/3.0/mlflow/traces`
-   (StartTraceV3), with the session, user and token usage in the keys MLflow
-   reads (`trace_info="always"` sends it for every trace);
+   timing, previews, tags, session, user, token usage), in the experiment of
+   whoever stored spans of the trace first. One question per batch
+   (BatchGetTraceInfos) finds the traces it holds elsewhere: an MLflow AI
+   Gateway tracing the app's calls (their `traceparent`) may have stored its
+   spans first, without an experiment. Those, and traces with more metadata
+   than the spans carry, go to `POST /api/3.0/mlflow/traces` (StartTraceV3),
+   which moves a trace and its spans to the configured experiment, after the
+   spans as MLflow's own client does (`trace_info`);
 4. a process whose part of the trace continues a remote caller's span (a
    service) has no root span: its trace tags go to SetTraceTag
    (`PATCH /api/2.0/mlflow/traces/tr-ID/tags`).
@@ -56,15 +60,19 @@ class TrackingServerExporter(BaseExporter):
         client: an `HttpClient` for the server's base URL (auth headers included).
         experiment_id: the experiment to log to; wins over `experiment_name`.
         experiment_name: found, or created if missing, on first export.
-        protobuf: send spans as OTLP protobuf (default: when opentelemetry-proto
-            is installed).
+        protobuf: send spans as OTLP protobuf (the default) rather than OTLP/JSON.
         max_spans_per_request: spans per `/v1/traces` request (a trace is never split).
-        trace_info: `"auto"` sends StartTraceV3 only for traces whose metadata
-            the spans cannot carry (anything beyond session and user: the
-            server builds name, state, timing, previews, tags, session, user
-            and token usage from the root span itself, at a fraction of the
-            cost of one more request per trace); `"always"` sends it for every
-            trace.
+        trace_info: when to send StartTraceV3, which makes the configured
+            experiment win whoever wrote the trace first, but freezes the
+            trace's time range and token usage at this process's part (parts a
+            service exports later are no longer added). `"auto"` (the default):
+            for traces whose metadata the spans cannot carry (anything beyond
+            session and user; the server builds the rest from the root span),
+            and for traces the server holds in another experiment (asked once
+            per batch: another writer, an MLflow AI Gateway tracing the app's
+            call, stored its spans first). `"always"`: every trace, as MLflow's
+            own client does. `"metadata"`: only for the metadata (no question
+            asked; for Databricks, which allows ~60 requests a second).
     """
 
     def __init__(
@@ -77,8 +85,8 @@ class TrackingServerExporter(BaseExporter):
         auth_hint: str = "MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD",
         trace_info: str = "auto",
     ) -> None:
-        if trace_info not in ("auto", "always"):
-            raise ValueError(f"trace_info must be 'auto' or 'always', not {trace_info!r}")
+        if trace_info not in _TRACE_INFO_MODES:
+            raise ValueError(f"trace_info must be one of {_TRACE_INFO_MODES}, not {trace_info!r}")
         self.trace_info = trace_info
         self.client = client
         self.auth_hint = auth_hint
@@ -109,11 +117,12 @@ class TrackingServerExporter(BaseExporter):
             )
             if not result.ok:
                 return result
+        misplaced = self._misplaced(traces, experiment_id) if self.trace_info == "auto" else None
         for record in traces:
             result = self._tag_remote_part(record)
             if not result.ok:
                 return result
-            if self.trace_info == "auto" and not needs_trace_info(record):
+            if not self._wants_info(record, misplaced):
                 continue  # the server built the same trace info from the root span
             info = trace_info(record, experiment_id)
             if info is None:  # a fragment from a forked child: its parent sends the info
@@ -124,6 +133,35 @@ class TrackingServerExporter(BaseExporter):
             if not result.ok:
                 return result
         return SUCCESS
+
+    def _wants_info(self, record: TraceRecord, misplaced: set[str] | None) -> bool:
+        if self.trace_info == "always" or needs_trace_info(record):
+            return True
+        if self.trace_info == "metadata":
+            return False
+        return misplaced is None or record["trace_id"] in misplaced
+
+    def _misplaced(self, traces: Sequence[TraceRecord], experiment_id: str) -> set[str] | None:
+        """The batch's traces that the server holds in another experiment, asked once per
+        100 traces (BatchGetTraceInfos): another writer stored spans of them first, without
+        an experiment (an MLflow AI Gateway tracing the app's calls). None when the server
+        cannot say: then every trace gets its StartTraceV3."""
+        ids = [f"tr-{r['trace_id']}" for r in traces if not remote_part(r)]
+        out: set[str] = set()
+        for start in range(0, len(ids), 100):
+            body = _json_bytes({"trace_ids": ids[start : start + 100]})
+            try:
+                response = self.client.request("POST", _BATCH_GET_INFOS, body, _JSON)
+                infos = json.loads(response.body).get("trace_infos") or [] if response.ok else None
+            except Exception:  # no answer, or not JSON: StartTraceV3 for every trace
+                return None
+            if infos is None:  # an older server (404) or a refusal
+                return None
+            for info in infos:
+                location = (info.get("trace_location") or {}).get("mlflow_experiment") or {}
+                if str(location.get("experiment_id")) != experiment_id:
+                    out.add(str(info.get("trace_id", "")).removeprefix("tr-"))
+        return out
 
     def _tag_remote_part(self, record: TraceRecord) -> ExportResult:
         """Trace tags set in a process whose part of the trace continues a remote
@@ -206,6 +244,8 @@ class TrackingServerExporter(BaseExporter):
 
 
 _JSON = {"Content-Type": "application/json"}
+_BATCH_GET_INFOS = "/api/3.0/mlflow/traces/batchGetInfos"
+_TRACE_INFO_MODES = ("auto", "always", "metadata")
 
 
 def _json_bytes(value: Any) -> bytes:
@@ -264,12 +304,9 @@ def trace_info(record: Mapping[str, Any], experiment_id: str) -> dict[str, Any] 
         metadata["mlflow.trace.session"] = metadata["session_id"]
     if "user_id" in metadata:
         metadata["mlflow.trace.user"] = metadata["user_id"]
-    usage = _otlp.mlflow_usage(record.get("token_usage"))
-    if usage:  # the keys MLflow sums from the spans: the same total either way
-        metadata["mlflow.trace.tokenUsage"] = json.dumps(usage)
-    cost = _otlp.mlflow_cost(record.get("cost"))
-    if cost:  # the same total MLflow sums from the spans' `mlflow.llm.cost`
-        metadata["mlflow.trace.cost"] = json.dumps(cost)
+    # No `mlflow.trace.tokenUsage` nor `mlflow.trace.cost`: the server sums them from the
+    # spans of every writer (a service's part of the trace, a gateway's), and a value sent
+    # here would replace that sum with this process's part alone.
     metadata["mlflow.trace_schema.version"] = "3"
     service = (record.get("resource") or {}).get("service.name")
     if service:
@@ -283,7 +320,9 @@ def trace_info(record: Mapping[str, Any], experiment_id: str) -> dict[str, Any] 
             "mlflow_experiment": {"experiment_id": experiment_id},
         },
         "request_time": _timestamp(start),
-        "execution_duration": f"{max(0, end - start) / 1e9:.9f}s",
+        # Whole milliseconds between the millisecond ticks, as the server computes it
+        # from spans (start_ms + duration_ms is the last span's end_ms).
+        "execution_duration": f"{max(0, end // 1_000_000 - start // 1_000_000) / 1000:.3f}s",
         "state": _STATE.get(str(record.get("status")), "OK"),
         "trace_metadata": metadata,
         "tags": tags,
