@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import encodings.idna  # noqa: F401 - socket imports it on first connect: not on the worker
 import gzip
 import http.client
 import math
