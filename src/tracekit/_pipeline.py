@@ -269,11 +269,12 @@ class ExportPipeline:
         self._handed = True
         result = _safe_export(self.exporter, records)
         if not result.ok and not result.counted:
-            _stats.count("export_failed", len(records))
+            lost = len(records) if result.undelivered is None else len(result.undelivered)
+            _stats.count("export_failed", lost)
             warn_limited(
                 "export-failed",
                 "tracekit: could not export %d trace(s) with %s: %s",
-                len(records),
+                lost,
                 type(self.exporter).__name__,
                 result.message,
             )
