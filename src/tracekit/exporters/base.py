@@ -37,8 +37,9 @@ class ExportResult:
         configuration: the destination refused tracekit's configuration, not the
             batch (an experiment id it does not know, a token that is not a valid
             header): the traces are kept until the setting named in `message` is fixed.
-        raised: the exporter raised on this batch (a bug, or a record it cannot map):
-            sending the same records again would raise again.
+        raised: the exporter raised on this batch; unless it was an I/O error
+            (`retryable`), sending the same records again would raise again (a
+            bug, or a record it cannot map).
         undelivered: after a partial delivery, the records still to deliver
             (None: the whole batch).
     """
@@ -72,7 +73,7 @@ class ExportResult:
     def refused_alone(self) -> bool:
         """Worth splitting the batch for: the destination refused it, or the exporter
         raised on it; sent alone, a record that is refused again is poison."""
-        return self.rejected or self.raised
+        return self.rejected or (self.raised and not self.retryable)
 
 
 SUCCESS = ExportResult(ok=True)
@@ -251,7 +252,14 @@ def _safe_export(exporter: Exporter, traces: Sequence[TraceRecord]) -> ExportRes
         result = exporter.export(traces)
     except Exception as exc:
         report_internal_error(f"export {type(exporter).__name__}", exc)
-        return ExportResult(ok=False, raised=True, message=f"{type(exc).__name__}: {exc}")
+        # An I/O error is worth another attempt; anything else (a KeyError on a record
+        # it cannot map) would be raised again: a poison record, split off by the delivery.
+        return ExportResult(
+            ok=False,
+            retryable=isinstance(exc, OSError),
+            raised=True,
+            message=f"{type(exc).__name__}: {exc}",
+        )
     if not isinstance(result, ExportResult):
         warn_limited(
             "bad-result",

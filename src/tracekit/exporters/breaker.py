@@ -82,7 +82,7 @@ class CircuitBreakerExporter(BaseExporter):
                 with self._lock:
                     self._probing = False
         with self._lock:
-            if result.ok or result.rejected or result.raised:  # it answered (or never was asked)
+            if result.ok or result.refused_alone:  # it answered, or was not to blame
                 self._failures = 0
                 self._cooldown = self.initial_cooldown
                 self._open_until = None
