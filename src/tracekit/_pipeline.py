@@ -166,9 +166,9 @@ class ExportPipeline:
         if self._exporter is None:
             return left == 0  # never built (or its build is stuck): nothing to close
         with guard("exporter shutdown"):
-            remaining = max(0.0, deadline - time.monotonic())
-            self._exporter.force_flush(remaining)
-            self._exporter.shutdown(remaining)
+            # One deadline for both: what force_flush spent is not given to shutdown again.
+            self._exporter.force_flush(max(0.0, deadline - time.monotonic()))
+            self._exporter.shutdown(max(0.0, deadline - time.monotonic()))
         return left == 0
 
     def _keep(
