@@ -10,6 +10,11 @@
   then close the connection).
 - ``"pass_then_stall"``: forward the request (so it takes effect upstream), then never answer.
 
+``max_body``: a request whose body is longer is answered 413 and not forwarded (nginx's
+``client_max_body_size``). ``scripted``: ``(path_prefix, status)`` pairs; the next request
+whose path starts with a prefix is answered that status (with ``Retry-After``) instead of
+being forwarded, once per pair.
+
 ``requests`` records ``(method, path, mode_at_arrival)`` for every request read.
 """
 
@@ -46,6 +51,8 @@ class FaultProxy:
         self.port = port
         self.url = ""
         self.requests: list[tuple[str, str, str]] = []
+        self.max_body: int | None = None
+        self.scripted: list[tuple[str, int]] = []
         self._mode = self._check(mode)
         self._cond = threading.Condition()
         self._switch = threading.Lock()  # serializes listener close / re-bind
@@ -148,6 +155,14 @@ class FaultProxy:
             self.requests.append((method, path, mode))
             return mode
 
+    def _scripted(self, path: str) -> int | None:
+        with self._cond:
+            for i, (prefix, status) in enumerate(self.scripted):
+                if path.startswith(prefix):
+                    del self.scripted[i]
+                    return status
+        return None
+
     def _hold(self, mode: str) -> None:
         """Block while ``mode`` is current and the proxy runs."""
         with self._cond:
@@ -220,6 +235,13 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
         def _handle(self) -> None:
             mode = proxy._arrived(self.command, urlsplit(self.path).path)
             body = self._body()
+            if mode == "pass" and proxy.max_body is not None and len(body) > proxy.max_body:
+                page = b"<html><head><title>413 Request Entity Too Large</title></head></html>"
+                self._send(413, "Request Entity Too Large", [("Content-Type", "text/html")], page)
+                return
+            scripted = proxy._scripted(urlsplit(self.path).path) if mode == "pass" else None
+            if scripted is not None:
+                mode = str(scripted)
             if mode in ("refuse", "stall", "pass_then_stall"):
                 if mode == "pass_then_stall":
                     with contextlib.suppress(OSError, http.client.HTTPException):
@@ -228,7 +250,7 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                     proxy._hold(mode)
                 self.close_connection = True  # drop it without an answer
                 return
-            if mode in ("503", "429"):
+            if mode.isdigit():  # "503", "429" or a scripted status
                 status = int(mode)
                 message = http.client.responses[status]
                 payload = json.dumps({"error_code": "TEMPORARILY_UNAVAILABLE", "message": message})

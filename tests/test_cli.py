@@ -783,7 +783,10 @@ def test_torn_and_garbage_lines_are_skipped(tmp_path: Path) -> None:
 
     proc = cli("ls", "--store", str(store), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == ""
+    assert proc.stderr == (
+        f"tracekit: skipped 10 line(s) in {store} that are not trace records tracekit can "
+        "read (torn, garbage, or hostile)\n"
+    )
     assert proc.stdout.splitlines() == [
         header(name_width=4),
         f"{'2222' * 8}  new   OK      {started(T0 + 5 * MS)}  1.0 ms    1      -       -",

@@ -741,7 +741,7 @@ def test_breaker_open_costs_no_requests_and_no_time(remote: Remote) -> None:
     assert elapsed < 0.5
     assert tracekit.get_stats()["spooled"] == 101
     assert sorted(remote.spooled_ids()) == sorted(first + ids)
-    breaker = _state.pipeline().exporter.exporter  # type: ignore[attr-defined]
+    breaker = _state.pipeline().exporter.exporter.exporter  # type: ignore[attr-defined]
     assert breaker.ready_in() > 25  # Retry-After: 30 holds the circuit open
 
 

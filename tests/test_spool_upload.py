@@ -447,7 +447,11 @@ def test_upload_sets_a_refused_batch_aside_and_goes_on(
         server.shutdown()
         server.server_close()
     out, err = capsys.readouterr()
-    assert f"{url} refused 1 trace(s) (POST /v1/traces: HTTP 400 " in err
+    assert f"{url} refused trace {'1' * 32} on its own (POST /v1/traces: HTTP 400 " in err
+    assert (
+        f"{spool.directory}: 1 trace(s) in 1 *.rejected file(s) were refused by the destination "
+        "on their own (too large, or malformed) and are set aside; they are not delivered again"
+    ) in err
     assert f"{url}: delivered 2 trace(s) from {spool.directory}; 0 batch(es) left" in out
     assert spool.pending() == []
     assert [p.name.endswith(".jsonl.rejected") for p in spool.directory.glob("*.jsonl*")] == [True]

@@ -227,7 +227,8 @@ def get_stats() -> dict[str, int]:
     not yet exported).
 
     Drop reasons: `spans_per_trace`, `in_flight_traces`, `queue_full`,
-    `export_failed`, `not_exported_at_exit`, `spool_full`, `force_ended_spans`.
+    `export_failed`, `not_exported_at_exit`, `spool_full`, `force_ended_spans`,
+    `serialize_failed`, `set_aside`.
     Not losses, also counted when they happen: `spooled` (traces kept on disk
     while a remote destination was down) and `delivered_from_spool`.
     """

@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -30,6 +31,18 @@ from typing import Any
 from tracekit._guard import warn_limited
 
 logger = logging.getLogger("tracekit")
+
+# The price database is imported on the export worker the first time a price is needed
+# (about 0.2 s: too long to add to the caller's first traced call, where the worker's other
+# imports happen). A fork while that import held an import lock would hang the child, so a
+# fork waits until the import is done (`os.register_at_fork`), and the child starts free.
+_importing = threading.Lock()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_importing.acquire,
+        after_in_parent=_importing.release,
+        after_in_child=_importing.release,
+    )
 
 ENV = "TRACEKIT_PRICES"
 PRICE_KEYS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
@@ -143,7 +156,8 @@ class _Database:
         if not self.loaded:
             self.loaded = True
             try:
-                import genai_prices
+                with _importing:
+                    import genai_prices
 
                 self.module = genai_prices
             except ImportError:

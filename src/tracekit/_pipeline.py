@@ -6,10 +6,16 @@ passes, or on flush/shutdown; it serializes traces (`_serialize`), lets span
 processors see each span, and hands the batch to the exporter, all with
 instrumentation suppressed. When the queue is full the oldest trace is
 dropped and counted.
+
+Nothing is imported on the worker: this module imports what serializing
+needs, and `tracekit.exporters.prepare()` what the exporters need, on the
+thread that creates the pipeline (a fork while the worker held an import
+lock would leave the child hanging on it).
 """
 
 from __future__ import annotations
 
+import logging  # noqa: F401 - the worker's warnings must not import it (see above)
 import threading
 import time
 from collections import deque
@@ -19,7 +25,8 @@ from typing import Any
 from tracekit import _context, _stats
 from tracekit._buffer import TraceState
 from tracekit._config import Config
-from tracekit._guard import guard, warn_limited
+from tracekit._guard import guard, internal_error, warn_limited
+from tracekit._serialize import trace_record
 from tracekit.exporters.base import Exporter, ExportResult, TraceRecord, _safe_export
 
 
@@ -63,14 +70,25 @@ class ExportPipeline:
     @property
     def exporter(self) -> Exporter:
         """The exporter, built on first use if a factory was given."""
-        exporter = self._exporter
-        if exporter is None:
-            with self._build_lock:
-                if self._exporter is None:
-                    assert self._factory is not None
-                    self._exporter = self._factory()
-                exporter = self._exporter
+        exporter = self._built(None)
+        assert exporter is not None
         return exporter
+
+    def _built(self, timeout: float | None) -> Exporter | None:
+        """The exporter, built if need be; None if another thread is still building
+        it after `timeout` seconds (exit must not wait for a stuck build)."""
+        exporter = self._exporter
+        if exporter is not None:
+            return exporter
+        if not self._build_lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            return None
+        try:
+            if self._exporter is None:
+                assert self._factory is not None
+                self._exporter = self._factory()
+            return self._exporter
+        finally:
+            self._build_lock.release()
 
     # -- called by traced code -------------------------------------------------
 
@@ -123,8 +141,9 @@ class ExportPipeline:
             self._stopping = True
             self._cond.notify()
             worker = self._worker
-        built = self._exporter is not None or self._queue or worker is not None
-        keep = getattr(self.exporter, "keep", None) if built else None
+        needed = self._exporter is not None or self._queue or worker is not None
+        exporter = self._built(deadline - time.monotonic()) if needed else None
+        keep = getattr(exporter, "keep", None)
         # A spooling exporter can keep what is left on disk: leave time for that.
         reserve = min(1.0, timeout * 0.25) if callable(keep) else 0.0
         if worker is not None:
@@ -145,11 +164,11 @@ class ExportPipeline:
         if left:
             _stats.count("not_exported_at_exit", left)
         if self._exporter is None:
-            return left == 0  # never built: nothing to close
+            return left == 0  # never built (or its build is stuck): nothing to close
         with guard("exporter shutdown"):
-            remaining = max(0.0, deadline - time.monotonic())
-            self._exporter.force_flush(remaining)
-            self._exporter.shutdown(remaining)
+            # One deadline for both: what force_flush spent is not given to shutdown again.
+            self._exporter.force_flush(max(0.0, deadline - time.monotonic()))
+            self._exporter.shutdown(max(0.0, deadline - time.monotonic()))
         return left == 0
 
     def _keep(
@@ -160,9 +179,7 @@ class ExportPipeline:
         records: list[TraceRecord] = []
         while traces and time.monotonic() < deadline:
             trace = traces.pop(0)
-            with guard("serialize"):
-                records.append(self._record(trace))
-            trace.release()
+            self._serialize(trace, records)
         kept = False
         if records:
             with guard("keep"):
@@ -246,26 +263,34 @@ class ExportPipeline:
     def _export(self, batch: list[TraceState]) -> None:
         records: list[TraceRecord] = []
         for trace in batch:
-            with guard("serialize"):
-                records.append(self._record(trace))
-            trace.release()
+            self._serialize(trace, records)
         if not records:
             return
         self._handed = True
         result = _safe_export(self.exporter, records)
         if not result.ok and not result.counted:
-            _stats.count("export_failed", len(records))
+            lost = len(records) if result.undelivered is None else len(result.undelivered)
+            _stats.count("export_failed", lost)
             warn_limited(
                 "export-failed",
                 "tracekit: could not export %d trace(s) with %s: %s",
-                len(records),
+                lost,
                 type(self.exporter).__name__,
                 result.message,
             )
 
-    def _record(self, trace: TraceState) -> TraceRecord:
-        from tracekit._serialize import trace_record  # on the worker, not at import
+    def _serialize(self, trace: TraceState, into: list[TraceRecord]) -> None:
+        """Append the trace's record to `into`; a trace that cannot be serialized is
+        counted as dropped (and reported), never silently skipped."""
+        try:
+            into.append(self._record(trace))
+        except Exception as exc:
+            _stats.count("serialize_failed")
+            internal_error("serialize", exc)
+        finally:
+            trace.release()
 
+    def _record(self, trace: TraceState) -> TraceRecord:
         config = self._config
         record = trace_record(
             trace,

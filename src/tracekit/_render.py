@@ -81,24 +81,49 @@ def _children(spans: Iterable[Mapping[str, Any]]) -> tuple[list[Any], dict[str, 
     return roots, children
 
 
+#: Deeper than this, a line shows its depth instead of more indentation (a
+#: 10,000-deep trace would otherwise print lines of 30,000 characters).
+MAX_INDENT = 40
+
+
+def _by_start(span: Mapping[str, Any]) -> Any:
+    return span.get("start_time_ns") or 0
+
+
 def render_tree(spans: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Indented tree lines for spans (spans whose parent is absent start a branch)."""
+    """Indented tree lines for spans (spans whose parent is absent start a branch).
+
+    Iterative, so any depth renders (beyond `MAX_INDENT` levels a line shows
+    its depth instead of more indentation); spans in a parent cycle, which
+    no root reaches, start branches of their own; every span is shown once.
+    """
+    spans = list(spans)
     roots, children = _children(spans)
     lines: list[str] = []
-
-    def walk(span: Mapping[str, Any], prefix: str, last: bool, top: bool) -> None:
+    shown: set[int] = set()
+    stack: list[tuple[Mapping[str, Any], str, bool, bool, int]] = []
+    unreached = iter(spans)
+    for root in sorted(roots, key=_by_start, reverse=True):
+        stack.append((root, "", True, True, 0))
+    while True:
+        if not stack:  # what no root reached: parent cycles
+            orphan = next((s for s in unreached if id(s) not in shown), None)
+            if orphan is None:
+                return lines
+            stack.append((orphan, "", True, True, 0))
+        span, prefix, last, top, depth = stack.pop()
+        if id(span) in shown:
+            continue
+        shown.add(id(span))
         branch = "" if top else ("└─ " if last else "├─ ")
-        lines.append(prefix + branch + span_line(span))
-        kids = sorted(
-            children.get(str(span.get("span_id")), []), key=lambda s: s.get("start_time_ns") or 0
-        )
-        inner = prefix + ("" if top else ("   " if last else "│  "))
-        for i, kid in enumerate(kids):
-            walk(kid, inner, i == len(kids) - 1, False)
-
-    for root in sorted(roots, key=lambda s: s.get("start_time_ns") or 0):
-        walk(root, "", True, True)
-    return lines
+        label = f"[depth {depth}] " if depth > MAX_INDENT else ""
+        lines.append(prefix + branch + label + span_line(span))
+        inner = prefix
+        if depth < MAX_INDENT:
+            inner += "" if top else ("   " if last else "│  ")
+        kids = sorted(children.get(str(span.get("span_id")), []), key=_by_start)
+        for i in range(len(kids) - 1, -1, -1):
+            stack.append((kids[i], inner, i == len(kids) - 1, False, depth + 1))
 
 
 def render_trace(record: Mapping[str, Any]) -> str:

@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 _lock = threading.RLock()
 _config_value: Config | None = None
 _pipeline: ExportPipeline | None = None
-_exit_hooks_pid = 0
+_atexit_registered = False
+_finalizer: Any = None  # multiprocessing.util.Finalize, when multiprocessing is in use
+_mp_hooked = False  # our multiprocessing after-fork callback is registered
 _exited = False
 
 
@@ -124,6 +126,7 @@ def pipeline() -> ExportPipeline:
             from tracekit._pipeline import ExportPipeline
 
             cfg = config()
+            exporters.prepare(cfg)  # here, not on the worker: see ExportPipeline
             _pipeline = ExportPipeline(
                 lambda: exporters.build(cfg), cfg, resource(cfg), buffer.sweep
             )
@@ -132,25 +135,37 @@ def pipeline() -> ExportPipeline:
 
 
 def _ensure_exit_hooks() -> None:
-    """Make sure this process flushes at exit (once per process).
+    """Make sure this process flushes at exit.
 
     atexit is registered once per interpreter (a fork inherits it). A
     multiprocessing child ends with os._exit(), which skips atexit, so it
     also gets a multiprocessing finalizer, which its exit function runs.
+    multiprocessing clears the finalizers of a child right after it starts
+    (for forkserver and spawn children, after the main module, which may
+    have configured tracekit, was imported again), then runs its after-fork
+    callbacks: one of ours registers the finalizer again. Whether it is
+    registered is asked of the finalizer itself, not remembered per pid.
     """
-    global _exit_hooks_pid
-    pid = os.getpid()
-    if _exit_hooks_pid == pid:
-        return
-    if _exit_hooks_pid == 0:
+    global _atexit_registered, _finalizer, _mp_hooked
+    import logging  # noqa: F401 - at_exit() logs; an exit hook must not import
+
+    if not _atexit_registered:
         import atexit
 
         atexit.register(at_exit)
-    _exit_hooks_pid = pid
+        _atexit_registered = True
     if "multiprocessing" in sys.modules:
         from multiprocessing import util
 
-        util.Finalize(None, at_exit, exitpriority=100)
+        if _finalizer is None or not _finalizer.still_active():
+            _finalizer = util.Finalize(None, at_exit, exitpriority=100)
+        if not _mp_hooked:
+            util.register_after_fork(_FORK_SENTINEL, _mp_after_fork)
+            _mp_hooked = True
+
+
+def _mp_after_fork(_: object) -> None:
+    _ensure_exit_hooks()
 
 
 class _ForkSentinel:
@@ -204,7 +219,7 @@ def at_exit() -> None:
         current.shutdown(config().shutdown_timeout)
     dropped = _stats.snapshot()
     if dropped:
-        import logging
+        import logging  # imported by _ensure_exit_hooks() already
 
         logging.getLogger("tracekit").warning("tracekit: dropped during this process: %s", dropped)
 
@@ -215,12 +230,11 @@ def _after_fork_in_child() -> None:
     _pipeline = None
     buffer.after_fork_in_child()
     _stats.after_fork_in_child()
-    if "multiprocessing" in sys.modules:
-        # A multiprocessing child clears finalizers right after the fork, then
-        # runs after-fork callbacks: register the exit hooks from one of those.
-        from multiprocessing import util
-
-        util.register_after_fork(_FORK_SENTINEL, lambda _: _ensure_exit_hooks())
+    if _config_value is not None and "multiprocessing" in sys.modules:
+        # multiprocessing may have been imported after tracekit was configured: this
+        # registers the after-fork callback that re-registers the finalizer once the
+        # child's start-up has cleared it (an inherited one does the same).
+        _ensure_exit_hooks()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

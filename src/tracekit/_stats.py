@@ -14,6 +14,11 @@ _REASONS = {
     "not_exported_at_exit": "traces were still queued when the shutdown timeout ran out",
     "spool_full": "the spool (TRACEKIT_SPOOL_DIR, bounded by TRACEKIT_SPOOL_MAX_MB) was full or "
     "not writable while a destination was down; traces that did not fit were dropped",
+    "set_aside": "a destination refused traces on their own (too large, or malformed) or its "
+    "exporter raised on them; they were set aside beside the spool (*.rejected files, listed "
+    "by `tracekit upload`) so that the rest flows",
+    "serialize_failed": "a finished trace could not be turned into a record (an internal "
+    "error, reported with its traceback); it was dropped",
     "force_ended_spans": "spans were still open when their trace had to be exported (abandoned "
     "streams, runaway threads, or the process exiting); tracekit ended them and exported their "
     "traces marked incomplete",

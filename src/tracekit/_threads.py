@@ -29,13 +29,26 @@ def _submit(
 
 
 def install() -> None:
-    """Patch `ThreadPoolExecutor.submit` once (idempotent)."""
+    """Patch `ThreadPoolExecutor.submit` once (idempotent).
+
+    A plain function, not wrapt: this runs when the first span starts, and
+    importing wrapt (which imports asyncio) would hold that first traced call
+    for tens to hundreds of milliseconds. `submit` is a plain method of a
+    plain class, so a function with its signature and `__wrapped__` is all
+    the wrapping it needs.
+    """
     global _installed
     if _installed:
         return
     _installed = True
     import concurrent.futures.thread
+    import functools
 
-    import wrapt
+    executor = concurrent.futures.thread.ThreadPoolExecutor
+    original: Callable[..., Any] = executor.submit
 
-    wrapt.wrap_function_wrapper(concurrent.futures.thread, "ThreadPoolExecutor.submit", _submit)
+    @functools.wraps(original)
+    def submit(self: Any, /, *args: Any, **kwargs: Any) -> Any:
+        return _submit(functools.partial(original, self), self, args, kwargs)
+
+    executor.submit = submit  # type: ignore[method-assign]

@@ -2,9 +2,11 @@
 
 Both send directly (no retries, no spool): a batch that fails stops the
 upload and stays where it was, so running the command again later goes on
-where it stopped; a spooled batch the destination refuses as such (HTTP 400,
-413...) is set aside as `*.rejected` and the upload goes on. Claims keep a
-running application and an upload from delivering the same batch twice.
+where it stopped. A batch the destination refuses as such (HTTP 413, 400...)
+is split and its halves sent; a trace it refuses on its own (or the exporter
+raises on) is set aside as `*.rejected` beside the spool, reported, and the
+upload goes on. Claims keep a running application and an upload from
+delivering the same batch twice.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pathlib import Path
 
 from tracekit import _store
 from tracekit._config import Config, from_env
-from tracekit.exporters.base import Exporter, TraceRecord, _safe_export
+from tracekit.exporters.base import Exporter, ExportResult, TraceRecord, _safe_export
+from tracekit.exporters.split import SplittingExporter
 from tracekit.exporters.spool import REJECTED_SUFFIX, Spool, spools
 
 BATCH_TRACES = 100
@@ -35,6 +38,7 @@ def upload_spool(root: Path, to: str | None = None) -> tuple[int, int]:
     base = from_env()
     for spool in spools(root):
         if not spool.pending():
+            _report_set_aside(spool)
             continue
         uri = to or str(spool.destination.get("uri") or "")
         host = None if to else spool.destination.get("host")  # a Databricks workspace
@@ -62,15 +66,41 @@ def _drain(
     spool: Spool, uri: str, config: Config, recorded_host: str | None = None
 ) -> tuple[int, int]:
     try:
-        exporter = _exporter(uri, config, recorded_host)
+        direct = _exporter(uri, config, recorded_host)
     except ValueError as exc:
         print(f"{spool.directory}: cannot deliver to {uri!r}: {exc}", file=sys.stderr)
         return 0, len(spool.pending())
-    uri = _shown(exporter, uri)
+    uri = _shown(direct, uri)
+
+    def set_aside(records: Sequence[TraceRecord], result: ExportResult) -> Path | None:
+        where = spool.set_aside(records)
+        if where is not None:
+            print(
+                f"{uri} refused trace {records[0].get('trace_id')} on its own "
+                f"({result.message}); set aside as {where.name}",
+                file=sys.stderr,
+            )
+        return where
+
+    exporter = SplittingExporter(direct, set_aside)
     delivered = rejected = 0
     try:
         for claim in spool.claims():
+            before = exporter.set_aside_traces
             result = _safe_export(exporter, claim.records)
+            refused = exporter.set_aside_traces - before
+            rejected += bool(refused)
+            if not result.ok and result.undelivered is not None:
+                delivered += len(claim.records) - len(result.undelivered)
+                delivered -= refused
+                claim.keep_only(result.undelivered)
+                print(
+                    f"cannot deliver to {uri} ({result.message}); "
+                    f"{len(spool.pending())} batch(es) stay in {spool.directory}: run "
+                    "`tracekit upload` again when it answers",
+                    file=sys.stderr,
+                )
+                break
             if result.rejected:  # this batch can never succeed: set it aside, go on
                 claim.reject()
                 print(
@@ -90,12 +120,27 @@ def _drain(
                 )
                 break
             claim.done()
-            delivered += len(claim.records)
+            delivered += len(claim.records) - refused
     finally:
         exporter.shutdown(None)
     left = len(spool.pending())
     print(f"{uri}: delivered {delivered} trace(s) from {spool.directory}; {left} batch(es) left")
+    _report_set_aside(spool)
     return delivered, left + rejected
+
+
+def _report_set_aside(spool: Spool) -> None:
+    """Say what waits for a human: traces the destination refused on their own."""
+    files = spool.rejected()
+    if not files:
+        return
+    traces = sum(len(_store.read_lines(path).records) for path in files)
+    print(
+        f"{spool.directory}: {traces} trace(s) in {len(files)} *{REJECTED_SUFFIX} file(s) were "
+        "refused by the destination on their own (too large, or malformed) and are set aside; "
+        "they are not delivered again",
+        file=sys.stderr,
+    )
 
 
 def upload_store(store: Path, to: str) -> tuple[int, int]:
@@ -105,16 +150,25 @@ def upload_store(store: Path, to: str) -> tuple[int, int]:
         print(f"Nothing to upload: no traces in {store}.")
         return 0, 0
     try:
-        exporter = _exporter(to, from_env())
+        direct = _exporter(to, from_env())
     except ValueError as exc:
         print(f"cannot deliver to {to!r}: {exc}", file=sys.stderr)
         return 0, len(records)
-    to = _shown(exporter, to)
+    to = _shown(direct, to)
+
+    def skip(batch: Sequence[TraceRecord], result: ExportResult) -> Path | None:
+        trace_id = batch[0].get("trace_id")
+        print(f"{to} refused trace {trace_id} ({result.message}); skipped", file=sys.stderr)
+        return store  # it stays in the store
+
+    exporter = SplittingExporter(direct, skip)
     delivered = 0
     try:
         for batch in _batches(records, BATCH_TRACES):
             result = _safe_export(exporter, batch)
             if not result.ok:
+                if result.undelivered is not None:
+                    delivered += len(batch) - len(result.undelivered)
                 print(
                     f"cannot deliver to {to} ({result.message}); stopped after {delivered} of "
                     f"{len(records)} trace(s)",
@@ -124,7 +178,11 @@ def upload_store(store: Path, to: str) -> tuple[int, int]:
             delivered += len(batch)
     finally:
         exporter.shutdown(None)
-    print(f"{to}: delivered {delivered} of {len(records)} trace(s) from {store}")
+    delivered -= exporter.set_aside_traces
+    print(
+        f"{to}: delivered {delivered} of {len(records)} trace(s) from {store}"
+        + (f"; {exporter.set_aside_traces} refused" if exporter.set_aside_traces else "")
+    )
     return delivered, len(records) - delivered
 
 

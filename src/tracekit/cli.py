@@ -48,9 +48,21 @@ def _empty(store: Path) -> str:
     )
 
 
+def _load(store: Path) -> list[dict[str, Any]]:
+    """The store's traces; lines that could not be read are skipped and counted on stderr."""
+    traces, skipped = _store.load_counted(store)
+    if skipped:
+        print(
+            f"tracekit: skipped {skipped} line(s) in {store} that are not trace records "
+            "tracekit can read (torn, garbage, or hostile)",
+            file=sys.stderr,
+        )
+    return traces
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     store = _store.store_path(args.store)
-    traces = _store.load(store)[: args.limit]
+    traces = _load(store)[: args.limit]
     if args.json:
         print(json.dumps([_summary(r) for r in traces], indent=2))
         return 0
@@ -89,7 +101,7 @@ def _summary(record: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_show(args: argparse.Namespace) -> int:
     store = _store.store_path(args.store)
-    traces = _store.load(store)
+    traces = _load(store)
     wanted = args.trace_id.strip().lower().removeprefix("tr-")
     if not wanted:
         print(
@@ -296,6 +308,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):
+        # A lone surrogate in a record (half an emoji cut by a slice) prints as its escape.
+        reconfigure = getattr(stream, "reconfigure", None)
+        if callable(reconfigure):
+            reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -35,6 +35,7 @@ __all__ = [
     "RetryingExporter",
     "TraceRecord",
     "build",
+    "prepare",
     "store_directory",
 ]
 
@@ -159,6 +160,51 @@ def _complete(obj: Any, origin: str) -> Exporter | None:
     if callable(getattr(obj, "force_flush", None)) and callable(getattr(obj, "shutdown", None)):
         return obj  # type: ignore[no-any-return]
     return _Completed(obj)
+
+
+def prepare(config: Config) -> None:
+    """Import, on the calling thread, every module `build(config)` and the exporters
+    it builds will need, so that the export worker never imports anything.
+
+    A fork while another thread holds an import lock copies the lock held
+    (gunicorn `--preload`, Celery and multiprocessing fork workers this way):
+    the child then hangs importing that module, or sees it half initialized.
+    Importing up front, before the worker starts, makes that impossible by
+    construction. The cost (an HTTP stack for a remote destination) is paid
+    only for what is configured.
+    """
+    # The record's chat and cost are added on the worker (the price database itself is
+    # imported there too, behind a fork guard: see `_cost`).
+    modules = ["tracekit.exporters.file", "tracekit.exporters.memory", "tracekit._chat"]
+    modules.append("tracekit._cost")
+    for uri in config.tracking_uris:
+        low = uri.lower()
+        scheme = low.split("://", 1)[0] if "://" in low else low
+        if low == "console":
+            modules.append("tracekit.exporters.console")
+        elif low == "otel":
+            modules.append("tracekit.exporters.otel")
+        elif scheme in _REMOTE:
+            modules += ["tracekit.exporters.remote", "tracekit.exporters._http"]
+            modules += ["tracekit.exporters._settings", "tracekit.exporters.tracking"]
+            modules += ["tracekit.exporters.otlp", "tracekit.exporters._otlp"]
+            if scheme == "databricks":
+                modules.append("tracekit.exporters.databricks")
+    if config.exporter_factory:
+        modules.append(config.exporter_factory.partition(":")[0])
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: S112 - build() reports it, with the destination named
+            continue
+    if any(name.endswith("._otlp") for name in modules):
+        from tracekit.exporters import _otlp
+
+        preload = getattr(_otlp, "preload", None)  # the protobuf encoder's modules
+        if callable(preload):
+            preload()
+        elif _otlp.protobuf_available():
+            importlib.import_module("google.protobuf.json_format")
 
 
 def build(config: Config) -> Exporter:

@@ -3,7 +3,19 @@
 One keep-alive connection per client, reopened after errors; a timeout on
 every request; TLS settings; gzip; optionally credentials consulted on every
 request (`Auth`, e.g. an OAuth token source that caches its token) and a
-`RateLimiter` that spaces the requests. Imported only when a remote
+`RateLimiter` that spaces the requests. Proxies and CA bundles are honoured
+the way `requests` users expect: `HTTPS_PROXY` / `HTTP_PROXY` (lower case
+first, credentials in the proxy URL), `NO_PROXY`, and `REQUESTS_CA_BUNDLE` /
+`CURL_CA_BUNDLE` beside OpenSSL's own `SSL_CERT_FILE` / `SSL_CERT_DIR`.
+
+Why not urllib3 or requests: exit must cut a request to a stalled server
+short from another thread (shutting the socket down), and a forked child
+must find no pool and no lock of its parent's; one connection that we own
+does both in a few lines, with nothing to import beyond `http.client`, while
+a pool would hide the socket and add 20-40 ms of imports to the first
+export. Proxies (an absolute URI to an HTTP proxy, a CONNECT tunnel for
+HTTPS) and CA bundles are the parts of `requests` users rely on here, and
+they take a few lines too. Imported only when a remote
 destination is configured. Failures come back as `ExportResult`s the delivery
 wrappers understand: connection errors, timeouts, 429 and 5xx are retryable,
 and `Retry-After` (seconds or an HTTP date) is carried along.
@@ -11,11 +23,15 @@ and `Retry-After` (seconds or an HTTP date) is carried along.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
+import encodings.idna  # noqa: F401 - socket imports it on first connect: not on the worker
 import gzip
 import http.client
 import math
+import os
+import re
 import socket
 import ssl
 import threading
@@ -23,7 +39,11 @@ import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+from urllib.request import (  # type: ignore[attr-defined]  # not in typeshed
+    getproxies_environment,
+    proxy_bypass_environment,
+)
 
 from tracekit import __version__
 from tracekit.exporters.base import SUCCESS, ExportResult
@@ -61,6 +81,29 @@ class AuthError(Exception):
     def __init__(self, result: ExportResult) -> None:
         super().__init__(result.message)
         self.result = result
+
+
+class InvalidHeaderError(ValueError):
+    """A header value HTTP does not allow (a token with a line break pasted into a
+    variable): a configuration error. The message names the header, never its value."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"the {name} header's value has a line break or another character HTTP does not "
+            "allow (it was not sent)"
+        )
+        self.header = name
+
+
+# Control characters but tab (RFC 9110 field values); non-Latin-1 text cannot be sent either.
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|[^\x00-\xff]")
+
+
+def check_headers(headers: dict[str, str]) -> None:
+    """Raise InvalidHeaderError for the first header whose value cannot be sent as is."""
+    for name, value in headers.items():
+        if _BAD_VALUE.search(value):
+            raise InvalidHeaderError(name)
 
 
 class Auth(Protocol):
@@ -129,6 +172,7 @@ class HttpClient:
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.prefix = parts.path.rstrip("/")
+        self.proxy = proxy_for(self.scheme, self.host, self.port)
         self._lock = threading.Lock()
         self._conn: http.client.HTTPConnection | None = None
         self._closing = threading.Event()  # cuts a pacing wait short
@@ -141,10 +185,12 @@ class HttpClient:
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> Response:
-        """Send one request; raises OSError (incl. timeouts), http.client.HTTPException or
-        AuthError (no credentials to be had)."""
+        """Send one request; raises OSError (incl. timeouts), http.client.HTTPException,
+        AuthError (no credentials to be had) or InvalidHeaderError."""
         credentials = self.auth.headers() if self.auth is not None else {}
         all_headers = {"User-Agent": USER_AGENT, **self.headers, **credentials, **(headers or {})}
+        # http.client would refuse such a value with the value in its message (a token).
+        check_headers(all_headers)
         if body is not None and self.gzip_requests:
             body = gzip.compress(body, compresslevel=5)
             all_headers["Content-Encoding"] = "gzip"
@@ -158,7 +204,12 @@ class HttpClient:
                             conn.connect()  # so the request leaves as soon as it is its turn
                         if not self.pacer.wait(self._closing):
                             raise ConnectionAbortedError("the client was closed")
-                    conn.request(method, self.prefix + path, body=body, headers=all_headers)
+                    target = self.prefix + path
+                    if self.proxy is not None and self.scheme == "http":
+                        # An HTTP proxy takes the absolute URI (HTTPS goes through a tunnel).
+                        target = f"http://{self.host}:{self.port}{target}"
+                        all_headers.update(self.proxy.headers)
+                    conn.request(method, target, body=body, headers=all_headers)
                     raw = conn.getresponse()
                     data = raw.read()
                 except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
@@ -181,12 +232,16 @@ class HttpClient:
     def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
         wanted = self.timeout if timeout is None else timeout
         if self._conn is None:
+            proxy = self.proxy
+            host, port = (proxy.host, proxy.port) if proxy is not None else (self.host, self.port)
             if self.scheme == "https":
                 self._conn = http.client.HTTPSConnection(
-                    self.host, self.port, timeout=wanted, context=_ssl_context(self.tls)
+                    host, port, timeout=wanted, context=_ssl_context(self.tls)
                 )
+                if proxy is not None:
+                    self._conn.set_tunnel(self.host, self.port, headers=proxy.headers)
             else:
-                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=wanted)
+                self._conn = http.client.HTTPConnection(host, port, timeout=wanted)
         else:
             self._conn.timeout = wanted
             if self._conn.sock is not None:
@@ -219,8 +274,53 @@ class HttpClient:
                 self._lock.release()
 
 
+@dataclass(frozen=True)
+class Proxy:
+    """An HTTP proxy: where it listens, and its credentials as a header (never logged)."""
+
+    host: str
+    port: int
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+def proxy_for(scheme: str, host: str, port: int) -> Proxy | None:
+    """The proxy `requests` would use for `scheme://host:port`, from the environment
+    (`https_proxy`/`HTTPS_PROXY`, `http_proxy`/`HTTP_PROXY`, `all_proxy`, `no_proxy`)."""
+    proxies = getproxies_environment()
+    url = proxies.get(scheme) or proxies.get("all")
+    if not url or proxy_bypass_environment(f"{host}:{port}", proxies):
+        return None
+    if "://" not in url:
+        url = "http://" + url
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return None
+    headers = {}
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        headers["Proxy-Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+    default = 443 if parts.scheme == "https" else 80
+    return Proxy(parts.hostname, parts.port or default, headers)
+
+
+def _ca_bundle(tls: TLSOptions) -> str | None:
+    """The CA file to verify with: the destination's own setting, else the bundle
+    `requests` would use (OpenSSL reads SSL_CERT_FILE / SSL_CERT_DIR by itself)."""
+    if tls.ca_file:
+        return tls.ca_file
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
 def _ssl_context(tls: TLSOptions) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=tls.ca_file)
+    bundle = _ca_bundle(tls)
+    if bundle and os.path.isdir(bundle):
+        context = ssl.create_default_context(capath=bundle)
+    else:
+        context = ssl.create_default_context(cafile=bundle)
     if not tls.verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -267,6 +367,8 @@ def result_of_error(exc: BaseException, what: str) -> ExportResult:
     """An ExportResult for a request that raised (refused, reset, timed out, bad TLS)."""
     if isinstance(exc, AuthError):
         return exc.result
+    if isinstance(exc, InvalidHeaderError):
+        return ExportResult(ok=False, configuration=True, message=f"{what}: {exc}")
     if isinstance(exc, TimeoutError):
         reason = "timed out"
     elif isinstance(exc, ConnectionRefusedError):

@@ -34,6 +34,14 @@ class ExportResult:
         status: the HTTP status of a failed request, when there was one.
         counted: the exporter already counted the batch's traces as dropped in
             `tracekit.get_stats()` (the pipeline does not count them again).
+        configuration: the destination refused tracekit's configuration, not the
+            batch (an experiment id it does not know, a token that is not a valid
+            header): the traces are kept until the setting named in `message` is fixed.
+        raised: the exporter raised on this batch; unless it was an I/O error
+            (`retryable`), sending the same records again would raise again (a
+            bug, or a record it cannot map).
+        undelivered: after a partial delivery, the records still to deliver
+            (None: the whole batch).
     """
 
     ok: bool
@@ -42,16 +50,30 @@ class ExportResult:
     message: str = ""
     status: int | None = None
     counted: bool = False
+    configuration: bool = False
+    raised: bool = False
+    undelivered: Sequence[TraceRecord] | None = None
 
     @property
     def rejected(self) -> bool:
         """The destination answered and refused this batch itself (e.g. HTTP 400 or 413).
 
         Sending the same batch again cannot succeed, unlike after a network
-        error, a 429/5xx or an authentication failure (401/403, fixed by
-        configuration).
+        error, a 429/5xx, an authentication failure (401/403) or a configuration
+        error, all fixed by waiting or by configuration.
         """
-        return not self.ok and not self.retryable and self.status in _REJECTED_STATUS
+        return (
+            not self.ok
+            and not self.retryable
+            and not self.configuration
+            and self.status in _REJECTED_STATUS
+        )
+
+    @property
+    def refused_alone(self) -> bool:
+        """Worth splitting the batch for: the destination refused it, or the exporter
+        raised on it; sent alone, a record that is refused again is poison."""
+        return self.rejected or (self.raised and not self.retryable)
 
 
 SUCCESS = ExportResult(ok=True)
@@ -230,7 +252,14 @@ def _safe_export(exporter: Exporter, traces: Sequence[TraceRecord]) -> ExportRes
         result = exporter.export(traces)
     except Exception as exc:
         report_internal_error(f"export {type(exporter).__name__}", exc)
-        return ExportResult(ok=False, retryable=True, message=f"{type(exc).__name__}: {exc}")
+        # An I/O error is worth another attempt; anything else (a KeyError on a record
+        # it cannot map) would be raised again: a poison record, split off by the delivery.
+        return ExportResult(
+            ok=False,
+            retryable=isinstance(exc, OSError),
+            raised=True,
+            message=f"{type(exc).__name__}: {exc}",
+        )
     if not isinstance(result, ExportResult):
         warn_limited(
             "bad-result",

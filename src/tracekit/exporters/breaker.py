@@ -13,7 +13,8 @@ class CircuitBreakerExporter(BaseExporter):
     """Fails fast while a destination is known to be down.
 
     Every failure counts except a batch the destination answered and refused
-    (`ExportResult.rejected`): the destination is up then. While the circuit
+    (`ExportResult.rejected`): the destination is up then; nor does a batch
+    the exporter raised on (`ExportResult.raised`): it was not the destination. While the circuit
     is open, `export()` returns the last failure without calling the
     exporter. Once the cooldown has passed, one batch (the probe) goes
     through while the others still fail fast; a failed probe doubles the
@@ -81,7 +82,7 @@ class CircuitBreakerExporter(BaseExporter):
                 with self._lock:
                     self._probing = False
         with self._lock:
-            if result.ok or result.rejected:  # it answered: it is up
+            if result.ok or result.refused_alone:  # it answered, or was not to blame
                 self._failures = 0
                 self._cooldown = self.initial_cooldown
                 self._open_until = None

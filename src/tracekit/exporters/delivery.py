@@ -1,6 +1,6 @@
 """Delivery guarantees for remote destinations, as exporters that wrap exporters.
 
-    SpoolingExporter(CircuitBreakerExporter(RetryingExporter(remote)), spool)
+    SpoolingExporter(SplittingExporter(CircuitBreakerExporter(RetryingExporter(remote))), spool)
 
 - `RetryingExporter` (in `base`) retries a failed batch a few times with
   backoff and jitter, honouring `Retry-After`.
@@ -8,6 +8,8 @@
   while it is open every batch fails at once, so a dead destination costs
   nothing; after a cooldown (doubling up to a minute, never shorter than
   the destination's `Retry-After`) one batch probes it.
+- `SplittingExporter` (in `split`) sends the halves of a batch the destination
+  refused as such (413, a poison record) and sets aside a record refused alone.
 - `SpoolingExporter` keeps what could not be delivered in a `Spool` on disk
   and a background thread delivers it, oldest first, once the destination
   answers again; a new process delivers what an earlier one left. It logs
@@ -20,6 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from tracekit import _context, _stats
 from tracekit._guard import guard, warn_limited
@@ -77,10 +80,12 @@ class SpoolingExporter(BaseExporter):
         self._inflight: Sequence[TraceRecord] | None = None
         self._drainer: threading.Thread | None = None
         self._kept = False  # a batch was spooled since the delivery thread last looked
-        self._finishing = False  # shutting down: deliver what is there, wait for nothing
+        self._finishing = False  # shutting down: deliver what is there, wait only till _finish_by
+        self._finish_by: float | None = None
+        self._set_aside = 0  # traces set aside so far (their batches still report success)
         self._stopped = False
         self._failing = False  # since the first failure, until the next success (the log lines)
-        self._answered = False  # the last batch sent was delivered
+        self._answered = False  # the destination answered the last batch sent (maybe a 503)
         if self.spool.pending():
             self._start_drainer()  # what an earlier run left behind
 
@@ -103,7 +108,7 @@ class SpoolingExporter(BaseExporter):
         self._failed(result)
         if not mine:  # shutdown() spooled it meanwhile
             return SUCCESS
-        kept = self.keep(traces)
+        kept = self.keep(traces if result.undelivered is None else result.undelivered)
         self._start_drainer()
         return kept
 
@@ -111,14 +116,16 @@ class SpoolingExporter(BaseExporter):
         """Spool a batch without trying to deliver it now (the exit path uses this)."""
         if not traces:
             return SUCCESS
-        if not self._put(traces):
+        kept = self._put(traces)
+        if kept:
+            with self._lock:
+                self._kept = True
+        if kept < len(traces):
             return ExportResult(
                 ok=False,
                 message=f"the spool {self.spool.directory} is full or not writable",
                 counted=True,
             )
-        with self._lock:
-            self._kept = True
         return SUCCESS
 
     def deliver_later(self, traces: Sequence[TraceRecord]) -> ExportResult:
@@ -132,18 +139,49 @@ class SpoolingExporter(BaseExporter):
             self._nudge_drainer()
         return result
 
-    def _put(self, traces: Sequence[TraceRecord]) -> bool:
-        if self.spool.put(traces):
-            _stats.note("spooled", len(traces))
-            return True
-        _stats.count("spool_full", len(traces))
-        return False
+    def set_aside(self, records: Sequence[TraceRecord], result: ExportResult) -> Path | None:
+        """Keep records the destination refused on their own beside the spool (a
+        `*.rejected` file), count them and say so; None if the spool had no room."""
+        where = self.spool.set_aside(records)
+        if where is None:
+            return None  # the caller counts them as export_failed
+        _stats.count("set_aside", len(records))
+        self._set_aside += len(records)
+        warn_limited(
+            "set-aside",
+            "tracekit: %s refused trace %s on its own (%s); set aside in %s (`tracekit upload` "
+            "lists what is set aside)",
+            self.destination,
+            records[0].get("trace_id"),
+            result.message,
+            where,
+        )
+        return where
+
+    def _put(self, traces: Sequence[TraceRecord]) -> int:
+        kept = self.spool.put(traces)
+        if kept:
+            _stats.note("spooled", kept)
+        if kept < len(traces):
+            _stats.count("spool_full", len(traces) - kept)
+        return kept
 
     def _failed(self, result: ExportResult) -> None:
         with self._lock:
             first, self._failing = not self._failing, True
-            self._answered = False
-        if first:
+            # The destination answered that it is busy (429, 5xx): worth waiting for at
+            # exit, unlike one that does not answer or refuses our configuration.
+            self._answered = result.status is not None and result.retryable
+        if first and result.configuration:
+            logger.warning(
+                "tracekit: %s refused tracekit's configuration: %s. The traces stay in %s "
+                "and are delivered once that is fixed (this process retries; `tracekit "
+                "upload` delivers them later)",
+                self.destination,
+                result.message,
+                self.spool.directory,
+            )
+        elif first:
             logger.warning(
                 "tracekit: cannot deliver traces to %s (%s); keeping them in %s and delivering "
                 "them when it answers again",
@@ -183,18 +221,27 @@ class SpoolingExporter(BaseExporter):
             self._start_drainer()
 
     def _pause(self, seconds: float) -> bool:
-        """Wait (woken early by a delivered batch or shutdown); False once shutting down."""
+        """Wait (woken early by a delivered batch or shutdown); False once stopped, or
+        while shutting down if the wait would end after the shutdown's deadline."""
         with self._wake:
-            if not (self._finishing or self._stopped) and seconds > 0:
+            if self._stopped:
+                return False
+            late = self._finish_by is None or time.monotonic() + seconds > self._finish_by
+            if self._finishing and late:
+                return False
+            if seconds > 0:
                 self._wake.wait(seconds)
-            return not (self._finishing or self._stopped)
+            return not self._stopped
 
     def _ready_in(self) -> float | None:
         ready_in = getattr(self.exporter, "ready_in", None)
         return float(ready_in()) if callable(ready_in) else None
 
     def _drain(self) -> None:
-        _context._suppressed.set(True)  # never trace our own I/O
+        with _context.suppress_instrumentation():  # never trace our own I/O
+            self._drain_spool()
+
+    def _drain_spool(self) -> None:
         try:
             idle_rounds = 0
             while True:
@@ -209,16 +256,16 @@ class SpoolingExporter(BaseExporter):
                 if outcome == _STOPPED:
                     return
                 if outcome == _FAILED:
+                    if self._finishing and not self._answered:
+                        return  # no answer at all: not worth the exit's time
                     if wait is None and not self._pause(self.RETRY_PAUSE):
-                        return
-                    if self._finishing:
                         return
                     continue
                 if outcome == _DELIVERED:
                     idle_rounds = 0
                     continue
                 idle_rounds += 1  # nothing left: linger briefly for batches spooled meanwhile
-                if idle_rounds <= self.IDLE_ROUNDS and self._pause(1.0):
+                if idle_rounds <= self.IDLE_ROUNDS and not self._finishing and self._pause(1.0):
                     continue
                 with self._lock:
                     if self._kept and not self._stopped:
@@ -236,11 +283,18 @@ class SpoolingExporter(BaseExporter):
             if self._stopped:
                 claim.release()
                 return _STOPPED
+            before = self._set_aside
             result = _safe_export(self.exporter, claim.records)
+            refused = self._set_aside - before
+            if not result.ok and result.undelivered is not None:  # partly delivered
+                claim.keep_only(result.undelivered)
+                self._failed(result)
+                return _FAILED
             if result.ok:
                 claim.done()
                 delivered = True
-                _stats.note("delivered_from_spool", len(claim.records))
+                if len(claim.records) > refused:
+                    _stats.note("delivered_from_spool", len(claim.records) - refused)
                 self._recovered()
                 continue
             if result.rejected:  # sending it again cannot help: set it aside
@@ -267,7 +321,12 @@ class SpoolingExporter(BaseExporter):
     def shutdown(self, timeout: float | None = None) -> None:
         """Stop delivering within `timeout` seconds; a batch still in flight is spooled."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        # The delivery may retry a destination that answers (a 503 with Retry-After
+        # while resolving the experiment) within the shutdown's budget, rather than
+        # leave a short run's traces on disk for a later one.
+        reserve = min(0.25, (timeout or 0.0) * 0.1)
         with self._wake:
+            self._finish_by = None if deadline is None else deadline - reserve
             self._finishing = True
             inflight, self._inflight = self._inflight, None
             answered = self._answered
@@ -279,7 +338,6 @@ class SpoolingExporter(BaseExporter):
             drainer = None
         if drainer is not None and answered and inflight is None:
             # The destination answers (and is not slow): let the delivery go on for now.
-            reserve = min(0.25, (timeout or 0.0) * 0.1)
             drainer.join(_left(deadline, reserve))
         with self._wake:
             self._stopped = True

@@ -89,19 +89,34 @@ class FileExporter(BaseExporter):
         if self._pid and self._pid != os.getpid():
             # Forked, maybe while another thread held the lock: start afresh.
             self._lock = threading.Lock()
-        data = b"".join(encode(record) for record in traces)
+        lines = [encode(record) for record in traces]
+        written = [0]
         try:
             with self._lock:
-                self._append(data)
+                self._append(b"".join(lines), written)
         except OSError as exc:
-            return ExportResult(ok=False, retryable=True, message=f"{self.path}: {exc}")
+            # A full disk may have taken the first records: only the rest is lost.
+            whole = 0
+            for line in lines:
+                if written[0] < len(line):
+                    break
+                written[0] -= len(line)
+                whole += 1
+            return ExportResult(
+                ok=False,
+                retryable=True,
+                message=f"{self.path}: {exc}",
+                undelivered=traces[whole:] if whole else None,
+            )
         return SUCCESS
 
     def keep(self, traces: Sequence[TraceRecord]) -> ExportResult:
         """At exit, what the worker did not reach: the store is local, so write it."""
         return self.export(traces)
 
-    def _append(self, data: bytes) -> None:
+    def _append(self, data: bytes, written: list[int]) -> None:
+        """Append `data` under the store's lock; `written[0]` counts the bytes of
+        `data` that reached the file (all of them unless a write fails)."""
         fd = self._open()
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -115,11 +130,12 @@ class FileExporter(BaseExporter):
                 size = os.fstat(fd).st_size
             if size and hasattr(os, "pread") and os.pread(fd, 1, size - 1) != b"\n":
                 # A writer died mid-line: end its torn line so ours stays readable.
-                data = b"\n" + data
+                os.write(fd, b"\n")
             view = memoryview(data)
             while view:
-                written = os.write(fd, view)
-                view = view[written:]
+                n = os.write(fd, view)
+                written[0] += n
+                view = view[n:]
         finally:
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_UN)

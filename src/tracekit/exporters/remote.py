@@ -8,6 +8,7 @@ from pathlib import Path
 from tracekit._config import Config
 from tracekit.exporters.base import Exporter, RetryingExporter
 from tracekit.exporters.delivery import CircuitBreakerExporter, SpoolingExporter
+from tracekit.exporters.split import SplittingExporter
 from tracekit.exporters.spool import DEFAULT_SPOOL_DIR, Spool, destination_key
 
 SCHEMES = ("http", "https", "otlp", "otlp+http", "otlp+https", "databricks")
@@ -58,7 +59,8 @@ def direct(
 
 
 def build(uri: str, config: Config) -> Exporter:
-    """A remote exporter wrapped in retries, a circuit breaker and a spool."""
+    """A remote exporter wrapped in retries, a circuit breaker, a splitter of refused
+    batches (413, a poison record) and a spool."""
     exporter, destination, experiment = direct(uri, config)
     retrying = RetryingExporter(
         exporter,
@@ -85,4 +87,7 @@ def build(uri: str, config: Config) -> Exporter:
         int(config.spool_max_mb * 1024 * 1024),
         description,
     )
-    return SpoolingExporter(breaker, spool, destination)
+    splitting = SplittingExporter(breaker)
+    spooling = SpoolingExporter(splitting, spool, destination)
+    splitting.set_aside = spooling.set_aside
+    return spooling

@@ -11,8 +11,10 @@ restarts), which only one process can do; it deletes the file once
 delivered and renames it back otherwise. Claims of a process that is gone,
 and claims older than `STALE_CLAIM_S`, are taken back. Lines that do not
 parse (a torn write, garbage) are skipped. A batch the destination refused
-as such is set aside as `*.rejected` for a human to look at. The total
-size is bounded: a batch that does not fit is refused (the caller counts it).
+as such, and a poison record (refused on its own), is set aside as
+`*.rejected` for a human to look at (`tracekit upload` lists them). The
+total size is bounded: of a batch that does not fit, the oldest records
+that fit are kept and the rest refused (the caller counts them).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tracekit._store import _well_formed
+from tracekit._store import parse_line
 from tracekit.exporters.base import TraceRecord
 from tracekit.exporters.file import encode
 
@@ -79,6 +81,18 @@ class Claim:
         with contextlib.suppress(FileNotFoundError):
             os.rename(self.path, self.original)
 
+    def keep_only(self, records: Sequence[TraceRecord]) -> None:
+        """Part of it was delivered: put back only `records`, for a later attempt."""
+        if not records:
+            self.done()
+            return
+        try:
+            _write(self.original, b"".join(encode(record) for record in records))
+        except OSError:
+            self.release()  # all of it again: delivering twice is safe, losing is not
+            return
+        self.done()
+
     def reject(self) -> None:
         """The destination refused it: set it aside (not delivered again, still counted)."""
         with contextlib.suppress(FileNotFoundError):
@@ -96,20 +110,46 @@ class Spool:
         self.destination = dict(destination)
         self._lock = threading.Lock()
 
-    def put(self, records: Sequence[TraceRecord]) -> bool:
-        """Keep a batch; False if it does not fit in `max_bytes` (or the disk refused)."""
-        data = b"".join(encode(record) for record in records)
+    def put(self, records: Sequence[TraceRecord]) -> int:
+        """Keep a batch; return how many of its records were kept: those that fit in
+        `max_bytes`, oldest first (0 when the disk refused)."""
+        return self._store(records, self._name(_SUFFIX))
+
+    def set_aside(self, records: Sequence[TraceRecord], why: object = None) -> Path | None:
+        """Keep records the destination refused on their own as a `*.rejected` file
+        (not delivered again); where, or None if they did not fit."""
+        name = self._name(_SUFFIX + REJECTED_SUFFIX)
+        return self.directory / name if self._store(records, name) == len(records) else None
+
+    def _name(self, suffix: str) -> str:
+        return f"{time.time_ns():020d}-{os.getpid()}-{next(_counter):06d}{suffix}"
+
+    def _store(self, records: Sequence[TraceRecord], name: str) -> int:
+        lines = [encode(record) for record in records]
         with self._lock:
             try:
                 self.directory.mkdir(parents=True, exist_ok=True)
-                if self.size() + len(data) > self.max_bytes:
-                    return False
+                room = self.max_bytes - self.size()
+                fit = 0
+                for line in lines:
+                    if len(line) > room:
+                        break
+                    room -= len(line)
+                    fit += 1
+                if not fit:
+                    return 0
                 self._describe()
-                name = f"{time.time_ns():020d}-{os.getpid()}-{next(_counter):06d}{_SUFFIX}"
-                _write(self.directory / name, data)
+                _write(self.directory / name, b"".join(lines[:fit]))
             except OSError:
-                return False
-        return True
+                return 0
+        return fit
+
+    def rejected(self) -> list[Path]:
+        """The `*.rejected` files: what the destination refused, set aside."""
+        try:
+            return sorted(p for p in self.directory.iterdir() if p.name.endswith(REJECTED_SUFFIX))
+        except OSError:
+            return []
 
     def _describe(self) -> None:
         path = self.directory / DESTINATION_FILE
@@ -211,10 +251,9 @@ def _read(path: Path) -> list[TraceRecord]:
     records = []
     with open(path, "rb") as file:
         for line in file:
-            with contextlib.suppress(ValueError):  # a torn or garbled line: skip it
-                record = json.loads(line)
-                if _well_formed(record):
-                    records.append(record)
+            record = parse_line(line)  # None for a torn, garbled or hostile line: skipped
+            if record is not None:
+                records.append(record)
     return records
 
 

@@ -92,6 +92,7 @@ class TrackingServerExporter(BaseExporter):
         self.auth_hint = auth_hint
         self.experiment_name = experiment_name
         self._experiment_id = experiment_id
+        self._configured_id = experiment_id
         self.protobuf = _otlp.protobuf_available() if protobuf is None else protobuf
         self.max_spans_per_request = max_spans_per_request
 
@@ -116,7 +117,7 @@ class TrackingServerExporter(BaseExporter):
                 "POST /v1/traces",
             )
             if not result.ok:
-                return result
+                return self._blame(result, experiment_id)
         misplaced = self._misplaced(traces, experiment_id) if self.trace_info == "auto" else None
         for record in traces:
             result = self._tag_remote_part(record)
@@ -179,6 +180,29 @@ class TrackingServerExporter(BaseExporter):
                 return result
         return SUCCESS
 
+    def _blame(self, result: ExportResult, experiment_id: str) -> ExportResult:
+        """A 400/404 for spans sent to a configured experiment id: the batch's fault
+        (a poison record, split off by the delivery) or the id's (a configuration
+        error that keeps the traces)? The server says, asked about the id."""
+        if result.status not in (400, 404) or experiment_id != self._configured_id:
+            return result
+        try:
+            response = self.client.request(
+                "GET", "/api/2.0/mlflow/experiments/get?experiment_id=" + quote(experiment_id)
+            )
+        except Exception:  # no answer now: the batch is retried later anyway
+            return replace(result, retryable=True)
+        if response.status not in (400, 404):
+            return result
+        detail = response.body[:200].decode("utf-8", "replace").strip()
+        return replace(
+            result,
+            configuration=True,
+            message=f"experiment id {experiment_id!r} is not usable on {self.destination} "
+            f"(HTTP {response.status} {detail}): set TRACEKIT_EXPERIMENT_ID (or "
+            "MLFLOW_EXPERIMENT_ID, or configure(experiment_id=)) to an existing experiment's id",
+        )
+
     def experiment_id(self) -> str:
         """The experiment's id, found or created on first use (raises ExperimentError)."""
         if self._experiment_id is None:
@@ -195,7 +219,9 @@ class TrackingServerExporter(BaseExporter):
                 "GET", "/api/2.0/mlflow/experiments/get-by-name?experiment_name=" + quote(name)
             )
             if response.ok:
-                experiment = json.loads(response.body)["experiment"]
+                experiment = _field(response, "experiment", "find experiment")
+                if not isinstance(experiment, dict) or "experiment_id" not in experiment:
+                    raise ExperimentError(_garbage(response, "find experiment"))
                 if experiment.get("lifecycle_stage") == "deleted":
                     raise ExperimentError(
                         ExportResult(
@@ -206,14 +232,14 @@ class TrackingServerExporter(BaseExporter):
                     )
                 return str(experiment["experiment_id"])
             if response.status != 404:
-                raise ExperimentError(self._result(response, f"find experiment {name!r}"))
+                raise ExperimentError(self._name_result(response, f"find experiment {name!r}"))
             created = self._request(
                 "POST", "/api/2.0/mlflow/experiments/create", _json_bytes({"name": name}), _JSON
             )
             if created.ok:
-                return str(json.loads(created.body)["experiment_id"])
+                return str(_field(created, "experiment_id", "create experiment"))
             if b"RESOURCE_ALREADY_EXISTS" not in created.body:
-                raise ExperimentError(self._result(created, f"create experiment {name!r}"))
+                raise ExperimentError(self._name_result(created, f"create experiment {name!r}"))
         raise ExperimentError(ExportResult(ok=False, message=f"experiment {name!r} not found"))
 
     def _request(
@@ -222,7 +248,8 @@ class TrackingServerExporter(BaseExporter):
         try:
             return self.client.request(method, path, body, headers)
         except Exception as exc:  # OSError, HTTPException, TLS errors
-            raise ExperimentError(result_of_error(exc, f"{method} {path.split('?')[0]}")) from exc
+            result = result_of_error(exc, f"{method} {path.split('?')[0]}")
+            raise ExperimentError(self._hinted(result)) from exc
 
     def _call(
         self, method: str, path: str, body: bytes, headers: dict[str, str], what: str
@@ -230,13 +257,31 @@ class TrackingServerExporter(BaseExporter):
         try:
             response = self.client.request(method, path, body, headers)
         except Exception as exc:
-            return result_of_error(exc, what)
+            return self._hinted(result_of_error(exc, what))
         return self._result(response, what)
+
+    def _hinted(self, result: ExportResult) -> ExportResult:
+        if result.configuration:  # a credential that is not a valid header: say which
+            return replace(result, message=f"{result.message} (check {self.auth_hint})")
+        return result
 
     def _result(self, response: Response, what: str) -> ExportResult:
         result = result_of(response, what)
         if response.status in (401, 403):
             return replace(result, message=f"{result.message} (check {self.auth_hint})")
+        return result
+
+    def _name_result(self, response: Response, what: str) -> ExportResult:
+        """A refused experiment name is a configuration error: the traces are kept."""
+        result = self._result(response, what)
+        if response.status in (400, 422):
+            return replace(
+                result,
+                configuration=True,
+                message=f"{result.message}: set TRACEKIT_EXPERIMENT_NAME (or "
+                "MLFLOW_EXPERIMENT_NAME, or configure(experiment_name=)) to a name the server "
+                "accepts",
+            )
         return result
 
     def shutdown(self, timeout: float | None = None) -> None:
@@ -246,6 +291,28 @@ class TrackingServerExporter(BaseExporter):
 _JSON = {"Content-Type": "application/json"}
 _BATCH_GET_INFOS = "/api/3.0/mlflow/traces/batchGetInfos"
 _TRACE_INFO_MODES = ("auto", "always", "metadata")
+
+
+def _garbage(response: Response, what: str) -> ExportResult:
+    """A 200 whose body is not what an MLflow server sends (a captive portal, a proxy's
+    page, another service on that port): a destination error, retried later."""
+    detail = response.body[:200].decode("utf-8", "replace").strip()
+    return ExportResult(
+        ok=False,
+        retryable=True,
+        message=f"{what}: HTTP {response.status} with a body that is not an MLflow server's "
+        f"answer ({detail!r}); is the tracking URI an MLflow server?",
+        status=response.status,
+    )
+
+
+def _field(response: Response, key: str, what: str) -> Any:
+    """`key` of the JSON object in a successful response (ExperimentError if there is none)."""
+    try:
+        value = json.loads(response.body)[key]
+    except (ValueError, KeyError, TypeError, IndexError):
+        raise ExperimentError(_garbage(response, what)) from None
+    return value
 
 
 def _json_bytes(value: Any) -> bytes:
