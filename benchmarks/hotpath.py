@@ -1,13 +1,18 @@
-"""tracekit's added latency per SDK call, all six peer cases, in the project's own venv.
+"""tracekit's added latency per SDK call, the peer cases and its own, in the project's own venv.
 
 Run it (a few minutes on two cores):
 
     .venv/bin/python benchmarks/hotpath.py [--rounds N] [--only SUBSTRING]
+    .venv/bin/python benchmarks/hotpath.py --inproc [--rounds N] [--only SUBSTRING]
+    .venv/bin/python benchmarks/hotpath.py --sustained [--calls N] [--rate PER_S]
     .venv/bin/python benchmarks/hotpath.py --profile [--only SUBSTRING]
 
-The cases, clients and recorded bodies are those of `benchmarks/peers.py` (an
-in-process `httpx2.MockTransport` serving the cassettes in
-tests/cassettes), without its separate virtualenv and peer variants:
+The peer cases, clients and recorded bodies are those of `benchmarks/peers.py` (an
+in-process `httpx2.MockTransport` serving the cassettes in tests/cassettes, Gemini's
+stream included), without its separate virtualenv and peer variants; two cases are
+tracekit's own: LangChain's `ChatOpenAI` over the OpenAI SDK (both autologs; bare in
+`--inproc` is both `autolog(disable=True)`), and `@tracekit.trace` on a trivial
+function (bare: the function itself). Variants:
 `bare` (tracekit never imported) against `tracekit` (`autolog()` of the three
 SDKs, default file store in the child's temporary directory). Each variant
 runs in a fresh interpreter per round, interleaved (bare, tracekit, bare, ...);
@@ -15,6 +20,18 @@ a cell is the median over rounds of (tracekit - bare) median latency and of
 the tracekit/bare ratio. Beside wall time, the calling thread's CPU time
 (`time.thread_time_ns`) is reported: it leaves out the time the caller waits
 for the GIL while the export worker runs, so it is the hot path alone.
+
+`--inproc` alternates blocks of bare and traced calls in one process, and a third
+series, the bare call again ("control"), whose ratio to bare is the noise floor.
+On a shared machine wall time is noise: judge by the caller thread's CPU and by
+counts, next to the control column.
+
+`--sustained` makes `--calls` OpenAI calls (the smallest chat body) at a fixed
+`--rate` in a bare, a tracekit and a second bare ("control") process, and prints
+per process: calls made, the rate reached, how far the caller fell behind its
+schedule (lag), traces written to the file store, traces dropped, how long the
+export took to catch up after the last call, RSS and CPU (whole process and the
+calling thread).
 
 `--profile` runs one tracekit child under pyinstrument (all threads' time as
 seen from the caller) and cProfile (caller thread), per case.
@@ -40,6 +57,12 @@ from _common import emit, revision
 from _common import run_child as run_child_results
 
 US = 1_000.0
+# The peer cases, and tracekit's own (no peer has a row for them).
+CASES = {
+    **peers.CASES,
+    "langchain_openai": ("langchain", "LangChain ChatOpenAI over OpenAI"),
+    "trace_decorator": ("tracekit", "@trace on a trivial function"),
+}
 SIZES = {  # (timed samples, warm-up samples) per child
     "openai_chat": (2_000, 200),
     "openai_stream": (1_000, 100),
@@ -47,7 +70,86 @@ SIZES = {  # (timed samples, warm-up samples) per child
     "anthropic_messages": (2_000, 200),
     "anthropic_stream": (1_000, 100),
     "gemini_generate": (2_000, 200),
+    "gemini_stream": (1_000, 100),
+    "langchain_openai": (1_000, 100),
+    "trace_decorator": (20_000, 2_000),
 }
+TARGET_TRACE_US = 15.0  # @trace on a trivial function, caller CPU added
+
+
+def _work(x: int) -> int:
+    """The trivial function of the `trace_decorator` case."""
+    return x + 1
+
+
+class Own:
+    """tracekit's own cases on the peers' clients: one sample each, and for `--inproc`
+    the bare and traced forms with what to do before a block of them."""
+
+    def __init__(self, clients: Any, traced: bool) -> None:
+        self.clients = clients
+        self.traced = traced
+        self.chat: Any = None
+        self.work = _work
+        if traced:
+            import tracekit
+
+            self.work = tracekit.trace(_work)
+
+    def _chat(self) -> Any:
+        if self.chat is None:
+            import httpx2
+            from langchain_openai import ChatOpenAI
+
+            transport = httpx2.MockTransport(self.clients._handler)
+            self.chat = ChatOpenAI(
+                model="gpt-4o-mini",
+                api_key="test",
+                base_url="http://bench.invalid/v1",
+                max_retries=0,
+                http_client=httpx2.Client(transport=transport),
+            )
+        return self.chat
+
+    def call(self, case: str) -> None:
+        if case == "langchain_openai":
+            self._chat().invoke("Say this is a test")
+        elif case == "trace_decorator":
+            self.work(1)
+        else:
+            self.clients.call(case)
+
+    def pair(self, case: str) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+        """((bare, before its block), (traced, before its block))."""
+        if case == "trace_decorator":
+            traced = self.work
+            return (lambda: _work(1), None), (lambda: traced(1), None)
+        import tracekit
+
+        chat = self._chat()
+
+        def switch(on: bool) -> Any:
+            def before() -> None:
+                tracekit.langchain.autolog(disable=not on)
+                tracekit.openai.autolog(disable=not on)
+
+            return before
+
+        sample = lambda: chat.invoke("Say this is a test")  # noqa: E731
+        return (sample, switch(False)), (sample, switch(True))
+
+
+def _setup(spec: dict[str, Any]) -> tuple[Any, Any]:
+    """The peers' variant and clients, LangChain traced too in the tracekit variant."""
+    variant, clients = peers._setup(spec)
+    if spec["variant"] == "tracekit" and any(c in OWN for c in spec["cases"]):
+        import tracekit
+
+        tracekit.langchain.autolog()
+    return variant, Own(clients, spec["variant"] == "tracekit")
+
+
+OWN = ("langchain_openai", "trace_decorator")
 
 
 def _timed(clients: Any, case: str, n: int) -> tuple[list[int], list[int]]:
@@ -60,18 +162,19 @@ def _timed(clients: Any, case: str, n: int) -> tuple[list[int], list[int]]:
         cpus: list[int] = []
 
         async def run() -> None:
-            client = clients.openai_async()
+            client = clients.clients.openai_async()
             create = client.chat.completions.create
+            request = clients.clients.openai_chat
             for _ in range(n):
                 t0, c0 = clock(), cpu()
-                await asyncio.gather(*(create(**clients.openai_chat) for _ in range(peers.BATCH)))
+                await asyncio.gather(*(create(**request) for _ in range(peers.BATCH)))
                 cpus.append(cpu() - c0)
                 walls.append(clock() - t0)
             await client.close()
 
         asyncio.run(run())
         return walls, cpus
-    call = clients.call
+    call = clients.call  # an `Own`: the peers' cases and tracekit's own
     clock, cpu = time.perf_counter_ns, time.thread_time_ns
     walls, cpus = [], []
     for _ in range(n):
@@ -88,8 +191,10 @@ def _flush() -> None:
 
 
 def child_latency(spec: dict[str, Any]) -> None:
-    variant, clients = peers._setup(spec)
+    variant, clients = _setup(spec)
     out: dict[str, Any] = {"errors": variant.errors, "cases": {}}
+    traced = spec["variant"] == "tracekit"
+    spans = llm = usage = 0
     for case in spec["cases"]:
         n, warm = spec["sizes"][case]
         _timed(clients, case, warm)
@@ -102,14 +207,14 @@ def child_latency(spec: dict[str, Any]) -> None:
             "cpu_ns": statistics.median(cpus),
             "n": n,
         }
-    if spec["variant"] == "tracekit":
+        fresh = variant.new_spans() if traced else []
+        if case not in OWN:  # one LLM span with usage per call (own cases: other spans)
+            spans += len(fresh)
+            llm += sum(is_llm for is_llm, _ in fresh)
+            usage += sum(has_usage for _, has_usage in fresh)
+    if traced:
         import tracekit
 
-        spans = llm = usage = 0
-        for fresh in variant.new_spans():
-            spans += 1
-            llm += fresh[0]
-            usage += fresh[1]
         out["check"] = {
             "spans": spans,
             "llm": llm,
@@ -127,7 +232,7 @@ def child_profile(spec: dict[str, Any]) -> None:
 
     from pyinstrument import Profiler
 
-    _variant, clients = peers._setup(spec)
+    _variant, clients = _setup(spec)
     for case in spec["cases"]:
         n = spec["sizes"][case][0] // (10 if case == "openai_async" else 2)
         _timed(clients, case, max(2, n // 10))
@@ -152,9 +257,18 @@ def child_profile(spec: dict[str, Any]) -> None:
     emit({"done": True})
 
 
-def _pair(clients: Any, case: str) -> tuple[Any, Any]:
-    """(bare, traced) callables of one sample: bare calls the patched method's
-    original (`__wrapped__`), so it skips tracekit's wrapper entirely."""
+def _pair(own: Any, case: str) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+    """((bare, before its block), (traced, before its block)) of one sample: for an SDK
+    case bare calls the patched method's original (`__wrapped__`), so it skips
+    tracekit's wrapper entirely."""
+    if case in OWN:
+        return own.pair(case)
+    clients = own.clients
+    bare, traced = _sdk_pair(clients, case)
+    return (bare, None), (traced, None)
+
+
+def _sdk_pair(clients: Any, case: str) -> tuple[Any, Any]:
     if case == "openai_async":
         import asyncio
 
@@ -178,6 +292,9 @@ def _pair(clients: Any, case: str) -> tuple[Any, Any]:
         request = (
             clients.anthropic_stream if case == "anthropic_stream" else clients.anthropic_messages
         )
+    elif case == "gemini_stream":
+        method = clients.gemini.models.generate_content_stream
+        request = {"model": "gemini-2.0-flash", "contents": "Tell me a short story about a cat."}
     else:
         method = clients.gemini.models.generate_content
         request = {"model": "gemini-2.0-flash", "contents": "What's the weather like?"}
@@ -198,31 +315,37 @@ def _pair(clients: Any, case: str) -> tuple[Any, Any]:
 
 def child_inproc(spec: dict[str, Any]) -> None:
     """Bare and traced samples alternating in blocks, in one tracekit process."""
-    _variant, clients = peers._setup(spec)
+    _variant, clients = _setup(spec)
     clock, cpu = time.perf_counter_ns, time.thread_time_ns
     out: dict[str, Any] = {}
     for case in spec["cases"]:
-        bare, traced = _pair(clients, case)
+        (bare, off), (traced, on) = _pair(clients, case)
         n, warm = spec["sizes"][case]
         per = max(1, min(25, n // 40))
         for _ in range(max(2, warm // 2)):
-            bare()
-            traced()
+            for fn, before in ((bare, off), (traced, on)):
+                if before is not None:
+                    before()
+                fn()
         _flush()
         gc.collect()
         # "control" is the bare call again, timed as a third series: bare vs control is
         # the noise floor of this A/B on this machine, printed beside every ratio.
-        series = (("bare", bare), ("traced", traced), ("control", bare))
-        walls: dict[str, list[float]] = {name: [] for name, _ in series}
-        cpus: dict[str, list[float]] = {name: [] for name, _ in series}
+        series = (("bare", bare, off), ("traced", traced, on), ("control", bare, off))
+        walls: dict[str, list[float]] = {name: [] for name, _, _ in series}
+        cpus: dict[str, list[float]] = {name: [] for name, _, _ in series}
         for block in range(max(6, n // per)):
             shift = block % len(series)  # each series takes each position in turn
-            for name, fn in series[shift:] + series[:shift]:
+            for name, fn, before in series[shift:] + series[:shift]:
+                if before is not None:  # tracing switched off or on, outside the timing
+                    before()
                 t0, c0 = clock(), cpu()
                 for _ in range(per):
                     fn()
                 cpus[name].append((cpu() - c0) / per)
                 walls[name].append((clock() - t0) / per)
+        if on is not None:
+            on()  # tracing left on for the cases after this one
         _flush()
         out[case] = {
             "median_ns": {k: statistics.median(v) for k, v in walls.items()},
@@ -230,6 +353,114 @@ def child_inproc(spec: dict[str, Any]) -> None:
         }
     emit(out)
     os._exit(0)
+
+
+def child_sustained(spec: dict[str, Any]) -> None:
+    """`calls` OpenAI calls at a fixed `rate`: the caller's lag behind its schedule, what
+    reached the file store, what was dropped, how long the export took to catch up."""
+    from _common import rss_mb
+
+    _variant, own = _setup({**spec, "minimal": True})
+    clients = own.clients
+    calls, rate = spec["calls"], spec["rate"]
+    for _ in range(200):  # warm-up, not counted
+        clients.call("openai_chat")
+    _flush()
+    gc.collect()
+    traced = spec["variant"] == "tracekit"
+    written_before = _traces_written() if traced else 0
+    rss = [rss_mb()]
+    lags: list[float] = []
+    clock = time.perf_counter
+    cpu0, thread0 = time.process_time(), time.thread_time()
+    start = clock()
+    for i in range(calls):
+        due = start + i / rate
+        now = clock()
+        if now < due:
+            time.sleep(due - now)
+        else:
+            lags.append(now - due)
+        clients.call("openai_chat")
+        if i == calls // 2:
+            rss.append(rss_mb())
+    elapsed = clock() - start
+    thread_cpu = time.thread_time() - thread0
+    rss.append(rss_mb())
+    t0 = clock()
+    _flush()
+    catch_up = clock() - t0
+    process_cpu = time.process_time() - cpu0
+    out: dict[str, Any] = {
+        "calls": calls,
+        "rate": calls / elapsed,
+        "lag_p99_ms": _quantile(lags, calls, 0.99) * 1e3,
+        "lag_max_ms": max(lags, default=0.0) * 1e3,
+        "catch_up_s": catch_up,
+        "rss_mb": rss,
+        "process_cpu_s": process_cpu,
+        "thread_cpu_s": thread_cpu,
+    }
+    if traced:
+        import tracekit
+
+        out["written"] = _traces_written() - written_before
+        out["dropped"] = sum(tracekit.get_stats().values())
+    emit(out)
+    os._exit(0)
+
+
+def _quantile(late: list[float], calls: int, q: float) -> float:
+    """The q-quantile of every call's lag (calls on time count as 0)."""
+    rank = int(q * calls)
+    on_time = calls - len(late)
+    if rank < on_time:
+        return 0.0
+    return sorted(late)[min(len(late) - 1, rank - on_time)]
+
+
+def _traces_written() -> int:
+    """Traces in the file store (the child's cwd)."""
+    return sum(
+        path.read_bytes().count(b"\n") for path in Path(os.getcwd(), ".tracekit").glob("*.jsonl")
+    )
+
+
+def run_sustained(base: dict[str, Any], calls: int, rate: float) -> int:
+    load = os.getloadavg()[0]
+    spec = {**base, "cases": ["openai_chat"], "calls": calls, "rate": rate}
+    results = {
+        v: run_child("sustained", {**spec, "variant": "bare" if v == "control" else v})
+        for v in ("bare", "tracekit", "control")
+    }
+    print(
+        f"\n{revision()}, sustained load: {calls:,} OpenAI calls at {rate:,.0f}/s per process, "
+        f"load {load:.2f} before / {os.getloadavg()[0]:.2f} after\n"
+    )
+    print(
+        "| process | calls | rate reached | lag p99 / max | traces written | dropped "
+        "| export catch-up | RSS start → half → end | CPU: process / caller thread |\n"
+        "|---|---|---|---|---|---|---|---|---|"
+    )
+    for name, r in results.items():
+        rss = " → ".join(f"{m:.1f}" for m in r["rss_mb"])
+        print(
+            f"| {name} | {r['calls']:,} | {r['rate']:,.0f}/s "
+            f"| {r['lag_p99_ms']:.1f} / {r['lag_max_ms']:.1f} ms "
+            f"| {r.get('written', '–')} | {r.get('dropped', '–')} | {r['catch_up_s']:.2f} s "
+            f"| {rss} MiB | {r['process_cpu_s']:.2f} / {r['thread_cpu_s']:.2f} s |"
+        )
+    bare, traced, control = (results[v] for v in ("bare", "tracekit", "control"))
+    print(
+        f"\nwhole-process CPU, tracekit/bare {traced['process_cpu_s'] / bare['process_cpu_s']:.3f}"
+        f" (control/bare {control['process_cpu_s'] / bare['process_cpu_s']:.3f}); caller "
+        f"thread {traced['thread_cpu_s'] / bare['thread_cpu_s']:.3f} "
+        f"(control {control['thread_cpu_s'] / bare['thread_cpu_s']:.3f})"
+    )
+    lost = traced["written"] != calls or traced["dropped"]
+    if lost:
+        print(f"\n!! {calls - traced['written']} traces missing, {traced['dropped']} dropped")
+    return 1 if lost else 0
 
 
 def run_child(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -252,18 +483,28 @@ def main() -> int:
         action="store_true",
         help="bare (the original method) and traced calls alternating in one process",
     )
+    parser.add_argument(
+        "--sustained", action="store_true", help="calls at a fixed rate: lag, drops, RSS"
+    )
+    parser.add_argument("--calls", type=int, default=20_000, help="--sustained: calls made")
+    parser.add_argument("--rate", type=float, default=500.0, help="--sustained: calls per second")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind, spec = args.child
-        children = {"profile": child_profile, "inproc": child_inproc, "latency": child_latency}
+        children = {
+            "profile": child_profile,
+            "inproc": child_inproc,
+            "latency": child_latency,
+            "sustained": child_sustained,
+        }
         children[kind](json.loads(spec))
         return 0
     bodies = peers.load_cassettes()
     if bodies is None:
         print(f"no cassettes at {peers.CASSETTES}")
         return 1
-    cases = [c for c in peers.CASES if args.only in c]
+    cases = [c for c in CASES if args.only in c]
     sizes = {
         c: (max(4, int(n * args.scale)), max(2, int(w * args.scale))) for c, (n, w) in SIZES.items()
     }
@@ -273,6 +514,8 @@ def main() -> int:
         return 0
     if args.inproc:
         return run_inproc(base, args.rounds)
+    if args.sustained:
+        return run_sustained(base, args.calls, args.rate)
     load = os.getloadavg()[0]
     started = time.perf_counter()
     rounds: list[dict[str, Any]] = []
@@ -296,10 +539,15 @@ def main() -> int:
         f"load {load:.2f} before / {os.getloadavg()[0]:.2f} after\n"
     )
     print(HEADER)
+    trace_cpu = None
     for case in cases:
         pairs = [(r["bare"]["cases"][case], r["tracekit"]["cases"][case]) for r in rounds]
         controls = [
             r["control"]["cases"][case]["median_ns"] / r["bare"]["cases"][case]["median_ns"]
+            for r in rounds
+        ]
+        cpu_controls = [
+            r["control"]["cases"][case]["cpu_ns"] / r["bare"]["cases"][case]["cpu_ns"]
             for r in rounds
         ]
         per = peers.BATCH if case == "openai_async" else 1
@@ -309,11 +557,16 @@ def main() -> int:
         cpu_ratio = statistics.median(t["cpu_ns"] / b["cpu_ns"] for b, t in pairs)
         bare = statistics.median(b["median_ns"] for b, _ in pairs)
         print(
-            f"| {peers.CASES[case][1]} | {bare / US:,.0f} µs{' /batch' if per > 1 else ''} "
+            f"| {CASES[case][1]} | {_us(bare)}{' /batch' if per > 1 else ''} "
             f"| {added / US:+.1f} µs{'/call' if per > 1 else ''} "
             f"| {statistics.median(ratios):.3f} ({min(ratios):.3f}–{max(ratios):.3f}) "
-            f"| {cpu_added / US:+.1f} µs | {cpu_ratio:.3f} | {_control(controls)} |"
+            f"| {cpu_added / US:+.1f} µs | {cpu_ratio:.3f} | {_control(controls)} "
+            f"| {_control(cpu_controls)} |"
         )
+        if case == "trace_decorator":
+            trace_cpu = cpu_added
+    if trace_cpu is not None:
+        _trace_target(trace_cpu)
     for problem in problems:
         print(f"\n!! tracekit did not record every call: {problem}")
     return 1 if problems else 0
@@ -330,9 +583,11 @@ def run_inproc(base: dict[str, Any], rounds: int) -> int:
         f"{os.getloadavg()[0]:.2f} after\n"
     )
     print(HEADER)
+    trace_cpu = None
     for case in base["cases"]:
         rs = [r[case] for r in results]
         controls = [r["median_ns"]["control"] / r["median_ns"]["bare"] for r in rs]
+        cpu_controls = [r["cpu_ns"]["control"] / r["cpu_ns"]["bare"] for r in rs]
         per = peers.BATCH if case == "openai_async" else 1
         ratios = [r["median_ns"]["traced"] / r["median_ns"]["bare"] for r in rs]
         added = statistics.median(r["median_ns"]["traced"] - r["median_ns"]["bare"] for r in rs)
@@ -340,18 +595,38 @@ def run_inproc(base: dict[str, Any], rounds: int) -> int:
         cpu_ratio = statistics.median(r["cpu_ns"]["traced"] / r["cpu_ns"]["bare"] for r in rs)
         bare = statistics.median(r["median_ns"]["bare"] for r in rs)
         print(
-            f"| {peers.CASES[case][1]} | {bare / US:,.0f} µs{' /batch' if per > 1 else ''} "
+            f"| {CASES[case][1]} | {_us(bare)}{' /batch' if per > 1 else ''} "
             f"| {added / US / per:+.1f} µs{'/call' if per > 1 else ''} "
             f"| {statistics.median(ratios):.3f} ({min(ratios):.3f}–{max(ratios):.3f}) "
-            f"| {cpu_added / US / per:+.1f} µs | {cpu_ratio:.3f} | {_control(controls)} |"
+            f"| {cpu_added / US / per:+.1f} µs | {cpu_ratio:.3f} | {_control(controls)} "
+            f"| {_control(cpu_controls)} |"
         )
+        if case == "trace_decorator":
+            trace_cpu = cpu_added
+    if trace_cpu is not None:
+        _trace_target(trace_cpu)
     return 0
 
 
 HEADER = (
     "| case | bare | tracekit added | ratio (range) | caller CPU added | CPU ratio "
-    "| control: bare/bare (range) |\n|---|---|---|---|---|---|---|"
+    "| control: bare/bare (range) | control CPU: bare/bare (range) |\n"
+    "|---|---|---|---|---|---|---|---|"
 )
+
+
+def _us(ns: float) -> str:
+    return f"{ns / US:,.0f} µs" if ns >= 10 * US else f"{ns / US:.2f} µs"
+
+
+def _trace_target(cpu_added_ns: float) -> None:
+    """The `@trace` case has a target of its own (its ratio to a bare `x + 1` means
+    nothing): the caller CPU it adds."""
+    verdict = "PASS" if cpu_added_ns / US <= TARGET_TRACE_US else "MISS"
+    print(
+        f"\n@trace on a trivial function: {cpu_added_ns / US:+.1f} µs caller CPU "
+        f"(target ≤ {TARGET_TRACE_US:.0f} µs): {verdict}"
+    )
 
 
 def _control(ratios: list[float]) -> str:

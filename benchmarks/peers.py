@@ -87,6 +87,7 @@ CASES = {
     "anthropic_messages": ("anthropic", "Anthropic messages"),
     "anthropic_stream": ("anthropic", "Anthropic messages stream"),
     "gemini_generate": ("gemini", "Gemini generate_content"),
+    "gemini_stream": ("gemini", "Gemini generate_content_stream"),
 }
 BATCH = 50
 TARGET_ADDED = 0.03
@@ -109,6 +110,7 @@ PLANS: dict[str, dict[str, Any]] = {
             "anthropic_messages": (400, 50),
             "anthropic_stream": (300, 30),
             "gemini_generate": (400, 50),
+            "gemini_stream": (300, 30),
         },
         "flush_wait_s": 1.0,  # at most, between a child's cases (MLflow drains slowly)
         # MLflow's calls cost 5-10 times the others': it times this share of the samples
@@ -138,6 +140,7 @@ PLANS: dict[str, dict[str, Any]] = {
             "anthropic_messages": (50, 6),
             "anthropic_stream": (40, 4),
             "gemini_generate": (50, 6),
+            "gemini_stream": (40, 4),
         },
         "flush_wait_s": 0.5,
         "mlflow_share": 1.0,
@@ -203,6 +206,7 @@ CASSETTE_FILES = {
     "anthropic_messages": "anthropic/messages_nonstream_basic_gzip.yaml",
     "anthropic_stream": "anthropic/messages_stream_basic.yaml",
     "gemini_generate": "gemini/generate_content_basic.yaml",
+    "gemini_stream": "gemini/stream_generate_content_sse.yaml",
 }
 
 
@@ -330,6 +334,8 @@ class Clients:
         streaming = b'"stream":true' in request.content or b'"stream": true' in request.content
         if ":generateContent" in path:
             case = "gemini_generate"
+        elif ":streamGenerateContent" in path:
+            case = "gemini_stream"
         elif path.endswith("/chat/completions"):
             case = "openai_stream" if streaming else "openai_chat"
         elif path.endswith("/messages"):
@@ -360,6 +366,11 @@ class Clients:
             self.gemini.models.generate_content(
                 model="gemini-2.0-flash", contents="What's the weather like?"
             )
+        elif case == "gemini_stream":
+            for _chunk in self.gemini.models.generate_content_stream(
+                model="gemini-2.0-flash", contents="Tell me a short story about a cat."
+            ):
+                pass
         else:
             raise ValueError(case)
         return 1
@@ -982,7 +993,7 @@ class Run:
         if self.transport == "loopback" and self.fake is None:
             from tracekit._fake_server import FakeProviderServer
 
-            self.fake = FakeProviderServer().start()
+            self.fake = FakeProviderServer(max_requests=100).start()  # the log is not read
         return {
             "variant": variant,
             "transport": self.transport,
@@ -1012,7 +1023,9 @@ class Run:
             }
             share = self.plan["mlflow_share"]
             mlflow_sizes = {c: (max(4, round(n * share)), w) for c, (n, w) in sizes.items()}
-            server = FakeProviderServer().start() if transport == "loopback" else None
+            server = (
+                FakeProviderServer(max_requests=100).start() if transport == "loopback" else None
+            )
             per_round: list[dict[str, dict[str, Any]]] = []
             try:
                 for index in range(rounds):

@@ -33,6 +33,15 @@ REMOTE_SPAN = "00f067aa0ba902b7"
 REMOTE = f"00-{REMOTE_TRACE}-{REMOTE_SPAN}-01"
 UNSAMPLED = f"00-{REMOTE_TRACE}-{REMOTE_SPAN}-00"  # the caller did not record its span
 MESSAGES = [{"role": "user", "content": "hi"}]
+CHAT_COMPLETION = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "m",
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
+    ],
+}
 
 
 def spans(captured: Capture) -> list[dict[str, Any]]:
@@ -456,6 +465,122 @@ def test_anthropic_stream_helper_never_entered(
     assert server.requests == []
     (span,) = spans(captured)
     assert span["attributes"]["tracekit.stream.ended_by"] == "never_entered"
+
+
+def test_openai_and_anthropic_without_the_request_hook_use_extra_headers(
+    captured: Capture, server: FakeProviderServer
+) -> None:
+    """OpenAI and Anthropic calls put the traceparent on the HTTP request the client
+    builds (`BaseClient._build_request`, a private method). Where that method is not
+    patched (another SDK version), the call's `extra_headers` carries it instead."""
+    anthropic = pytest.importorskip("anthropic")
+    import openai
+    from anthropic import _base_client as anthropic_base
+    from openai import _base_client as openai_base
+
+    from tracekit.integrations.anthropic import integration as anthropic_integration
+    from tracekit.integrations.openai import integration as openai_integration
+
+    tracekit.openai.autolog()
+    tracekit.anthropic.autolog()
+    bases = (openai_base.BaseClient, anthropic_base.BaseClient)
+    patched = [base.__dict__["_build_request"] for base in bases]
+    extra = {"X-Mine": "1"}
+    try:
+        for base, method in zip(bases, patched, strict=True):
+            base._build_request = method.__wrapped__  # as if never patched
+        oai = openai.OpenAI(api_key="t", base_url=server.base_url + "/v1", max_retries=0)
+        ant = anthropic.Anthropic(api_key="t", base_url=server.base_url, max_retries=0)
+        server.requests.clear()
+        with tracekit.start_span("app"):
+            oai.chat.completions.create(model="m", messages=MESSAGES, extra_headers=extra)
+            list(oai.chat.completions.create(model="m", messages=MESSAGES, stream=True))
+            ant.messages.create(model="c", max_tokens=5, messages=MESSAGES)
+        first = {k.lower(): v for k, v in server.requests[0]["headers"].items()}
+        headers = sent(server)
+    finally:
+        for base, method in zip(bases, patched, strict=True):
+            base._build_request = method
+        openai_integration.revert()
+        anthropic_integration.revert()
+    assert extra == {"X-Mine": "1"}  # the caller's dict is left alone
+    assert first["x-mine"] == "1"
+    assert headers == llm_headers(captured)
+    assert len(headers) == 3
+
+
+def test_a_retried_request_carries_the_llm_span_again(
+    openai_traced: Any, captured: Capture
+) -> None:
+    """The SDK builds its request again for a retry, the call's span still current."""
+    import httpx2
+
+    seen: list[str | None] = []
+
+    def respond(request: Any) -> Any:
+        seen.append(request.headers.get("traceparent"))
+        if len(seen) == 1:  # retried at once: the SDK honours retry-after-ms
+            return httpx2.Response(500, headers={"retry-after-ms": "1"}, json={"error": {}})
+        return httpx2.Response(200, json=CHAT_COMPLETION)
+
+    client = openai_traced.OpenAI(
+        api_key="t",
+        base_url="http://openai.invalid/v1",
+        max_retries=1,
+        http_client=httpx2.Client(transport=httpx2.MockTransport(respond)),
+    )
+    with tracekit.start_span("app"):
+        client.chat.completions.create(model="m", messages=MESSAGES)
+    assert seen == llm_headers(captured) * 2
+
+
+def test_azure_openai_requests_carry_the_llm_span(
+    openai_traced: Any, captured: Capture, server: FakeProviderServer
+) -> None:
+    """Azure's client builds its request in an override that calls the base one."""
+    client = openai_traced.AzureOpenAI(
+        api_key="t", azure_endpoint=server.base_url, api_version="2024-10-21", max_retries=0
+    )
+    server.requests.clear()
+    client.chat.completions.create(model="m", messages=MESSAGES)
+    assert server.requests[0]["path"].startswith("/openai/deployments/m/chat/completions")
+    headers = sent(server)
+    assert headers == llm_headers(captured)
+    assert len(headers) == 1
+
+
+def test_the_callers_own_traceparent_settings_win(
+    openai_traced: Any, captured: Capture, server: FakeProviderServer
+) -> None:
+    """`Omit()` in a call's `extra_headers` sends none; tracekit's own header of an
+    outer span, passed on by the app, is replaced by the LLM span's (as before)."""
+    client = openai_traced.OpenAI(api_key="t", base_url=server.base_url + "/v1", max_retries=0)
+    server.requests.clear()
+    with tracekit.start_span("app"):
+        client.chat.completions.create(
+            model="m", messages=MESSAGES, extra_headers={"traceparent": openai_traced.Omit()}
+        )
+        client.chat.completions.create(
+            model="m", messages=MESSAGES, extra_headers=tracekit.get_tracing_headers()
+        )
+    assert sent(server) == [None, llm_headers(captured)[1]]
+
+
+def test_an_untraced_call_after_a_traced_one_sends_no_traceparent(
+    openai_traced: Any, captured: Capture, server: FakeProviderServer
+) -> None:
+    """The traced call's header is kept for the request built during that call only."""
+    client = openai_traced.OpenAI(api_key="t", base_url=server.base_url + "/v1", max_retries=0)
+    aclient = openai_traced.AsyncOpenAI(
+        api_key="t", base_url=server.base_url + "/v1", max_retries=0
+    )
+    server.requests.clear()
+    with tracekit.start_span("app"):
+        client.chat.completions.create(model="m", messages=MESSAGES)
+        tracekit.openai.autolog(disable=True)
+        client.chat.completions.create(model="m", messages=MESSAGES)
+        asyncio.run(aclient.chat.completions.create(model="m", messages=MESSAGES))
+    assert sent(server) == [*llm_headers(captured), None, None]
 
 
 def test_gemini_requests_carry_the_llm_span(captured: Capture, server: FakeProviderServer) -> None:

@@ -475,18 +475,24 @@ class FakeProviderServer(ThreadingHTTPServer):
 
     A model whose name starts with `missing` gets a 404 error; `drop_after=N` makes
     the server hang up after N events of every stream (a provider failing mid-stream);
-    `chunk_delay` spaces the events out.
+    `chunk_delay` spaces the events out. `requests` keeps the most recent requests, at
+    most `max_requests` (a long benchmark run must not grow it without end).
     """
 
     daemon_threads = True
     request_queue_size = 512  # bursts of concurrent clients (the default backlog is 5)
 
     def __init__(
-        self, port: int = 0, chunk_delay: float = 0.0, drop_after: int | None = None
+        self,
+        port: int = 0,
+        chunk_delay: float = 0.0,
+        drop_after: int | None = None,
+        max_requests: int = 10_000,
     ) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
         self.chunk_delay = chunk_delay
         self.drop_after = drop_after  # hang up after this many events of each stream
+        self.max_requests = max(1, max_requests)
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -512,6 +518,11 @@ class FakeProviderServer(ThreadingHTTPServer):
     def record(self, path: str, headers: dict[str, str], body: Any) -> None:
         with self._lock:
             self.requests.append({"path": path, "headers": headers, "body": body})
+            if len(self.requests) > self.max_requests:
+                # The oldest tenth at once: a plain list (tests slice and compare it), at
+                # an amortized constant cost per request.
+                keep = max(1, self.max_requests * 9 // 10)
+                del self.requests[: len(self.requests) - keep]
 
     def start(self) -> FakeProviderServer:
         self._thread = threading.Thread(

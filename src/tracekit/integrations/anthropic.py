@@ -17,7 +17,12 @@ from tracekit.integrations import _usage
 from tracekit.integrations._common import Request, record_response
 from tracekit.integrations._engine import Endpoint, Integration, StreamSeam
 from tracekit.integrations._registry import spec
-from tracekit.integrations._stainless import client_of, stainless, stainless_request
+from tracekit.integrations._stainless import (
+    client_of,
+    request_seam,
+    stainless,
+    stainless_request,
+)
 from tracekit.integrations._usage import field
 
 _MESSAGES = "anthropic.resources.messages.messages"
@@ -243,8 +248,11 @@ def _endpoints() -> list[Endpoint]:
                     module, f"{cls}.stream", request=chat, helper=SnapshotAccumulator
                 ),
             ]
-    # Every request these methods send carries the caller's trace context.
-    return [dataclasses.replace(stainless(e), through=without_sdk_spans) for e in endpoints]
+    # Every request these methods send carries the caller's trace context, added to the
+    # HTTP request the client builds (the SDK's own tracing, when kept, replaces it later).
+    seam = request_seam("anthropic")
+    traced = [dataclasses.replace(stainless(e, seam), through=without_sdk_spans) for e in endpoints]
+    return [*traced, seam.endpoint()]
 
 
 integration = Integration(spec("anthropic"), _endpoints())

@@ -10,15 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
 from collections.abc import Mapping
-from contextvars import ContextVar
 from typing import Any
 
-import wrapt
-
 from tracekit._context import current_span
-from tracekit._guard import internal_error
 from tracekit._propagation import TRACEPARENT, header
 from tracekit._span import Span, SpanType
 from tracekit.integrations import _usage
@@ -30,6 +25,7 @@ from tracekit.integrations._common import (
 )
 from tracekit.integrations._engine import Endpoint, Integration, StreamSeam
 from tracekit.integrations._registry import spec
+from tracekit.integrations._request_seam import RequestSeam
 from tracekit.integrations._usage import field
 
 _MODELS = "google.genai.models"
@@ -118,50 +114,19 @@ def _inject(instance: Any, kwargs: dict[str, Any], value: str, outer: str | None
         kwargs["config"] = config.model_copy(update={"http_options": options})
 
 
-# The `traceparent` of the traced call being made in this context (non-streamed calls).
-_outgoing: ContextVar[str | None] = ContextVar("tracekit_gemini_traceparent", default=None)
+# The request builder of every google-genai call (a private method; see `_remember`).
+_SEAM = RequestSeam("gemini", _CLIENT, "BaseApiClient._build_request")
 
 
 def _remember(instance: Any, kwargs: dict[str, Any], value: str, outer: str | None) -> None:
     """Non-streamed calls: the request the SDK builds while this call's span is current
-    carries `value` (`_add_traceparent`). Putting it into `config.http_options`
-    instead would make the SDK convert a whole `GenerateContentConfig`: +370 µs on a
-    call without a config (measured with the recorded cassettes), +45 µs with one.
-    `_build_request` is the SDK's private method: where it is missing or was not
-    patched (another google-genai version), the config route is taken instead."""
-    if value.endswith("-00") or not _request_hook_installed():
-        # Unsampled (no span is current to match it), or no request hook: the config.
+    carries `value` (`RequestSeam`). Putting it into `config.http_options` instead would
+    make the SDK convert a whole `GenerateContentConfig`: +370 µs on a call without a
+    config (measured with the recorded cassettes), +45 µs with one. Where the builder
+    is missing or was not patched (another google-genai version), and under an
+    unsampled remote caller, the config route is taken instead."""
+    if not _SEAM.remember(value):
         _inject(instance, kwargs, value, outer)
-        return
-    _outgoing.set(value)
-
-
-def _request_hook_installed() -> bool:
-    client = getattr(sys.modules.get(_CLIENT), "BaseApiClient", None)
-    method = getattr(client, "__dict__", {}).get("_build_request")
-    return isinstance(method, wrapt.FunctionWrapper)
-
-
-def _add_traceparent(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    """`BaseApiClient._build_request`: add the traced call's `traceparent` to the headers
-    of the request (the SDK's own copy, merged from the client's and the call's), unless
-    the caller put one there. Only while the span that asked for it is current: a stale
-    value (that call has returned) never reaches another request."""
-    request = wrapped(*args, **kwargs)
-    value = _outgoing.get()
-    if value is None:
-        return request
-    try:
-        span = current_span.get()
-        parts = value.split("-")
-        if span is None or len(parts) < 3 or parts[2] != span.span_id:
-            return request
-        headers = getattr(request, "headers", None)
-        if isinstance(headers, dict) and header(headers) is None:
-            headers[TRACEPARENT] = value
-    except Exception as exc:
-        internal_error("gemini traceparent", exc)
-    return request
 
 
 def _afc_enabled(config: Any) -> bool:
@@ -375,7 +340,7 @@ def _endpoints() -> list[Endpoint]:
         dataclasses.replace(e, inject=_inject if "stream" in e.target else _remember)
         for e in endpoints
     ]
-    endpoints.append(Endpoint.raw(_CLIENT, "BaseApiClient._build_request", _add_traceparent))
+    endpoints.append(_SEAM.endpoint())
     tool = ("args", "function_to_invoke")
     for function, is_async in (
         ("invoke_function_from_dict_args", False),

@@ -16,7 +16,7 @@ from tracekit.integrations import _usage
 from tracekit.integrations._common import Request, record_response
 from tracekit.integrations._engine import Endpoint, Integration, Prepared, StreamSeam
 from tracekit.integrations._registry import spec
-from tracekit.integrations._stainless import stainless, stainless_request
+from tracekit.integrations._stainless import request_seam, stainless, stainless_request
 from tracekit.integrations._usage import field
 
 _CHAT = "openai.resources.chat.completions.completions"
@@ -273,8 +273,10 @@ def _endpoints() -> list[Endpoint]:
                 response=_embeddings_response,
             )
         )
-    # Every request these methods send carries the caller's trace context.
-    return [stainless(e) for e in endpoints]
+    # Every request these methods send carries the caller's trace context, added to the
+    # HTTP request the client builds.
+    seam = request_seam("openai")
+    return [*(stainless(e, seam) for e in endpoints), seam.endpoint()]
 
 
 integration = Integration(spec("openai"), _endpoints())
