@@ -63,26 +63,37 @@ class DemoServer(FakeProviderServer):
         return super().answer(question, messages)
 
 
-@tracekit.trace(span_type="AGENT")
-def answer_question(client: Any, question: str) -> str:
-    tracekit.update_current_trace(tags={"app": "demo"}, session_id="s-1", user_id="u-1")
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        found = [d for docs in pool.map(search, ["refunds", "returns", "unknown"]) for d in docs]
-    messages: list[dict[str, Any]] = [
-        {"role": "system", "content": "Answer from these documents: " + " ".join(found)},
-        {"role": "user", "content": question},
-    ]
-    first = client.chat.completions.create(model="fake-mini", messages=messages, tools=TOOLS)
-    call = first.choices[0].message.tool_calls[0]
-    result = asyncio.run(order_status(**json.loads(call.function.arguments)))
-    messages += [
-        first.choices[0].message.model_dump(exclude_none=True),
-        {"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)},
-    ]
-    stream = client.chat.completions.create(
-        model="fake-mini", messages=messages, stream=True, stream_options={"include_usage": True}
-    )
-    return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+class SupportBot:
+    """The demo's agent; it holds the client, so the trace records only the question."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    @tracekit.trace(span_type="AGENT")
+    def answer_question(self, question: str) -> str:
+        tracekit.update_current_trace(tags={"app": "demo"}, session_id="s-1", user_id="u-1")
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            topics = ["refunds", "returns", "unknown"]
+            found = [d for docs in pool.map(search, topics) for d in docs]
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": "Answer from these documents: " + " ".join(found)},
+            {"role": "user", "content": question},
+        ]
+        chat = self.client.chat.completions
+        first = chat.create(model="fake-mini", messages=messages, tools=TOOLS)
+        call = first.choices[0].message.tool_calls[0]
+        result = asyncio.run(order_status(**json.loads(call.function.arguments)))
+        messages += [
+            first.choices[0].message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)},
+        ]
+        stream = chat.create(
+            model="fake-mini",
+            messages=messages,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
 
 
 def main() -> None:
@@ -95,7 +106,7 @@ def main() -> None:
         client = openai.OpenAI(api_key="demo", base_url=server.base_url + "/v1")
         question = "When will I get my refund for order A-1001?"
         print("Q:", question)
-        print("A:", answer_question(client, question))
+        print("A:", SupportBot(client).answer_question(question))
     trace_id = tracekit.get_last_trace_id()
     tracekit.flush(timeout=10)
     store = _store.store_path()
