@@ -93,7 +93,8 @@ def test_sigkill_with_a_stalled_destination_loses_at_most_one_export_interval(
         # server, and what was handed to the stalled server is on disk, not in memory.
         assert old_enough - in_store == set()
         assert old_enough - in_spool == set()
-        assert in_spool <= {trace_id for trace_id, _ in finished}
+        # (The spool may hold one more: finished, and killed before it was printed.)
+        assert len(in_spool - {trace_id for trace_id, _ in finished}) <= 1
 
         # The next run, the destination answering again, delivers them: each once.
         remote.proxy.mode = "pass"
