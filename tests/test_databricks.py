@@ -457,7 +457,7 @@ def test_personal_access_token_end_to_end(
     trace_id = tracekit.get_last_trace_id()
     flush()
     assert warnings_of(caplog) == []
-    assert not (tmp_path / "spool").exists()
+    assert jsonl_ids(tmp_path / "spool", "*.jsonl*") == []  # written ahead, then delivered
     assert [(r.method, r.path, r.status) for r in front.api_requests()] == [
         ("GET", "/api/2.0/mlflow/experiments/get-by-name", 404),
         ("POST", "/api/2.0/mlflow/experiments/create", 200),
@@ -640,7 +640,9 @@ def test_model_serving_environment_in_a_subprocess(
     assert done.returncode == 0, done.stderr
     assert "tracekit:" not in done.stderr, done.stderr
     trace_id = done.stdout.strip()
-    assert not (tmp_path / ".tracekit").exists()  # neither the file store nor a spool
+    # No file store; the spool (every batch is written there first) holds nothing.
+    assert {p.name for p in (tmp_path / ".tracekit").glob("*")} <= {"spool"}
+    assert jsonl_ids(tmp_path / ".tracekit", "*.jsonl*") == []
     assert [(r.path, r.status, r.authorization) for r in front.api_requests()] == [
         ("/v1/traces", 200, "Bearer " + PAT)
     ]
@@ -823,7 +825,7 @@ def test_a_burst_of_2000_traces_stays_under_max_rps(
     # Unpaced, this server takes a request every ~0.15 s; paced, they are 0.21 s apart.
     gaps = [b.time - a.time for a, b in itertools.pairwise(api)]
     assert min(gaps) >= 1.05 / 5 - 0.04, gaps
-    assert not (tmp_path / "spool").exists()
+    assert jsonl_ids(tmp_path / "spool", "*.jsonl*") == []  # every batch delivered
     assert sorted(stored_ids(mlflow_server.url, experiment_id)) == sorted(ids)
 
 

@@ -283,7 +283,9 @@ def test_two_processes_and_an_upload_drain_one_spool_without_duplicates(
     assert upload.returncode == 0, upload.stderr
     uploaded = sum(int(n) for n in re.findall(r"delivered (\d+) trace", upload.stdout))
     by_app = [out["stats"].get("delivered_from_spool", 0) for out in outs]
-    assert sum(by_app) + uploaded == 60, (by_app, uploaded)  # each batch delivered once
+    # Each batch delivered once. The apps write their own trace to the spool before
+    # sending it too, and the other app or the upload may be the one that delivers it.
+    assert 60 <= sum(by_app) + uploaded <= 62, (by_app, uploaded)
     assert not remote.spool_files()
     own = [out["own"] for out in outs]
     assert remote.proxy.count("/v1/traces") == 62  # one request per batch: none sent twice

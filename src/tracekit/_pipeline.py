@@ -130,7 +130,18 @@ class ExportPipeline:
                 self._start()
             self._waiters.append(done)
             self._cond.notify()
-        return done.wait(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not done.wait(timeout):
+            return False
+        # The exporters push out what they hold (a remote destination delivers what it
+        # wrote ahead to its spool) on this thread: the worker goes on meanwhile.
+        exporter = self._exporter
+        if exporter is None:
+            return True
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        with guard("force_flush"):
+            return bool(exporter.force_flush(left))
+        return False
 
     def shutdown(self, timeout: float) -> bool:
         """Export what is queued within `timeout` seconds, then close the exporter."""
@@ -249,9 +260,6 @@ class ExportPipeline:
             try:
                 if batch:
                     self._export(batch)
-                if waiters:
-                    with guard("force_flush"):
-                        self.exporter.force_flush(None)
             finally:  # an internal error raised under tests must not hang flush()
                 self._exporting = 0
                 self._handed = False

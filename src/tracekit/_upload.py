@@ -84,6 +84,7 @@ def _drain(
 
     exporter = SplittingExporter(direct, set_aside)
     delivered = rejected = 0
+    stopped = True  # by a failure (cleared when every claim was settled)
     try:
         for claim in spool.claims():
             before = exporter.set_aside_traces
@@ -121,9 +122,13 @@ def _drain(
                 break
             claim.done()
             delivered += len(claim.records) - refused
+        else:
+            stopped = False  # everything this upload found went out
     finally:
         exporter.shutdown(None)
-    left = len(spool.pending())
+    # A running application writes each batch to the spool before it sends it: what
+    # appeared after this upload went through the spool is that application's to send.
+    left = len(spool.pending()) if stopped else 0
     print(f"{uri}: delivered {delivered} trace(s) from {spool.directory}; {left} batch(es) left")
     _report_set_aside(spool)
     return delivered, left + rejected

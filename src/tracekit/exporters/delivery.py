@@ -10,9 +10,12 @@
   the destination's `Retry-After`) one batch probes it.
 - `SplittingExporter` (in `split`) sends the halves of a batch the destination
   refused as such (413, a poison record) and sets aside a record refused alone.
-- `SpoolingExporter` keeps what could not be delivered in a `Spool` on disk
-  and a background thread delivers it, oldest first, once the destination
-  answers again; a new process delivers what an earlier one left. It logs
+- `SpoolingExporter` writes every batch to a `Spool` on disk first (write-ahead)
+  and a background thread delivers the spool, oldest first, removing a batch
+  once the destination acknowledged it. So a SIGKILL loses at most what the
+  export worker had not yet written (one export interval), the export worker
+  never waits for the network (a stalled server never holds back a file store
+  beside it), and a new process delivers what an earlier one left. It logs
   one line when the destination starts failing and one when it is back.
 """
 
@@ -35,7 +38,7 @@ from tracekit.exporters.base import (
     _safe_export,
 )
 from tracekit.exporters.breaker import CircuitBreakerExporter
-from tracekit.exporters.spool import REJECTED_SUFFIX, Spool
+from tracekit.exporters.spool import REJECTED_SUFFIX, Claim, Spool
 
 __all__ = ["CircuitBreakerExporter", "SpoolingExporter"]
 
@@ -43,21 +46,26 @@ logger = logging.getLogger("tracekit")
 
 
 class SpoolingExporter(BaseExporter):
-    """Spools what its exporter could not deliver and delivers it later.
+    """Writes every batch to the spool first and delivers it from there.
 
-    A failed batch is written to the spool and `export()` reports success
-    (the batch is safe); a batch the destination refused as such
-    (`ExportResult.rejected`) is not spooled, since sending it again cannot
-    help. A background thread, `tracekit-spool`, delivers spooled batches
-    oldest first whenever the exporter's `ready_in()` (a circuit breaker's)
-    says the destination may answer; it runs while there is something to
-    deliver, so a process that finds batches left by an earlier one delivers
-    them from its first export on.
+    `export()` only writes the batch to the spool (write-ahead) and reports
+    success: the batch is safe, whatever the destination does, and a SIGKILL
+    loses only what was not yet handed over. A background thread,
+    `tracekit-spool`, delivers the spool oldest first whenever the exporter's
+    `ready_in()` (a circuit breaker's) says the destination may answer, and
+    removes a batch once the destination acknowledged it; a batch the
+    destination refused as such (`ExportResult.rejected`) is set aside, since
+    sending it again cannot help. The thread runs while there is something
+    to deliver, so a process that finds batches left by an earlier one
+    delivers them from its first export on. What the spool cannot hold is
+    sent at once on the caller's thread, as without a spool.
 
-    `shutdown()` spools a batch still in flight, lets the background delivery
-    go on until the deadline while the destination answers (so a short-lived
-    process still delivers what an earlier one left), and never waits for a
-    destination that does not.
+    `force_flush()` waits until what was written is delivered or is waiting
+    on disk because the destination fails. `shutdown()` lets the background
+    delivery go on until the deadline while the destination answers (so a
+    short-lived process still delivers what it and an earlier one wrote),
+    and never waits for a destination that does not; what is left stays in
+    the spool.
 
     Args:
         exporter: usually a `CircuitBreakerExporter` (its `ready_in()` paces
@@ -77,7 +85,10 @@ class SpoolingExporter(BaseExporter):
         self.destination = destination
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._inflight: Sequence[TraceRecord] | None = None
+        self._ahead: dict[str, int] = {}  # batches written ahead, not yet attempted: traces
+        self._busy = 0  # traces in the claim the delivery thread is sending
+        self._busy_ahead = False  # ...written ahead, not yet counted as spooled
+        self._failures = 0  # failed deliveries so far (force_flush stops waiting on one)
         self._drainer: threading.Thread | None = None
         self._kept = False  # a batch was spooled since the delivery thread last looked
         self._finishing = False  # shutting down: deliver what is there, wait only till _finish_by
@@ -90,27 +101,44 @@ class SpoolingExporter(BaseExporter):
             self._start_drainer()  # what an earlier run left behind
 
     def export(self, traces: Sequence[TraceRecord]) -> ExportResult:
+        """Write the batch to the spool and wake the delivery thread (no network here).
+
+        What the spool cannot hold (it is full, or the disk refuses) is sent at
+        once instead, as without a spool.
+        """
         if not traces:
             return SUCCESS
         with self._lock:
             closing = self._finishing or self._stopped
-            if not closing:
-                self._inflight = traces
         if closing:  # after shutdown: no network, keep it for a later process
             return self.keep(traces)
+        kept, name = self.spool.write(traces)
+        if kept:
+            with self._wake:
+                if self._failing:  # nothing goes out now: it waits on disk for a while
+                    _stats.note("spooled", kept)
+                else:
+                    self._ahead[name] = kept
+                self._kept = True
+                self._wake.notify_all()
+            self._start_drainer()
+        if kept == len(traces):
+            return SUCCESS
+        return self._send_now(traces[kept:])
+
+    def _send_now(self, traces: Sequence[TraceRecord]) -> ExportResult:
+        """Deliver on the caller's thread what the spool could not take."""
         result = _safe_export(self.exporter, traces)
-        with self._lock:
-            mine, self._inflight = self._inflight is traces, None
         if result.ok or result.rejected:  # rejected: the pipeline counts and reports it
             self._recovered()
-            self._nudge_drainer()
             return result
         self._failed(result)
-        if not mine:  # shutdown() spooled it meanwhile
-            return SUCCESS
-        kept = self.keep(traces if result.undelivered is None else result.undelivered)
-        self._start_drainer()
-        return kept
+        _stats.count("spool_full", len(traces))
+        return ExportResult(
+            ok=False,
+            message=f"{result.message}; the spool {self.spool.directory} is full or not writable",
+            counted=True,
+        )
 
     def keep(self, traces: Sequence[TraceRecord]) -> ExportResult:
         """Spool a batch without trying to deliver it now (the exit path uses this)."""
@@ -167,11 +195,19 @@ class SpoolingExporter(BaseExporter):
         return kept
 
     def _failed(self, result: ExportResult) -> None:
+        waiting = 0
         with self._lock:
             first, self._failing = not self._failing, True
+            self._failures += 1
+            # Batches written ahead now wait on disk until the destination answers.
+            waiting = sum(self._ahead.values())
+            self._ahead.clear()
             # The destination answered that it is busy (429, 5xx): worth waiting for at
             # exit, unlike one that does not answer or refuses our configuration.
             self._answered = result.status is not None and result.retryable
+            self._wake.notify_all()
+        if waiting:
+            _stats.note("spooled", waiting)
         if first and result.configuration:
             logger.warning(
                 "tracekit: %s refused tracekit's configuration: %s. The traces stay in %s "
@@ -283,40 +319,72 @@ class SpoolingExporter(BaseExporter):
             if self._stopped:
                 claim.release()
                 return _STOPPED
-            before = self._set_aside
-            result = _safe_export(self.exporter, claim.records)
-            refused = self._set_aside - before
-            if not result.ok and result.undelivered is not None:  # partly delivered
-                claim.keep_only(result.undelivered)
-                self._failed(result)
+            with self._wake:
+                self._busy = len(claim.records)
+                self._busy_ahead = self._ahead.pop(claim.original.name, None) is not None
+            try:  # busy until the claim is settled: flush() waits for its file to go
+                outcome = self._deliver(claim)
+            finally:
+                with self._wake:
+                    self._busy = 0
+                    self._busy_ahead = False
+                    self._wake.notify_all()
+            if outcome == _FAILED:
                 return _FAILED
-            if result.ok:
-                claim.done()
-                delivered = True
-                if len(claim.records) > refused:
-                    _stats.note("delivered_from_spool", len(claim.records) - refused)
-                self._recovered()
-                continue
-            if result.rejected:  # sending it again cannot help: set it aside
-                claim.reject()
-                _stats.count("export_failed", len(claim.records))
-                warn_limited(
-                    "spool-rejected",
-                    "tracekit: %s refused %d spooled trace(s) (%s); kept aside in %s",
-                    self.destination,
-                    len(claim.records),
-                    result.message,
-                    claim.original.with_name(claim.original.name + REJECTED_SUFFIX),
-                )
-                self._recovered()
-                continue
-            claim.release()
-            self._failed(result)
-            return _FAILED
+            delivered = True
         return _DELIVERED if delivered else _IDLE
 
+    def _deliver(self, claim: Claim) -> str:
+        before = self._set_aside
+        result = _safe_export(self.exporter, claim.records)
+        refused = self._set_aside - before
+        with self._wake:
+            ahead = self._busy_ahead  # shutdown may have counted it as spooled meanwhile
+        if not result.ok and ahead:  # written ahead, and now it has to wait
+            _stats.note("spooled", len(claim.records))
+        if not result.ok and result.undelivered is not None:  # partly delivered
+            claim.keep_only(result.undelivered)
+            self._failed(result)
+            return _FAILED
+        if result.ok:
+            claim.done()
+            if len(claim.records) > refused and not ahead:
+                _stats.note("delivered_from_spool", len(claim.records) - refused)
+            self._recovered()
+            return _DELIVERED
+        if result.rejected:  # sending it again cannot help: set it aside
+            claim.reject()
+            _stats.count("export_failed", len(claim.records))
+            warn_limited(
+                "spool-rejected",
+                "tracekit: %s refused %d spooled trace(s) (%s); kept aside in %s",
+                self.destination,
+                len(claim.records),
+                result.message,
+                claim.original.with_name(claim.original.name + REJECTED_SUFFIX),
+            )
+            self._recovered()
+            return _DELIVERED
+        claim.release()
+        self._failed(result)
+        return _FAILED
+
     def force_flush(self, timeout: float | None = None) -> bool:
-        return self.exporter.force_flush(timeout)
+        """Wait until what was written so far is delivered, or is safe on disk because
+        the destination fails (True); False if `timeout` passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._wake:
+            failures = self._failures
+            while self._ahead or self._busy:
+                if self._failures != failures or self._failing or self._stopped:
+                    break  # not deliverable now: it waits in the spool
+                if not self._running():
+                    break
+                left = _left(deadline)
+                if left is not None and left <= 0:
+                    return False
+                self._wake.wait(0.05 if left is None else min(0.05, left))
+        return self.exporter.force_flush(_left(deadline))
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Stop delivering within `timeout` seconds; a batch still in flight is spooled."""
@@ -328,20 +396,25 @@ class SpoolingExporter(BaseExporter):
         with self._wake:
             self._finish_by = None if deadline is None else deadline - reserve
             self._finishing = True
-            inflight, self._inflight = self._inflight, None
-            answered = self._answered
+            # Written ahead and never tried: worth the exit's time, as a batch the export
+            # thread was sending used to be. One on its way (maybe in a retry wait) is not.
+            answered = self._answered or (bool(self._ahead) and not self._failing)
             drainer = self._drainer if self._running() else None
             self._wake.notify_all()
-        if inflight is not None:
-            self._put(inflight)
         if drainer is threading.current_thread():
             drainer = None
-        if drainer is not None and answered and inflight is None:
+        if drainer is not None and answered:
             # The destination answers (and is not slow): let the delivery go on for now.
             drainer.join(_left(deadline, reserve))
         with self._wake:
             self._stopped = True
             self._wake.notify_all()
+            # What was written ahead and not delivered stays on disk for a later process.
+            left = sum(self._ahead.values()) + (self._busy if self._busy_ahead else 0)
+            self._ahead.clear()
+            self._busy_ahead = False
+        if left:
+            _stats.note("spooled", left)
         # Closing the exporter also cuts its retry waits and requests short.
         closer = self._close(deadline)
         if drainer is not None:

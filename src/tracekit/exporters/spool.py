@@ -113,7 +113,12 @@ class Spool:
     def put(self, records: Sequence[TraceRecord]) -> int:
         """Keep a batch; return how many of its records were kept: those that fit in
         `max_bytes`, oldest first (0 when the disk refused)."""
-        return self._store(records, self._name(_SUFFIX))
+        return self.write(records)[0]
+
+    def write(self, records: Sequence[TraceRecord]) -> tuple[int, str]:
+        """Like `put()`, and the name of the file (meaningful when some were kept)."""
+        name = self._name(_SUFFIX)
+        return self._store(records, name), name
 
     def set_aside(self, records: Sequence[TraceRecord], why: object = None) -> Path | None:
         """Keep records the destination refused on their own as a `*.rejected` file
