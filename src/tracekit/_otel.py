@@ -12,7 +12,8 @@ imported `opentelemetry.trace`; tracekit never imports it here) and
   (`foreign_parent`); a tracekit root span under an OpenTelemetry span joins
   its trace (`_propagation.incoming`).
 
-Otherwise each function costs one `sys.modules` lookup.
+Otherwise (not loaded, or loaded with no TracerProvider registered, as anthropic 2.x
+does on its own) each function costs a `sys.modules` lookup and an attribute read.
 """
 
 from __future__ import annotations
@@ -27,6 +28,16 @@ if TYPE_CHECKING:
     from tracekit._span import Span
 
 _MODULE = "opentelemetry.trace"
+
+
+def _nothing_to_nest(otel: Any) -> bool:
+    """No TracerProvider is registered: OpenTelemetry starts no recording span, so there
+    is nothing to nest either way. Read from the API's global (private, ~50 ns) rather
+    than `get_tracer_provider()`, which costs an environment lookup per call; where the
+    global is missing (another OpenTelemetry version), assume a provider."""
+    return getattr(otel, "_TRACER_PROVIDER", True) is None
+
+
 _standin_type: Any = None  # NonRecordingSpan subclass marking tracekit's stand-ins
 
 
@@ -48,13 +59,11 @@ def _standin(otel: Any) -> Any:
 def enter(span: Span) -> Any:
     """Make `span` OpenTelemetry's current span too; the token for `leave`, or None."""
     otel = sys.modules.get(_MODULE)
-    if otel is None or not span.is_recording:
+    if otel is None or not span.is_recording or _nothing_to_nest(otel):
         return None
     try:
         if not _state.config().otel_context:
             return None
-        # Whether a TracerProvider is registered is not asked: `get_tracer_provider()`
-        # costs more (an environment lookup that misses) than the stand-in itself.
         standin = _standin(otel)
         context = otel.SpanContext(int(span.trace_id, 16), int(span.span_id, 16), False, _sampled)
         api = sys.modules["opentelemetry.context"]
@@ -81,7 +90,7 @@ def foreign_parent(current: Span) -> str | None:
     inside `current` (the current tracekit span): the parent of a span started here.
     None when OpenTelemetry's current span is `current`'s own stand-in, or unrelated."""
     otel = sys.modules.get(_MODULE)
-    if otel is None or not current.is_recording:
+    if otel is None or not current.is_recording or _nothing_to_nest(otel):
         return None
     try:
         if not _state.config().otel_context:
