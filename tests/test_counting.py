@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.test_delivery import records
+from tests.test_delivery import Destination, records
 
 import tracekit
 from tracekit import _state, _stats, _store
@@ -34,7 +34,10 @@ def test_a_batch_bigger_than_the_spool_keeps_what_fits(tmp_path: Path) -> None:
     assert [r["trace_id"] for r in claim.records] == [r["trace_id"] for r in batch[:kept]]
     claim.release()
 
-    spooling = SpoolingExporter(tracekit.exporters.BaseExporter(), spool, "http://dest")
+    # The destination is down: the batch already spooled stays (a delivery thread that
+    # succeeded, or set a raising exporter's batch aside, would free room meanwhile).
+    down = Destination(tracekit.exporters.ExportResult(ok=False, message="down"))
+    spooling = SpoolingExporter(down, spool, "http://dest")
     try:
         result = spooling.keep(records(*(f"{i:032x}" for i in range(10, 20))))
     finally:
