@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import emit, revision, rss_mb, run_child_in_tmp, status
+from _common import emit, revision, rss_mb, run_child_in_tmp, status, worker_cpu_s
 
 US = 1_000.0  # ns per µs
 
@@ -48,20 +48,6 @@ HTTP_MODULES = ("httpx", "requests", "urllib3", "aiohttp")
 # ---------------------------------------------------------------------------
 # helpers used in the children
 # ---------------------------------------------------------------------------
-
-
-def worker_cpu_s() -> float:
-    """CPU seconds used so far by the tracekit export thread (0 if not started)."""
-    for thread in threading.enumerate():
-        if thread.name == "tracekit-export" and thread.native_id is not None:
-            try:
-                with open(f"/proc/self/task/{thread.native_id}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                return 0.0
-            ticks = int(fields[11]) + int(fields[12])  # utime + stime
-            return ticks / os.sysconf("SC_CLK_TCK")
-    return 0.0
 
 
 def store_contents(directory: str) -> tuple[int, int, int]:

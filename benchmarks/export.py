@@ -38,7 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import child_env, emit, revision, status
+from _common import child_env, emit, revision, status, worker_cpu_s
 from _common import run_child as run_child_results
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -71,20 +71,6 @@ DROP_REASONS = (
 # ---------------------------------------------------------------------------
 # helpers used in the children
 # ---------------------------------------------------------------------------
-
-
-def worker_cpu_s() -> float:
-    """CPU seconds used so far by the tracekit export thread (0 if not started)."""
-    for thread in threading.enumerate():
-        if thread.name == "tracekit-export" and thread.native_id is not None:
-            try:
-                with open(f"/proc/self/task/{thread.native_id}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                return 0.0
-            ticks = int(fields[11]) + int(fields[12])  # utime + stime
-            return ticks / os.sysconf("SC_CLK_TCK")
-    return 0.0
 
 
 def instrument_http() -> dict[str, list[float]] | None:
