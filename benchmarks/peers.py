@@ -52,7 +52,7 @@ sys.path.insert(0, str(HERE))
 
 from _common import machine, revision  # noqa: E402
 from peerbench import check, cpu, environment, latency, memory, process_exit, profiling, report  # noqa: E402  # noqa: E402
-from peerbench.plan import PLANS, Context  # noqa: E402
+from peerbench.plan import GROUPS, PLANS, Context  # noqa: E402
 from peerbench.workload import load_cassettes  # noqa: E402
 
 CHILDREN = {
@@ -63,7 +63,6 @@ CHILDREN = {
     "exit": process_exit.child_exit,
     "profile": profiling.child_profile,
 }
-GROUPS = ("latency", "check", "cpu", "memory", "exit")
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -172,12 +171,14 @@ def main() -> int:
         saved, doc, chart = out / "peers.json", out / "peers.md", None
     else:
         saved, doc, chart = report.RESULTS, report.DOC, report.CHART
-    saved.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    saved.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     page = report.write(results, doc, chart)
     print()
     print(page, end="")
-    print(f"\n(results: {os.path.relpath(saved)}; written to {os.path.relpath(doc)}", end="")
-    print(f" and {os.path.relpath(chart)})" if chart else ", docs/ left alone)")
+    print(
+        f"\n(results saved to {os.path.relpath(saved)}"
+        + (", docs/ left alone)" if args.only else ")")
+    )
     _, checks = report.summarize(results)
     if any(checks.problem(v, c) for v in checks.checks for c in checks.checks[v]):
         print("\n!! some variants did not record every call; see the correctness table")

@@ -141,7 +141,7 @@ def _figure(raw: dict[str, Any], n: int, summary: Summary, plot: bool) -> None:
         ratio = statistics.median(ratios)
         cells[variant] = f"{cpu:.2f} s"
         if variant == CONTROL:
-            cells[variant] += f" ({ratio:.2f}×, {min(ratios):.2f}–{max(ratios):.2f})"
+            cells[variant] += f" ({ratio:.2f}×; {min(ratios):.2f}–{max(ratios):.2f})"
         elif variant != "bare":
             cells[variant] += f" ({ratio:.2f}×)"
         if counted[variant]:

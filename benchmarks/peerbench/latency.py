@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from _common import emit, rotated, status
-from peerbench.plan import TARGET_IMPORT_MS, Context, fake_server
+from peerbench.plan import TARGET_IMPORT_MS, TRANSPORTS, Context, fake_server
 from peerbench.summary import Summary
 from peerbench.variants import CONTROL, TITLES, VARIANTS, Variant
 from peerbench.workload import CASES, CASSETTES, Clients, import_sdks, samples
@@ -116,7 +116,8 @@ def measure(ctx: Context) -> dict[str, Any]:
 
 def summarize(raw: dict[str, Any], summary: Summary) -> None:
     """The latency tables, the import and first-call rows, notes on undrained exports."""
-    for index, (transport, data) in enumerate(raw.items()):
+    for index, transport in enumerate(t for t in TRANSPORTS if t in raw):
+        data = raw[transport]
         per_round = data["rounds"]
         summary.latency[transport] = _table(per_round, data["sizes"], summary)
         if index == 0:

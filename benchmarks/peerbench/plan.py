@@ -83,6 +83,8 @@ PLANS: dict[str, dict[str, Any]] = {
         "child_budget_s": 90.0,
     },
 }
+GROUPS = ("latency", "check", "cpu", "memory", "exit")  # the figure groups, in run order
+TRANSPORTS = ("mock", "loopback")
 PARALLEL = 2  # check and memory children run two at a time (see the notes in the report)
 PARALLEL_EXIT = 4  # exit children mostly wait on the destination's timeouts
 

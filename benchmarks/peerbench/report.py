@@ -22,7 +22,7 @@ if __name__ == "__main__":  # run as a script: benchmarks/ on the path, as peers
 from _common import US, fmt_us, md_row, status
 from peerbench import cpu, latency, memory, process_exit
 from peerbench.check import Checks
-from peerbench.plan import PARALLEL_EXIT, TARGET_ADDED, TARGET_CPU, TARGET_IMPORT_MS
+from peerbench.plan import GROUPS, PARALLEL_EXIT, TARGET_ADDED, TARGET_CPU, TARGET_IMPORT_MS
 from peerbench.summary import Summary
 from peerbench.variants import CONTROL, TITLES, VARIANTS
 from peerbench.workload import CASES
@@ -172,7 +172,7 @@ def _notes(results: dict[str, Any], summary: Summary) -> list[str]:
         *meta.get("install_notes", []),
         *(f"setup failed: {e}" for e in errors),
         "Time per group of figures: "
-        + ", ".join(f"{g} {t:.0f} s" for g, t in meta["group_s"].items())
+        + ", ".join(f"{g} {meta['group_s'][g]:.0f} s" for g in GROUPS if g in meta["group_s"])
         + (f"; call counts and budgets scaled by {scale:g} (`--scale`)" if scale != 1 else "")
         + ".",
     ]
@@ -314,7 +314,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     ax.set_yscale("symlog", linthresh=10)
     ax.set_ylim(top=highest * 4)  # room for the legend above the bars
     ax.set_xticks(range(len(data)))
-    ax.set_xticklabels([CASES[c][1].replace(" ", "\n", 2) for c in data], fontsize=8)
+    ax.set_xticklabels([CASES[c][1].replace(" ", "\n") for c in data], fontsize=7)
     ax.set_ylabel("added median latency, % of bare (symlog)")
     ax.set_title(
         f"Added latency ({which}; no bar: not instrumented; hatched: records less)",
@@ -330,7 +330,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ax.bar(range(len(names)), [values[v] for v in names], color=[COLORS[v] for v in names])
         ax.axhline(target, color="black", linestyle="--", linewidth=1)
         ax.set_xticks(range(len(names)))
-        ax.set_xticklabels([TITLES[v].replace(" ", "\n", 1) for v in names], fontsize=8)
+        ax.set_xticklabels([TITLES[v].replace(" ", "\n") for v in names], fontsize=7)
         ax.set_ylabel(unit)
         ax.set_title(title)
         if key == "import_ms":
@@ -346,11 +346,14 @@ def write(results: dict[str, Any], doc: Path, chart: Path | None) -> str:
     """Write the page (and the chart, if `chart` and matplotlib is there); the page."""
     page = render(results)
     doc.write_text(page, encoding="utf-8")
+    print(f"written: {doc}")
     if chart is not None:
         try:
             plot(results, chart)
         except ImportError:
-            print(f"(no matplotlib here: {chart} left as it was)")
+            print(f"no matplotlib here: {chart} left as it was")
+        else:
+            print(f"written: {chart}")
     return page
 
 
@@ -363,7 +366,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = json.loads(args.results.read_text(encoding="utf-8"))
     write(results, args.doc, None if args.no_chart else args.chart)
-    print(f"written: {args.doc}" + ("" if args.no_chart else f", {args.chart}"))
     return 0
 
 
