@@ -1,6 +1,6 @@
 """tracekit against the tracers users would pick instead, side by side, in one run.
 
-Run it (a full run takes about 40 minutes on two cores; the first also builds
+Run it (a full run takes about 30 minutes on two quiet cores; the first also builds
 .bench-venv/):
 
     python3 benchmarks/peers.py            # full run: docs/benchmarks.md, .png and .json

@@ -115,7 +115,7 @@ def _figure(raw: dict[str, Any], n: int, summary: Summary, plot: bool) -> None:
         bare = results.get("bare") or {}
         for variant in ORDER:
             r = results.get(variant) or {"failed": "not run"}
-            error = (r.get("errors") or {}).get("openai")
+            error: str = (r.get("errors") or {}).get("openai") or ""
             if r.get("failed") or error:
                 failed[variant] = r.get("failed") or f"setup failed: {error[:70]}"
                 continue

@@ -22,7 +22,14 @@ if __name__ == "__main__":  # run as a script: benchmarks/ on the path, as peers
 from _common import US, fmt_us, md_row, status
 from peerbench import cpu, latency, memory, process_exit
 from peerbench.check import Checks
-from peerbench.plan import GROUPS, PARALLEL_EXIT, TARGET_ADDED, TARGET_CPU, TARGET_IMPORT_MS
+from peerbench.plan import (
+    GROUPS,
+    PARALLEL_EXIT,
+    TARGET_ADDED,
+    TARGET_CPU,
+    TARGET_IMPORT_MS,
+    TARGET_RSS_GROWTH_MB,
+)
 from peerbench.summary import Summary
 from peerbench.variants import CONTROL, TITLES, VARIANTS
 from peerbench.workload import CASES
@@ -31,8 +38,8 @@ DOCS = Path(__file__).resolve().parent.parent.parent / "docs"
 DOC = DOCS / "benchmarks.md"
 CHART = DOCS / "benchmarks.png"
 RESULTS = DOCS / "benchmarks.json"
-# from a --quick run's timing on 2 cores (see benchmarks/README.md#peers)
-FULL_RUN_TIME = "about 40 minutes"
+# estimated from smoke runs' timing on 2 cores (see benchmarks/README.md#peers)
+FULL_RUN_TIME = "about 30 minutes on 2 quiet cores (35-40 with other work on the machine)"
 
 
 def summarize(results: dict[str, Any]) -> tuple[Summary, Checks]:
@@ -231,7 +238,7 @@ def _notes(results: dict[str, Any], summary: Summary) -> list[str]:
             f"when the budget ran out; at most {budgets['tracekit']:.0f} s of calls for "
             f"tracekit and {budgets['mlflow']:.0f} s for the others per child (the cell says "
             "how many were reached); bounded means at most "
-            f"{memory.TARGET_RSS_GROWTH_MB:.0f} MiB of growth from half the calls to all of "
+            f"{TARGET_RSS_GROWTH_MB:.0f} MiB of growth from half the calls to all of "
             "them. bare makes a tenth of the calls (the baseline). Memory children run two "
             "at a time (RSS does not depend on sharing the cores)"
             + (
@@ -263,9 +270,9 @@ def reproduce(meta: dict[str, Any]) -> list[str]:
         "",
         "The first run builds `.bench-venv/` at the repository root (the peers pinned in "
         "benchmarks/peers-requirements.txt, tracekit installed editable; a few minutes, "
-        f"once). A full run takes {FULL_RUN_TIME} on 2 cores (estimated from the smoke "
-        f"run's timing; this page's run took {meta['elapsed_s'] / 60:.1f} minutes). Run it "
-        "on a quiet machine: other work skews every figure, which the control column shows.",
+        f"once). A full run takes {FULL_RUN_TIME}; this page's run took "
+        f"{meta['elapsed_s'] / 60:.1f} minutes. Run it on a quiet machine: other work skews "
+        "every figure, which the control column shows.",
     ]
 
 

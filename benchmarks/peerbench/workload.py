@@ -10,6 +10,7 @@ import gzip
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,7 @@ class Clients:
         self.openai = openai.OpenAI(
             api_key="test", base_url=base + "/v1", max_retries=0, http_client=sync_client()
         )
-        self.openai_async = lambda: openai.AsyncOpenAI(
+        self.openai_async: Callable[[], Any] = lambda: openai.AsyncOpenAI(
             api_key="test", base_url=base + "/v1", max_retries=0, http_client=async_client()
         )
         self.anthropic = anthropic.Anthropic(
