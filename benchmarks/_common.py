@@ -297,3 +297,36 @@ def machine() -> str:
 def md_row(cells: Iterable[str]) -> str:
     """A Markdown table row, pipes inside the cells escaped."""
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def run_header(what: str, quick: bool, started: float, load: float, extra: str = "") -> str:
+    """A report's title line: the run, the commit, Python, the machine's load before and
+    after (`started`: `time.perf_counter()` then; `extra`: more to say, ending in ", ")."""
+    return (
+        f"## {what} ({'quick' if quick else 'full'} run, {revision()}, "
+        f"Python {sys.version.split()[0]}, {extra}{os.cpu_count()} CPUs, "
+        f"{time.perf_counter() - started:.0f} s, "
+        f"load average {load:.2f} before / {os.getloadavg()[0]:.2f} after)"
+    )
+
+
+def print_report(
+    title: str, rows: Sequence[Sequence[str]], notes: list[str], failures: list[str]
+) -> int:
+    """The usual table (measurement, result, target, details), its notes and the
+    correctness failures; the exit status (1 when a correctness check failed)."""
+    print()
+    print(title)
+    print()
+    print("| measurement | result | target | details |")
+    print("|---|---|---|---|")
+    for row in rows:
+        print(md_row(row))
+    for note in notes:
+        print(f"\n{note}")
+    if failures:
+        print("\n**Correctness failures:**")
+        for failure in failures:
+            print(f"- {failure}")
+        return 1
+    return 0

@@ -30,7 +30,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import emit, revision, rss_mb, run_child_in_tmp, status, worker_cpu_s
+from _common import (
+    emit,
+    print_report,
+    rss_mb,
+    run_child_in_tmp,
+    run_header,
+    status,
+    worker_cpu_s,
+)
 
 US = 1_000.0  # ns per µs
 
@@ -673,26 +681,8 @@ def main() -> int:
         )
 
     # the table ----------------------------------------------------------------
-    elapsed = time.perf_counter() - started
-    print()
-    print(
-        f"## tracekit core benchmarks ({'quick' if quick else 'full'} run, {revision()}, "
-        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {elapsed:.0f} s, "
-        f"load average {load[0]:.2f} before / {os.getloadavg()[0]:.2f} after)"
-    )
-    print()
-    print("| measurement | result | target | details |")
-    print("|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
-    for note in notes:
-        print(f"\n{note}")
-    if failures:
-        print("\n**Correctness failures:**")
-        for failure in failures:
-            print(f"- {failure}")
-        return 1
-    return 0
+    title = run_header("tracekit core benchmarks", quick, started, load[0])
+    return print_report(title, rows, notes, failures)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import emit, revision, run_child_in_tmp, worker_cpu_s
+from _common import emit, md_row, revision, run_child_in_tmp, run_header, worker_cpu_s
 
 US = 1_000.0  # ns per µs
 TARGET_ADDED = 0.03  # tracekit may add at most 3% to the median latency
@@ -718,17 +718,13 @@ def main() -> int:
             "waits for the GIL; the export worker's CPU per span is read from /proc while "
             "it exports the timed calls."
         )
-    elapsed = time.perf_counter() - started
     lines = [
-        f"## tracekit OpenAI overhead ({'quick' if quick else 'full'} run, {revision()}, "
-        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {elapsed:.0f} s, "
-        f"load average {load[0]:.2f} before / {os.getloadavg()[0]:.2f} after)",
+        run_header("tracekit OpenAI overhead", quick, started, load[0]),
         "",
         "| case | bare median | tracekit median | added | ratio | target | details |",
         "|---|---|---|---|---|---|---|",
     ]
-    for row in rows:
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    lines += [md_row(row) for row in rows]
     lines.append("")
     lines += [f"- {note}" for note in notes]
     if failures:
