@@ -127,12 +127,12 @@ def main() -> int:
         kind, spec = args.child
         CHILDREN[kind](json.loads(spec))
         return 0
-    if args.report:
-        return report.main([str(args.report)])
     if not args.no_venv and not environment.in_venv():
         environment.ensure_venv()
         argv = [str(environment.venv_python()), str(Path(__file__).resolve()), *sys.argv[1:]]
         os.execv(argv[0], argv)  # noqa: S606 - re-run in .bench-venv/
+    if args.report:  # in .bench-venv/ too, which has matplotlib for the chart
+        return report.main([str(args.report)])
     plan = dict(PLANS["quick" if args.quick else "full"])
     if args.server is not None:
         plan["server"] = args.server
