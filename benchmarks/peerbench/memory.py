@@ -121,6 +121,9 @@ def summarize(raw: dict[str, Any], summary: Summary) -> None:
 def _cell(r: dict[str, Any], n: int, budget: float) -> tuple[str, bool]:
     if r.get("failed"):
         return f"**not measured: {r['failed']}**", False
+    error = (r.get("errors") or {}).get("openai")
+    if error:
+        return f"**not measured: setup failed: {error[:70]}**", False
     if r.get("phase") == "setup":
         return f"**blocked in setup: 0 calls in {r['wall_s']:.0f} s**", False
     points = r.get("rss") or []

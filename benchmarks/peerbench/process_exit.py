@@ -31,7 +31,8 @@ def child_exit(spec: dict[str, Any]) -> None:
         target=watchdog, args=(spec["budget_s"] + 30, 3), kwargs={"blocked": True}, daemon=True
     )
     blocked.start()
-    _variant, clients = setup(spec, {"openai"})
+    variant, clients = setup(spec, {"openai"})
+    progress["errors"] = variant.errors
     deadline = time.monotonic() + spec["budget_s"]
     for i in range(1, spec["n"] + 1):
         clients.call("openai_chat")
@@ -83,8 +84,11 @@ def summarize(raw: dict[str, Any], summary: Summary) -> None:
         for variant in VARIANTS[1:]:
             r = results[(label, variant)]
             ok = False
+            error = (r.get("errors") or {}).get("openai")
             if r.get("failed"):
                 cells[variant] = f"**not measured: {r['failed']}**"
+            elif error:
+                cells[variant] = f"**not measured: setup failed: {error[:70]}**"
             elif r.get("stuck"):
                 cells[variant] = f"**> {wait:.0f} s** (still exiting; ended by its watchdog)"
             elif r.get("blocked"):
