@@ -30,7 +30,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import emit, revision, rss_mb, run_child_in_tmp, status
+from _common import (
+    emit,
+    print_report,
+    rss_mb,
+    run_child_in_tmp,
+    run_header,
+    status,
+    worker_cpu_s,
+)
 
 US = 1_000.0  # ns per µs
 
@@ -48,20 +56,6 @@ HTTP_MODULES = ("httpx", "requests", "urllib3", "aiohttp")
 # ---------------------------------------------------------------------------
 # helpers used in the children
 # ---------------------------------------------------------------------------
-
-
-def worker_cpu_s() -> float:
-    """CPU seconds used so far by the tracekit export thread (0 if not started)."""
-    for thread in threading.enumerate():
-        if thread.name == "tracekit-export" and thread.native_id is not None:
-            try:
-                with open(f"/proc/self/task/{thread.native_id}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                return 0.0
-            ticks = int(fields[11]) + int(fields[12])  # utime + stime
-            return ticks / os.sysconf("SC_CLK_TCK")
-    return 0.0
 
 
 def store_contents(directory: str) -> tuple[int, int, int]:
@@ -687,26 +681,8 @@ def main() -> int:
         )
 
     # the table ----------------------------------------------------------------
-    elapsed = time.perf_counter() - started
-    print()
-    print(
-        f"## tracekit core benchmarks ({'quick' if quick else 'full'} run, {revision()}, "
-        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {elapsed:.0f} s, "
-        f"load average {load[0]:.2f} before / {os.getloadavg()[0]:.2f} after)"
-    )
-    print()
-    print("| measurement | result | target | details |")
-    print("|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
-    for note in notes:
-        print(f"\n{note}")
-    if failures:
-        print("\n**Correctness failures:**")
-        for failure in failures:
-            print(f"- {failure}")
-        return 1
-    return 0
+    title = run_header("tracekit core benchmarks", quick, started, load[0])
+    return print_report(title, rows, notes, failures)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import child_env, emit, revision, status
+from _common import child_env, emit, print_report, run_header, status, worker_cpu_s
 from _common import run_child as run_child_results
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -71,20 +71,6 @@ DROP_REASONS = (
 # ---------------------------------------------------------------------------
 # helpers used in the children
 # ---------------------------------------------------------------------------
-
-
-def worker_cpu_s() -> float:
-    """CPU seconds used so far by the tracekit export thread (0 if not started)."""
-    for thread in threading.enumerate():
-        if thread.name == "tracekit-export" and thread.native_id is not None:
-            try:
-                with open(f"/proc/self/task/{thread.native_id}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                return 0.0
-            ticks = int(fields[11]) + int(fields[12])  # utime + stime
-            return ticks / os.sysconf("SC_CLK_TCK")
-    return 0.0
 
 
 def instrument_http() -> dict[str, list[float]] | None:
@@ -767,28 +753,9 @@ def main() -> int:
             )
 
     # the table ----------------------------------------------------------------
-    elapsed = time.perf_counter() - started
-    print()
-    print(
-        f"## tracekit export benchmarks ({'quick' if quick else 'full'} run, {revision()}, "
-        f"Python {sys.version.split()[0]}, "
-        + (f"{MLFLOW_REQUIREMENT} server, " if server_sid else "")
-        + f"{os.cpu_count()} CPUs, "
-        f"{elapsed:.0f} s, load average {load[0]:.2f} before / {os.getloadavg()[0]:.2f} after)"
-    )
-    print()
-    print("| measurement | result | target | details |")
-    print("|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
-    for note in notes:
-        print(f"\n{note}")
-    if failures:
-        print("\n**Correctness failures:**")
-        for failure in failures:
-            print(f"- {failure}")
-        return 1
-    return 0
+    server = f"{MLFLOW_REQUIREMENT} server, " if server_sid else ""
+    title = run_header("tracekit export benchmarks", quick, started, load[0], server)
+    return print_report(title, rows, notes, failures)
 
 
 def _median_of(runs: list[dict[str, Any]], fn: str, key: str = "median_ns") -> float:

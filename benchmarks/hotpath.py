@@ -52,9 +52,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import peers  # the shared cases, clients and cassettes
-from _common import emit, revision
+import peerbench as peers  # the shared cases, clients and cassettes
+from _common import emit, revision, rotated
+from _common import fmt_us as _us
 from _common import run_child as run_child_results
+from _common import spread as _control
 
 US = 1_000.0
 # The peer cases, and tracekit's own (no peer has a row for them).
@@ -141,7 +143,7 @@ class Own:
 
 def _setup(spec: dict[str, Any]) -> tuple[Any, Any]:
     """The peers' variant and clients, LangChain traced too in the tracekit variant."""
-    variant, clients = peers._setup(spec)
+    variant, clients = peers.setup(spec)
     if spec["variant"] == "tracekit" and any(c in OWN for c in spec["cases"]):
         import tracekit
 
@@ -525,7 +527,7 @@ def main() -> int:
         # The order of the children rotates per round (none always runs first), and a second
         # bare child ("control") shows what two identical processes differ by.
         order = ["bare", "tracekit", "control"]
-        order = order[index % 3 :] + order[: index % 3]
+        order = rotated(order, index)
         results = {
             v: run_child("latency", {**base, "variant": "bare" if v == "control" else v})
             for v in order
@@ -615,10 +617,6 @@ HEADER = (
 )
 
 
-def _us(ns: float) -> str:
-    return f"{ns / US:,.0f} µs" if ns >= 10 * US else f"{ns / US:.2f} µs"
-
-
 def _trace_target(cpu_added_ns: float) -> None:
     """The `@trace` case has a target of its own (its ratio to a bare `x + 1` means
     nothing): the caller CPU it adds."""
@@ -627,11 +625,6 @@ def _trace_target(cpu_added_ns: float) -> None:
         f"\n@trace on a trivial function: {cpu_added_ns / US:+.1f} µs caller CPU "
         f"(target ≤ {TARGET_TRACE_US:.0f} µs): {verdict}"
     )
-
-
-def _control(ratios: list[float]) -> str:
-    """The bare-vs-bare ratio: a tracekit ratio inside this range is noise, not cost."""
-    return f"{statistics.median(ratios):.3f} ({min(ratios):.3f}–{max(ratios):.3f})"
 
 
 if __name__ == "__main__":

@@ -38,12 +38,11 @@ import json
 import os
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import emit, revision, run_child_in_tmp
+from _common import emit, md_row, revision, run_child_in_tmp, run_header, worker_cpu_s
 
 US = 1_000.0  # ns per µs
 TARGET_ADDED = 0.03  # tracekit may add at most 3% to the median latency
@@ -132,26 +131,6 @@ TRANSPORTS = {
 # ---------------------------------------------------------------------------
 # helpers used in the children
 # ---------------------------------------------------------------------------
-
-
-def worker_cpu_s() -> float:
-    """CPU seconds used so far by the tracekit export thread (0 if not started)."""
-    for thread in threading.enumerate():
-        if thread.name == "tracekit-export" and thread.native_id is not None:
-            task = f"/proc/self/task/{thread.native_id}"
-            try:
-                with open(f"{task}/schedstat") as schedstat:  # ns on the CPU
-                    return int(schedstat.read().split()[0]) / 1e9
-            except (OSError, ValueError, IndexError):
-                pass
-            try:
-                with open(f"{task}/stat") as stat:  # clock ticks: coarser
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                return 0.0
-            ticks = int(fields[11]) + int(fields[12])  # utime + stime
-            return ticks / os.sysconf("SC_CLK_TCK")
-    return 0.0
 
 
 def mock_handler(request: Any) -> Any:
@@ -739,17 +718,13 @@ def main() -> int:
             "waits for the GIL; the export worker's CPU per span is read from /proc while "
             "it exports the timed calls."
         )
-    elapsed = time.perf_counter() - started
     lines = [
-        f"## tracekit OpenAI overhead ({'quick' if quick else 'full'} run, {revision()}, "
-        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {elapsed:.0f} s, "
-        f"load average {load[0]:.2f} before / {os.getloadavg()[0]:.2f} after)",
+        run_header("tracekit OpenAI overhead", quick, started, load[0]),
         "",
         "| case | bare median | tracekit median | added | ratio | target | details |",
         "|---|---|---|---|---|---|---|",
     ]
-    for row in rows:
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    lines += [md_row(row) for row in rows]
     lines.append("")
     lines += [f"- {note}" for note in notes]
     if failures:
