@@ -98,7 +98,27 @@ def phoenix_server() -> Iterator[PhoenixServer]:
 
 
 @pytest.fixture
-def traced(request: pytest.FixtureRequest, captured: Capture) -> Iterator[Capture]:
+def autolog(captured: Capture) -> Iterator[Callable[..., Capture]]:
+    """`autolog("openai", "langchain")`: turn integrations on for this test, really
+    unpatched afterwards; returns the capture."""
+    reverts: list[Callable[[], None]] = []
+
+    def on(*names: str) -> Capture:
+        for name in names:
+            importlib.import_module(f"tracekit.{name}").autolog()
+            module = importlib.import_module(f"tracekit.integrations.{name}")
+            reverts.append(module.integration.revert)
+        return captured
+
+    try:
+        yield on
+    finally:
+        for revert in reverts:
+            revert()
+
+
+@pytest.fixture
+def traced(request: pytest.FixtureRequest, autolog: Callable[..., Capture]) -> Capture:
     """The test's provider autologged for one test, really unpatched afterwards.
 
     The provider is the `adapter` parameter's (tests/contract) or the module's PROVIDER.
@@ -107,11 +127,7 @@ def traced(request: pytest.FixtureRequest, captured: Capture) -> Iterator[Captur
         name = request.getfixturevalue("adapter").provider
     else:
         name = request.module.PROVIDER
-    importlib.import_module(f"tracekit.{name}").autolog()
-    try:
-        yield captured
-    finally:
-        importlib.import_module(f"tracekit.integrations.{name}").integration.revert()
+    return autolog(name)
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,9 +31,9 @@ from anthropic.lib.streaming._beta_messages import (  # noqa: E402
 )
 from tests.replay import CASSETTES, Cassette, ReplayServer, load_or_skip, replay_server  # noqa: E402
 
-import tracekit.anthropic  # noqa: E402
-from tracekit.integrations.anthropic import integration  # noqa: E402
 from tracekit.testing import Capture  # noqa: E402
+
+PROVIDER = "anthropic"  # the `traced` fixture autologs it (tests/conftest.py)
 
 # Every file in tests/cassettes/anthropic/ (a new one must get a test).
 COVERED = {
@@ -61,16 +60,6 @@ STREAM_WAYS = [
     ("sync", "helper"),
     ("async", "helper"),
 ]
-
-
-@pytest.fixture
-def traced(captured: Capture) -> Iterator[Capture]:
-    """Anthropic autolog on for one test, really unpatched afterwards."""
-    tracekit.anthropic.autolog()
-    try:
-        yield captured
-    finally:
-        integration.revert()
 
 
 # -- calling the SDK -------------------------------------------------------------------

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,22 +24,11 @@ genai = pytest.importorskip("google.genai")
 from google.genai import errors, types  # noqa: E402
 from tests.replay import Cassette, ReplayServer, load_or_skip, replay_server  # noqa: E402
 
-import tracekit  # noqa: E402
-import tracekit.gemini  # noqa: E402
-from tracekit.integrations.gemini import integration  # noqa: E402
 from tracekit.testing import Capture  # noqa: E402
 
+PROVIDER = "gemini"  # the `traced` fixture autologs it (tests/conftest.py)
+
 MODES = ["sync", "aio"]
-
-
-@pytest.fixture
-def traced(captured: Capture) -> Iterator[Capture]:
-    """Gemini autolog on for one test, really unpatched afterwards."""
-    tracekit.gemini.autolog()
-    try:
-        yield captured
-    finally:
-        integration.revert()
 
 
 # -- helpers ---------------------------------------------------------------------------

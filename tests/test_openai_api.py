@@ -33,6 +33,8 @@ from tracekit._fake_server import FakeProviderServer  # noqa: E402
 from tracekit.integrations.openai import integration  # noqa: E402
 from tracekit.testing import Capture, capture  # noqa: E402
 
+PROVIDER = "openai"  # the `traced` fixture autologs it (tests/conftest.py)
+
 MODEL = "fake-mini"
 MESSAGES = [{"role": "user", "content": "hello there"}]
 ANSWER = "You asked: hello there"
@@ -59,16 +61,6 @@ class ScriptedServer(FakeProviderServer):
 def server() -> Iterator[ScriptedServer]:
     with ScriptedServer() as fake:
         yield fake
-
-
-@pytest.fixture
-def traced(captured: Capture) -> Iterator[Capture]:
-    """OpenAI autolog on for one test, really unpatched afterwards."""
-    tracekit.openai.autolog()
-    try:
-        yield captured
-    finally:
-        integration.revert()
 
 
 @pytest.fixture

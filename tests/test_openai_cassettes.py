@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,9 +21,9 @@ openai = pytest.importorskip("openai")
 
 from tests.replay import CASSETTES, Cassette, ReplayServer, load_or_skip, replay_server  # noqa: E402
 
-import tracekit.openai  # noqa: E402
-from tracekit.integrations.openai import integration  # noqa: E402
 from tracekit.testing import Capture  # noqa: E402
+
+PROVIDER = "openai"  # the `traced` fixture autologs it (tests/conftest.py)
 
 # Every file in tests/cassettes/openai/ and the test(s) replaying it.
 COVERED = {
@@ -48,16 +47,6 @@ COVERED = {
 }
 
 MODES = ["sync", "async"]
-
-
-@pytest.fixture
-def traced(captured: Capture) -> Iterator[Capture]:
-    """OpenAI autolog on for one test, really unpatched afterwards."""
-    tracekit.openai.autolog()
-    try:
-        yield captured
-    finally:
-        integration.revert()
 
 
 # -- calling the SDK -------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 genai = pytest.importorskip("google.genai")
 
 from google.genai import types  # noqa: E402
+from tests.contract.adapters import GeminiStream  # noqa: E402
 from tests.replay import Cassette, load_or_skip, replay_server  # noqa: E402
 
 from tracekit.testing import Capture  # noqa: E402
@@ -34,10 +35,8 @@ def client(cassette: Cassette, *, vertex: bool = False) -> Iterator[Any]:
                 http_options=types.HttpOptions(base_url=server.base_url),
             )
         else:
-            yield genai.Client(
-                api_key="test-key",
-                http_options=types.HttpOptions(base_url=server.base_url, api_version="v1beta"),
-            )
+            with GeminiStream().sync_client(server, "test-key") as c:
+                yield c
         assert server.unmatched == []
         assert server.all_played()
 
