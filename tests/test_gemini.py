@@ -23,6 +23,7 @@ genai = pytest.importorskip("google.genai")
 
 from google.genai import errors, types  # noqa: E402
 from tests.replay import Cassette, ReplayServer, load_or_skip, replay_server  # noqa: E402
+from tests.trace_checks import only_trace  # noqa: E402
 
 from tracekit.testing import Capture  # noqa: E402
 
@@ -72,14 +73,6 @@ def stream(mode: str, client: Any, **kwargs: Any) -> list[Any]:
         return chunks
 
     return asyncio.run(go())
-
-
-def only_span(captured: Capture) -> tuple[dict[str, Any], dict[str, Any]]:
-    traces = captured.traces
-    assert len(traces) == 1, [t["name"] for t in traces]
-    spans = traces[0]["spans"]
-    assert len(spans) == 1, [s["name"] for s in spans]  # one call, one span
-    return traces[0], spans[0]
 
 
 def part_kinds(span: dict[str, Any]) -> list[str]:
@@ -149,7 +142,7 @@ def test_generate_content_basic(traced: Capture, mode: str):
     assert isinstance(response, types.GenerateContentResponse)  # the caller's object
     assert response.text == recorded_text(cassette)
 
-    record, span = only_span(traced)
+    record, span = only_trace(traced)
     assert span["name"] == "generate_content gemini-2.0-flash"
     assert span["span_type"] == "CHAT_MODEL"
     assert span["status"] == {"code": "OK", "message": ""}
@@ -208,7 +201,7 @@ def test_generate_content_function_call(traced: Capture, mode: str):
         played_cleanly(server)
     assert response.function_calls[0].name == "get_weather"
 
-    record, span = only_span(traced)  # no automatic function calling: one span
+    record, span = only_trace(traced)  # no automatic function calling: one span
     assert span["name"] == "generate_content gemini-2.0-flash"
     assert span["span_type"] == "CHAT_MODEL"
     assert span["status"]["code"] == "OK"
@@ -243,7 +236,7 @@ def test_generate_content_thinking_and_code_execution_tokens(traced: Capture, mo
         played_cleanly(server)
     assert response.usage_metadata.total_token_count == 1196
 
-    record, span = only_span(traced)
+    record, span = only_trace(traced)
     assert span["name"] == "generate_content gemini-2.5-flash"
     assert span["status"]["code"] == "OK"
     # prompt 32 + tool-use prompt 720; candidates 341 + thoughts 103; total as sent.
@@ -439,7 +432,7 @@ def test_404_reaches_the_caller_unchanged_and_the_span_is_an_error(traced: Captu
     assert info.value.code == 404
     assert info.value.status == "NOT_FOUND"
 
-    record, span = only_span(traced)
+    record, span = only_trace(traced)
     assert record["status"] == "ERROR"
     assert span["name"] == "generate_content gemini-3.6-flahs"
     assert span["status"]["code"] == "ERROR"
@@ -459,7 +452,7 @@ def test_404_reaches_the_caller_unchanged_and_the_span_is_an_error(traced: Captu
 
 
 def stream_span(captured: Capture, chunks: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    record, span = only_span(captured)
+    record, span = only_trace(captured)
     assert span["span_type"] == "CHAT_MODEL"
     assert span["status"] == {"code": "OK", "message": ""}
     assert span["attributes"]["tracekit.stream"] is True

@@ -29,6 +29,7 @@ import pytest
 from tests.fault_proxy import FaultProxy
 from tests.mlflow_server import MlflowServer, create_experiment, read_trace, read_traces
 from tests.replay import Cassette, load_or_skip, replay_server
+from tests.trace_checks import by_name
 
 import tracekit
 from tracekit import _state
@@ -105,12 +106,6 @@ def assert_not_spooled(root: Path) -> None:
 
 def flush() -> None:
     assert tracekit.flush(30), "the pipeline did not flush in time"
-
-
-def by_name(trace: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    spans = {s["name"]: s for s in trace["spans"]}
-    assert len(spans) == len(trace["spans"]), "span names are not unique in this test"
-    return spans
 
 
 def record_spans(record: dict[str, Any]) -> dict[str, dict[str, Any]]:

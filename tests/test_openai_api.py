@@ -27,6 +27,8 @@ import pytest
 openai = pytest.importorskip("openai")
 pydantic = pytest.importorskip("pydantic")
 
+from tests.trace_checks import only_span  # noqa: E402
+
 import tracekit  # noqa: E402
 import tracekit.openai  # noqa: E402
 from tracekit._fake_server import FakeProviderServer  # noqa: E402
@@ -85,12 +87,6 @@ def async_client(server: FakeProviderServer, **kwargs: Any) -> Any:
 
 def all_spans(captured: Capture) -> list[dict[str, Any]]:
     return [span for trace in captured.traces for span in trace["spans"]]
-
-
-def only_span(captured: Capture) -> dict[str, Any]:
-    spans = all_spans(captured)
-    assert len(spans) == 1, [s["name"] for s in spans]
-    return spans[0]
 
 
 def chat(client: Any, content: str = "hello there", **kwargs: Any) -> Any:
