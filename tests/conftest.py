@@ -131,6 +131,22 @@ def traced(request: pytest.FixtureRequest, autolog: Callable[..., Capture]) -> C
 
 
 @pytest.fixture
+def server(
+    request: pytest.FixtureRequest, fake_servers: Callable[..., FakeProviderServer]
+) -> FakeProviderServer:
+    """A fake provider server shared by the session, its request log emptied for the test:
+    of the `adapter` parameter's server_class (tests/contract), the module's SERVER, or
+    FakeProviderServer."""
+    if "adapter" in request.fixturenames:
+        cls = request.getfixturevalue("adapter").server_class
+    else:
+        cls = getattr(request.module, "SERVER", FakeProviderServer)
+    fake = fake_servers(cls)
+    fake.requests.clear()
+    return fake
+
+
+@pytest.fixture
 def finishes(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     """How many times each span went through the finishing path (must be once)."""
     from tracekit import _api

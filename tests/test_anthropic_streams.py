@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -34,6 +33,8 @@ import tracekit  # noqa: E402
 from tracekit._fake_server import FakeProviderServer  # noqa: E402
 from tracekit.testing import Capture  # noqa: E402
 
+SERVER = IdServer  # the `server` fixture runs it (tests/conftest.py)
+
 PROVIDER = "anthropic"  # for the `traced` fixture
 MODEL = "fake-claude"
 QUESTION = "hello there"
@@ -49,11 +50,6 @@ USAGE = {
     "cache_creation_input_tokens": 0,
 }
 RAW_EVENTS = 9  # raw SSE events for ANSWER
-
-
-@pytest.fixture
-def server(fake_servers: Callable[..., FakeProviderServer]) -> FakeProviderServer:
-    return fake_servers(IdServer)
 
 
 def sync_client(server: FakeProviderServer) -> Any:

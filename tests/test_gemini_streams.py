@@ -23,7 +23,6 @@ import asyncio
 import json
 import types as pytypes
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -39,6 +38,8 @@ import tracekit  # noqa: E402
 from tracekit._fake_server import FakeProviderServer  # noqa: E402
 from tracekit.testing import Capture  # noqa: E402
 
+SERVER = GeminiServer  # the `server` fixture runs it (tests/conftest.py)
+
 PROVIDER = "gemini"  # for the `traced` fixture
 MODEL = "fake-gemini"
 SPAN_NAME = f"generate_content {MODEL}"
@@ -46,11 +47,6 @@ QUESTION = "hello there"
 ANSWER = "You asked: hello there"
 WORDS = ["You ", "asked: ", "hello ", "there"]  # the streamed chunks of ANSWER
 USAGE = {"input_tokens": 2, "output_tokens": 4, "total_tokens": 6}
-
-
-@pytest.fixture
-def server(fake_servers: Callable[..., FakeProviderServer]) -> FakeProviderServer:
-    return fake_servers(GeminiServer)
 
 
 def make_client(server: FakeProviderServer, api_key: str = "test-key") -> Any:

@@ -67,12 +67,6 @@ def with_openai(traced: Capture, autolog: Callable[..., Capture]) -> Capture:
     return autolog("openai")
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeProviderServer]:
-    with FakeProviderServer() as fake:
-        yield fake
-
-
 # -- fakes --------------------------------------------------------------------------------------
 
 USAGE = {"input_tokens": 7, "output_tokens": 3, "total_tokens": 10}

@@ -59,10 +59,7 @@ class ScriptedServer(FakeProviderServer):
         return super().answer(question, messages)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as fake:
-        yield fake
+SERVER = ScriptedServer  # the `server` fixture runs it (tests/conftest.py)
 
 
 @pytest.fixture

@@ -16,12 +16,6 @@ from tracekit.testing import Capture
 openai = pytest.importorskip("openai")
 
 
-@pytest.fixture
-def server() -> Iterator[FakeProviderServer]:
-    with FakeProviderServer() as fake:
-        yield fake
-
-
 @pytest.fixture(autouse=True)
 def _autolog() -> Iterator[None]:
     from tracekit.integrations.openai import integration

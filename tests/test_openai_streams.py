@@ -13,7 +13,6 @@ parent returned stays in the trace.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -42,11 +41,6 @@ MODEL = "fake-mini"
 QUESTION = "hello there"
 ANSWER = "You asked: hello there"
 MESSAGES = [{"role": "user", "content": QUESTION}]
-
-
-@pytest.fixture
-def server(fake_servers: Callable[..., FakeProviderServer]) -> FakeProviderServer:
-    return fake_servers()
 
 
 def sync_client(server: FakeProviderServer) -> Any:

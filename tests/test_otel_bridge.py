@@ -394,12 +394,6 @@ def test_otel_context_off_keeps_them_apart(app_otel: InMemorySpanExporter) -> No
 # -- C: an SDK that traces itself ------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeProviderServer]:
-    with FakeProviderServer() as fake:
-        yield fake
-
-
 @pytest.fixture
 def anthropic_sdk() -> Iterator[Any]:
     anthropic = pytest.importorskip("anthropic")

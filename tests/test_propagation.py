@@ -224,12 +224,6 @@ def hello(environ: Any, start_response: Any) -> Any:
 # -- outgoing requests of the SDKs ----------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeProviderServer]:
-    with FakeProviderServer() as fake:
-        yield fake
-
-
 def sent(server: FakeProviderServer) -> list[str | None]:
     found = []
     for request in server.requests:
