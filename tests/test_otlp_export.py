@@ -15,6 +15,8 @@ import gzip
 import json
 import logging
 import os
+import socket
+import ssl
 import threading
 import time
 import uuid
@@ -69,9 +71,10 @@ class Received:
 
 
 class Receiver:
-    """Answers `status` (after `delay` seconds) to every request and keeps them all."""
+    """Answers `status` (after `delay` seconds) to every request and keeps them all;
+    over TLS when given a server `context`."""
 
-    def __init__(self) -> None:
+    def __init__(self, context: ssl.SSLContext | None = None) -> None:
         self.status = 200
         self.delay = 0.0
         self.reply_headers: dict[str, str] = {}
@@ -103,15 +106,28 @@ class Receiver:
                     )
                 self.close_connection = receiver.hang_up
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def get_request(self) -> tuple[socket.socket, Any]:
+                sock, address = super().get_request()
+                if context is not None:
+                    sock = context.wrap_socket(sock, server_side=True)
+                return sock, address
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.port = int(self.server.server_address[1])
-        self.url = f"http://127.0.0.1:{self.port}"
+        scheme = "https" if context is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def only(self) -> Received:
         assert len(self.received) == 1, [r.path for r in self.received]
         return self.received[0]
+
+    def trace_ids(self) -> list[str]:
+        """The trace ids of every span received."""
+        return [s["trace_id"] for r in self.received for s in all_spans(r.decoded())]
 
     def close(self) -> None:
         self.server.shutdown()
