@@ -31,8 +31,8 @@ genai = pytest.importorskip("google.genai")
 
 import pydantic  # noqa: E402
 from google.genai import errors, types  # noqa: E402
-from tests.contract.checks import only_span  # noqa: E402
 from tests.contract.gemini_server import EMBED_DIMS, GeminiServer  # noqa: E402
+from tests.trace_checks import only_span  # noqa: E402
 
 import tracekit  # noqa: E402
 from tracekit._fake_server import FakeProviderServer  # noqa: E402
