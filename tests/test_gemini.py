@@ -22,6 +22,7 @@ import pytest
 genai = pytest.importorskip("google.genai")
 
 from google.genai import errors, types  # noqa: E402
+from tests.contract.adapters import GeminiStream  # noqa: E402
 from tests.replay import Cassette, ReplayServer, load_or_skip, replay_server  # noqa: E402
 from tests.trace_checks import only_trace  # noqa: E402
 
@@ -33,25 +34,6 @@ MODES = ["sync", "aio"]
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-def gemini_client(server: ReplayServer) -> Any:
-    return genai.Client(
-        api_key="test-key",
-        http_options=types.HttpOptions(base_url=server.base_url, api_version="v1beta"),
-    )
-
-
-def vertex_client(server: ReplayServer) -> Any:
-    from google.oauth2.credentials import Credentials
-
-    return genai.Client(
-        vertexai=True,
-        project="test-project",
-        location="test-location",
-        credentials=Credentials(token="test-token"),  # noqa: S106 - not a secret
-        http_options=types.HttpOptions(base_url=server.base_url),
-    )
 
 
 def run(mode: str, client: Any, method: str, **kwargs: Any) -> Any:
@@ -130,7 +112,7 @@ def test_generate_content_basic(traced: Capture, mode: str):
     with replay_server(cassette) as server:
         response = run(
             mode,
-            gemini_client(server),
+            GeminiStream.client(server),
             "generate_content",
             model="gemini-2.0-flash",
             contents=contents,
@@ -190,7 +172,7 @@ def test_generate_content_function_call(traced: Capture, mode: str):
     with replay_server(cassette) as server:
         response = run(
             mode,
-            gemini_client(server),
+            GeminiStream.client(server),
             "generate_content",
             model="gemini-2.0-flash",
             contents="What's the weather like in San Francisco?",
@@ -225,7 +207,7 @@ def test_generate_content_thinking_and_code_execution_tokens(traced: Capture, mo
     with replay_server(cassette) as server:
         response = run(
             mode,
-            gemini_client(server),
+            GeminiStream.client(server),
             "generate_content",
             model="gemini-2.5-flash",
             contents=cassette.request_json(0)["contents"][0]["parts"][0]["text"],
@@ -291,7 +273,7 @@ def test_automatic_function_calling_nests_model_calls_and_the_tool(traced: Captu
     with replay_server(cassette) as server:
         response = run(
             mode,
-            gemini_client(server),
+            GeminiStream.client(server),
             "generate_content",
             model="gemini-2.0-flash-001",
             contents=question,
@@ -397,7 +379,7 @@ def test_automatic_function_calling_in_a_stream_counts_both_model_calls(traced: 
     the tool: the trace must count both calls' usage and show the tool."""
     cassette = as_sse(load_or_skip("gemini/generate_content_two_calls_gzip.yaml"))
     with replay_server(cassette) as server:
-        client = gemini_client(server)
+        client = GeminiStream.client(server)
         chunks = list(
             client.models.generate_content_stream(
                 model="gemini-2.0-flash-001",
@@ -422,7 +404,7 @@ def test_404_reaches_the_caller_unchanged_and_the_span_is_an_error(traced: Captu
     with replay_server(cassette) as server, pytest.raises(errors.ClientError) as info:
         run(
             mode,
-            gemini_client(server),
+            GeminiStream.client(server),
             "generate_content",
             model="gemini-3.6-flahs",
             contents="hello",
@@ -468,7 +450,7 @@ def test_stream_takes_the_last_cumulative_usage(traced: Capture, mode: str):
     with replay_server(cassette) as server:
         chunks = stream(
             mode,
-            gemini_client(server),
+            GeminiStream.client(server),
             model="gemini-2.0-flash",
             contents="Tell me a short story about a cat.",
         )
@@ -505,7 +487,7 @@ def test_stream_with_thinking_and_code_execution_tokens(traced: Capture, mode: s
     with replay_server(cassette) as server:
         chunks = stream(
             mode,
-            gemini_client(server),
+            GeminiStream.client(server),
             model="gemini-2.5-flash",
             contents=cassette.request_json(0)["contents"][0]["parts"][0]["text"],
             config=types.GenerateContentConfig(
@@ -551,7 +533,7 @@ def test_vertex_ai_stream_with_thinking(traced: Capture, mode: str):
     with replay_server(cassette) as server:
         chunks = stream(
             mode,
-            vertex_client(server),
+            GeminiStream.client(server, vertex=True),
             model="gemini-2.5-flash",
             contents="Create a poem about Open Telemetry.",
         )

@@ -493,22 +493,34 @@ class GeminiStream(Adapter):
 
     usage: ClassVar[dict[str, int]] = {"input_tokens": 2, "output_tokens": 4, "total_tokens": 6}
 
-    @contextlib.contextmanager
-    def sync_client(self, server: FakeProviderServer, api_key: str) -> Iterator[Any]:
+    @staticmethod
+    def client(server: FakeProviderServer, api_key: str = "test-key", vertex: bool = False) -> Any:
+        """A google-genai client of the server: the Gemini API's, or with `vertex` Vertex
+        AI's (project, location and a bearer token instead of an API key)."""
         from google import genai
         from google.genai import types
 
+        if vertex:
+            from google.oauth2.credentials import Credentials
+
+            return genai.Client(
+                vertexai=True,
+                project="test-project",
+                location="test-location",
+                credentials=Credentials(token="test-token"),  # noqa: S106 - not a secret
+                http_options=types.HttpOptions(base_url=server.base_url),
+            )
         options = types.HttpOptions(base_url=server.base_url, api_version="v1beta")
-        with genai.Client(api_key=api_key, http_options=options) as client:
+        return genai.Client(api_key=api_key, http_options=options)
+
+    @contextlib.contextmanager
+    def sync_client(self, server: FakeProviderServer, api_key: str) -> Iterator[Any]:
+        with self.client(server, api_key) as client:
             yield client
 
     @contextlib.asynccontextmanager
     async def async_client(self, server: FakeProviderServer, api_key: str) -> AsyncIterator[Any]:
-        from google import genai
-        from google.genai import types
-
-        options = types.HttpOptions(base_url=server.base_url, api_version="v1beta")
-        async with genai.Client(api_key=api_key, http_options=options).aio as client:
+        async with self.client(server, api_key).aio as client:
             yield client
 
     def open_sync(self, client: Any, text: str, model: str, **options: Any) -> Any:

@@ -24,19 +24,7 @@ Snapshot = Callable[[Capture], list[dict[str, Any]]]
 def client(cassette: Cassette, *, vertex: bool = False) -> Iterator[Any]:
     """A real client talking to the cassette's replay server; every interaction played."""
     with replay_server(cassette) as server:
-        if vertex:
-            from google.oauth2.credentials import Credentials
-
-            yield genai.Client(
-                vertexai=True,
-                project="test-project",
-                location="test-location",
-                credentials=Credentials(token="test-token"),  # noqa: S106 - not a secret
-                http_options=types.HttpOptions(base_url=server.base_url),
-            )
-        else:
-            with GeminiStream().sync_client(server, "test-key") as c:
-                yield c
+        yield GeminiStream.client(server, vertex=vertex)
         assert server.unmatched == []
         assert server.all_played()
 
