@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 from tests.fault_proxy import FaultProxy
-from tests.mlflow_server import MlflowServer, MlflowUnavailable, mlflow_python
-from tests.phoenix_server import PhoenixServer, PhoenixUnavailable, phoenix_python
+from tests.mlflow_server import MlflowServer, mlflow_python
+from tests.phoenix_server import PhoenixServer, phoenix_python
+from tests.venvs import python_or_skip
 
 from tracekit import _stats
 from tracekit._fake_server import FakeProviderServer
@@ -61,12 +62,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
 
     Skipped when MLflow cannot be installed, except under CI, where that fails.
     """
-    try:
-        python = mlflow_python()
-    except MlflowUnavailable as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"MLflow is unavailable under CI: {e}")
-        pytest.skip(f"MLflow is unavailable (set CI=true to fail instead): {e}")
+    python = python_or_skip(mlflow_python, "MLflow")
     with MlflowServer(python, tmp_path_factory.mktemp("mlflow")) as server:
         yield server
 
@@ -84,12 +80,7 @@ def phoenix_server() -> Iterator[PhoenixServer]:
 
     Skipped when Phoenix cannot be installed, except under CI, where that fails.
     """
-    try:
-        python = phoenix_python()
-    except PhoenixUnavailable as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Phoenix is unavailable under CI: {e}")
-        pytest.skip(f"Phoenix is unavailable (set CI=true to fail instead): {e}")
+    python = python_or_skip(phoenix_python, "Phoenix")
     with PhoenixServer(python) as server:
         yield server
 

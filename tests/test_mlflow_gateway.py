@@ -30,12 +30,12 @@ from typing import Any
 import pytest
 from tests.mlflow_server import (
     MlflowServer,
-    MlflowUnavailable,
     create_experiment,
     mlflow_python,
     read_traces,
 )
 from tests.test_otlp_export import sample_records
+from tests.venvs import python_or_skip
 
 from tracekit._fake_server import FakeProviderServer
 from tracekit.exporters._http import HttpClient
@@ -164,12 +164,7 @@ class Gateway:
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    try:
-        python = mlflow_python()
-    except MlflowUnavailable as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"MLflow is unavailable under CI: {e}")
-        pytest.skip(f"MLflow is unavailable (set CI=true to fail instead): {e}")
+    python = python_or_skip(mlflow_python, "MLflow")
     workdir = tmp_path_factory.mktemp("mlflow-gateway")
     with (
         FakeProviderServer() as fake,
