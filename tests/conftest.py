@@ -56,6 +56,17 @@ def _no_store_in_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.fixture
+def fresh_tracing() -> Iterator[None]:
+    """Every test configures its own pipeline; the last one is flushed and closed.
+    (A module of such tests: `pytestmark = [pytest.mark.usefixtures("fresh_tracing")]`.)"""
+    from tracekit import _state
+
+    _state.reset()
+    yield
+    _state.reset()
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     """A real `mlflow server` (its own virtualenv, SQLite store) for the whole session.

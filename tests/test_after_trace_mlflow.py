@@ -10,7 +10,6 @@ import json
 import subprocess
 import textwrap
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,18 +18,14 @@ from tests.mlflow_server import MlflowServer, _clean_env, create_experiment, rea
 import tracekit
 from tracekit import _state
 
-pytestmark = pytest.mark.timeout(600)  # the first use of `mlflow_server` may build its venv
+pytestmark = [
+    pytest.mark.timeout(600),  # the first use of `mlflow_server` may build its venv
+    pytest.mark.usefixtures("fresh_tracing"),
+]
 
 PRICES = {"my-endpoint": {"input_mtok": 2.0, "output_mtok": 10.0}}
 USAGE = {"input_tokens": 1000, "output_tokens": 200, "total_tokens": 1200}
 ONE_CALL = {"input_cost": 0.002, "output_cost": 0.002, "total_cost": 0.004}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_tracing() -> Iterator[None]:
-    _state.reset()
-    yield
-    _state.reset()
 
 
 def unique(prefix: str) -> str:

@@ -38,7 +38,7 @@ from tracekit.exporters.memory import InMemoryExporter
 from tracekit.exporters.tracking import TrackingServerExporter, trace_info
 
 # The first use of `mlflow_server` may build the MLflow virtualenv.
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.usefixtures("fresh_tracing")]
 
 START_TRACE = "/api/3.0/mlflow/traces"
 BATCH_GET_INFOS = "/api/3.0/mlflow/traces/batchGetInfos"
@@ -46,14 +46,6 @@ OTLP = "/v1/traces"
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _fresh_tracing() -> Iterator[None]:
-    """Every test configures its own pipeline; the last one is flushed and closed."""
-    _state.reset()
-    yield
-    _state.reset()
 
 
 def unique(prefix: str) -> str:

@@ -39,7 +39,10 @@ from tracekit.exporters.otlp import OtlpExporter, settings_for
 
 trace_service_pb2 = pytest.importorskip("opentelemetry.proto.collector.trace.v1.trace_service_pb2")
 
-pytestmark = pytest.mark.timeout(600)  # the MLflow test may build the MLflow virtualenv
+pytestmark = [
+    pytest.mark.timeout(600),  # the MLflow test may build the MLflow virtualenv
+    pytest.mark.usefixtures("fresh_tracing"),
+]
 
 KIND_INTERNAL, KIND_CLIENT = 1, 3
 
@@ -139,13 +142,6 @@ def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
     r.close()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_tracing() -> Iterator[None]:
-    _state.reset()
-    yield
-    _state.reset()
 
 
 # -- decoding both encodings to the same plain shape -------------------------------------
