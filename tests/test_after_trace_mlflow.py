@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 import pytest
+from tests.child import run_python
 from tests.mlflow_server import MlflowServer, _clean_env, create_experiment, read_traces
 
 import tracekit
@@ -384,7 +385,6 @@ def test_databricks_reads_and_takes_feedback(
 def test_a_script_that_exits_at_once_delivers_its_feedback(
     mlflow_server: MlflowServer, tmp_path: Any
 ) -> None:
-    import sys
 
     experiment_id = create_experiment(mlflow_server.url, unique("exit"))
     tracekit.configure(
@@ -402,10 +402,7 @@ def test_a_script_that_exits_at_once_delivers_its_feedback(
     )
     env = _clean_env()
     env.pop("TRACEKIT_TESTING", None)
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_python(script, env=env)
     assert done.stderr == ""
     assert stored_count(mlflow_server.url, trace_id) == 1  # delivered before the exit
     assert not list((tmp_path / "assessments").rglob("*.jsonl*"))

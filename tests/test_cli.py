@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.child import run_python
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("tracekit")
 DURATION = re.compile(r"\d+ µs|\d+\.\d ms|\d+\.\d\d s")
@@ -109,17 +110,7 @@ def child_env(tracking_uri: str | None = None) -> dict[str, str]:
 
 def run_traced(code: str, cwd: Path, tracking_uri: str | None) -> str:
     """Run a traced program in a fresh interpreter; return its stdout."""
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        cwd=cwd,
-        env=child_env(tracking_uri),
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = run_python(textwrap.dedent(code), cwd=cwd, env=child_env(tracking_uri))
     assert proc.stderr == "", proc.stderr
     return proc.stdout
 

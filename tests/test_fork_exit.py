@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 from collections import Counter
 from functools import partial
@@ -19,6 +17,7 @@ from typing import Any
 
 import pytest
 from tests import trace_checks
+from tests.child import run_python
 from tests.trace_checks import assert_complete
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -54,15 +53,7 @@ def run(
         TRACEKIT_EXPORT_INTERVAL="3600",
         **(env or {}),
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == returncode, proc.stderr
+    proc = run_python(PRELUDE + textwrap.dedent(code), env=full_env, returncode=returncode)
     assert "internal error" not in proc.stderr, proc.stderr
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
 

@@ -13,8 +13,6 @@ import base64
 import json
 import logging
 import os
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -26,6 +24,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from tests.child import run_python
 from tests.fault_proxy import FaultProxy
 from tests.mlflow_server import MlflowServer, create_experiment, read_trace, read_traces
 from tests.replay import Cassette, load_or_skip, replay_server
@@ -454,15 +453,7 @@ APP = textwrap.dedent(
 def run_app(tmp_path: Path, **env: str) -> str:
     """Run APP in a fresh interpreter whose environment holds only `env` (and PATH)."""
     clean = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "TRACEKIT_TESTING": "1"}
-    done = subprocess.run(
-        [sys.executable, "-c", APP],
-        env={**clean, **env},
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_python(APP, env={**clean, **env}, cwd=tmp_path)
     assert "tracekit:" not in done.stderr, done.stderr  # no warning: delivered, not spooled
     assert_not_spooled(tmp_path)
     return done.stdout.strip()

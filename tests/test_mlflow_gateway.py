@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -28,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.child import run_python
 from tests.mlflow_server import (
     MlflowServer,
     create_experiment,
@@ -182,11 +181,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             TRACEKIT_EXPERIMENT_ID=gw.app_experiment,
             TRACEKIT_SPOOL_DIR=str(workdir / "spool"),
         )
-        done = subprocess.run(
-            [sys.executable, "-c", APP],
-            capture_output=True, text=True, timeout=300, env=env, cwd=workdir,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr[-3000:]
+        done = run_python(APP, env=env, cwd=workdir, timeout=300)
         gw.trace_ids = json.loads(done.stdout.splitlines()[-1])
         yield gw
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +25,7 @@ import pytest
 openai = pytest.importorskip("openai")
 pydantic = pytest.importorskip("pydantic")
 
+from tests.child import run_python  # noqa: E402
 from tests.trace_checks import only_span  # noqa: E402
 
 import tracekit  # noqa: E402
@@ -451,16 +450,7 @@ with capture() as captured, FakeProviderServer() as server:
 """
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEKIT_")}
     env["TRACEKIT_TESTING"] = "1"
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = run_python(script, cwd=tmp_path, env=env)
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == ["chat m"]
 
 

@@ -12,8 +12,6 @@ import copy
 import json
 import logging
 import os
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.child import run_python
 from tests.phoenix_server import PhoenixServer
 from tests.test_otlp_export import sample_records
 
@@ -322,11 +321,7 @@ def test_phoenix_gets_the_trace_from_a_plain_install(
     )
     if protocol:
         env["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] = protocol
-    done = subprocess.run(
-        [sys.executable, "-c", APP, modules],
-        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = run_python(APP, modules, env=env, cwd=tmp_path, timeout=120)
     out = json.loads(done.stdout.splitlines()[-1])
     if modules == "blocked":
         assert out["imported"] == []

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.child import run_python
 
 import tracekit
 from tracekit import _config
@@ -951,7 +952,7 @@ def test_traceparent_round_trips_through_opentelemetry() -> None:
 
 def test_import_tracekit_does_not_import_opentelemetry() -> None:
     code = "import sys, tracekit; print(any(m.startswith('opentelemetry') for m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = run_python(code)
     assert out.stdout.strip() == "False"
 
 
