@@ -20,7 +20,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -75,9 +75,15 @@ class Received:
 
 class Receiver:
     """Answers `status` (after `delay` seconds) to every request and keeps them all;
-    over TLS when given a server `context`."""
+    over TLS when given a server `context`. `answer(request) -> (status, body)`, when
+    given, decides each answer instead of `status` and `reply_body`."""
 
-    def __init__(self, context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        context: ssl.SSLContext | None = None,
+        *,
+        answer: Callable[[Received], tuple[int, bytes]] | None = None,
+    ) -> None:
         self.status = 200
         self.delay = 0.0
         self.reply_headers: dict[str, str] = {}
@@ -95,18 +101,20 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                receiver.received.append(Received("POST", self.path, headers, body))
+                request = Received("POST", self.path, headers, body)
+                receiver.received.append(request)
                 if receiver.delay:
                     time.sleep(receiver.delay)
-                head = [f"HTTP/1.1 {receiver.status} -"]
+                status, reply = receiver.status, receiver.reply_body
+                if answer is not None:
+                    status, reply = answer(request)
+                head = [f"HTTP/1.1 {status} -"]
                 head += [f"{k}: {v}" for k, v in receiver.reply_headers.items()]
-                head.append(f"Content-Length: {len(receiver.reply_body)}")
+                head.append(f"Content-Length: {len(reply)}")
                 # One write: headers and body apart meet Nagle and delayed ACKs (40 ms).
                 # OSError: the client gave up (the timeout test).
                 with contextlib.suppress(OSError):
-                    self.wfile.write(
-                        ("\r\n".join(head) + "\r\n\r\n").encode() + receiver.reply_body
-                    )
+                    self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode() + reply)
                 self.close_connection = receiver.hang_up
 
         class Server(ThreadingHTTPServer):
