@@ -29,6 +29,7 @@ from anthropic.lib.streaming._beta_messages import (  # noqa: E402
     BetaAsyncMessageStream,
     BetaMessageStream,
 )
+from tests.contract.adapters import AnthropicMessages  # noqa: E402
 from tests.replay import CASSETTES, Cassette, ReplayServer, load_or_skip, replay_server  # noqa: E402
 
 from tracekit.testing import Capture  # noqa: E402
@@ -64,6 +65,8 @@ STREAM_WAYS = [
 
 # -- calling the SDK -------------------------------------------------------------------
 
+MESSAGES = AnthropicMessages(helper=False)  # its clients (tests/contract/adapters.py)
+
 
 @dataclass
 class Call:
@@ -90,17 +93,13 @@ def replay(
     calls: list[Call] = []
     with replay_server(cassette) as server:
         if mode == "sync":
-            with anthropic.Anthropic(
-                api_key="test", base_url=server.base_url, max_retries=0
-            ) as client:
+            with MESSAGES.sync_client(server, "test") as client:
                 for request in requests:
                     calls.append(_sync_call(_resource(client, beta), request, how, beta))
         else:
 
             async def main() -> None:
-                async with anthropic.AsyncAnthropic(
-                    api_key="test", base_url=server.base_url, max_retries=0
-                ) as client:
+                async with MESSAGES.async_client(server, "test") as client:
                     for request in requests:
                         calls.append(await _async_call(_resource(client, beta), request, how, beta))
 
