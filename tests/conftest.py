@@ -100,23 +100,34 @@ def phoenix_server() -> Iterator[PhoenixServer]:
 
 
 @pytest.fixture
-def autolog(captured: Capture) -> Iterator[Callable[..., Capture]]:
-    """`autolog("openai", "langchain")`: turn integrations on for this test, really
-    unpatched afterwards; returns the capture."""
+def integrations() -> Iterator[Callable[..., None]]:
+    """`integrations("openai", "langchain")`: turn integrations on for this test, really
+    unpatched afterwards."""
     reverts: list[Callable[[], None]] = []
 
-    def on(*names: str) -> Capture:
+    def on(*names: str) -> None:
         for name in names:
             importlib.import_module(f"tracekit.{name}").autolog()
             module = importlib.import_module(f"tracekit.integrations.{name}")
             reverts.append(module.integration.revert)
-        return captured
 
     try:
         yield on
     finally:
         for revert in reverts:
             revert()
+
+
+@pytest.fixture
+def autolog(captured: Capture, integrations: Callable[..., None]) -> Callable[..., Capture]:
+    """`autolog("openai", "langchain")`: `integrations`, traced into the test's capture,
+    which it returns."""
+
+    def on(*names: str) -> Capture:
+        integrations(*names)
+        return captured
+
+    return on
 
 
 @pytest.fixture

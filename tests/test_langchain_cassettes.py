@@ -15,7 +15,7 @@ tokens once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,16 +85,10 @@ CASE_PARAMS = [
 
 
 @pytest.fixture(params=[False, True], ids=["langchain", "langchain+openai"])
-def provider(request: pytest.FixtureRequest, captured: Capture) -> Iterator[bool]:
+def provider(request: pytest.FixtureRequest, autolog: Callable[..., Capture]) -> bool:
     """LangChain autolog on (and OpenAI autolog too when the param is True)."""
-    tracekit.langchain.autolog()
-    if request.param:
-        tracekit.openai.autolog()
-    try:
-        yield request.param
-    finally:
-        langchain_integration.revert()
-        openai_integration.revert()
+    autolog("langchain", *(["openai"] if request.param else []))
+    return bool(request.param)
 
 
 def test_every_langchain_cassette_is_replayed() -> None:

@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -244,15 +244,10 @@ def llm_headers(captured: Capture) -> list[str]:
 
 
 @pytest.fixture
-def openai_traced(captured: Capture) -> Iterator[Any]:
+def openai_traced(captured: Capture, integrations: Callable[..., None]) -> Any:
     openai = pytest.importorskip("openai")
-    from tracekit.integrations.openai import integration
-
-    tracekit.openai.autolog()
-    try:
-        yield openai
-    finally:
-        integration.revert()
+    integrations("openai")
+    return openai
 
 
 def test_openai_requests_carry_the_llm_span(
@@ -382,15 +377,10 @@ def test_anthropic_requests_carry_the_llm_span(
 
 
 @pytest.fixture
-def anthropic_traced(captured: Capture) -> Iterator[Any]:
+def anthropic_traced(captured: Capture, integrations: Callable[..., None]) -> Any:
     anthropic = pytest.importorskip("anthropic")
-    from tracekit.integrations.anthropic import integration
-
-    tracekit.anthropic.autolog()
-    try:
-        yield anthropic
-    finally:
-        integration.revert()
+    integrations("anthropic")
+    return anthropic
 
 
 def test_anthropic_stream_helper_carries_the_llm_span(
