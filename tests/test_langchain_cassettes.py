@@ -286,10 +286,9 @@ def test_chatopenai_cassette(name: str, mode: str, provider: bool, captured: Cap
         assert [c["args"] for c in calls] == [{"a": 3, "b": 12}, {"a": 11, "b": 49}]
 
 
-def test_bind_tools_calls_run_as_tool_spans_in_one_trace(captured: Capture) -> None:
-    """The recorded parallel tool calls executed by the app: one trace, two TOOL spans
-    under the app's span, beside the model span; the usage is the model call's."""
-    cassette = load_or_skip("langchain/chatopenai_bind_tools_parallel_calls.yaml")
+def run_agent_step(cassette: Cassette, session: str | None = None) -> list[Any]:
+    """The app, with LangChain and OpenAI autolog on: an agent step (in `session`) that
+    asks the model and runs the tools it called; returns the tools' results."""
     tracekit.langchain.autolog()
     tracekit.openai.autolog()
     try:
@@ -298,6 +297,8 @@ def test_bind_tools_calls_run_as_tool_spans_in_one_trace(captured: Capture) -> N
 
             @tracekit.trace(span_type="AGENT")
             def agent_step() -> list[Any]:
+                if session is not None:
+                    tracekit.update_current_trace(session_id=session, user_id="u-7")
                 message = runnable.invoke(value)
                 return [TOOLS[call["name"]].invoke(call) for call in message.tool_calls]
 
@@ -306,7 +307,14 @@ def test_bind_tools_calls_run_as_tool_spans_in_one_trace(captured: Capture) -> N
     finally:
         langchain_integration.revert()
         openai_integration.revert()
+    return results
 
+
+def test_bind_tools_calls_run_as_tool_spans_in_one_trace(captured: Capture) -> None:
+    """The recorded parallel tool calls executed by the app: one trace, two TOOL spans
+    under the app's span, beside the model span; the usage is the model call's."""
+    cassette = load_or_skip("langchain/chatopenai_bind_tools_parallel_calls.yaml")
+    results = run_agent_step(cassette)
     assert [r.content for r in results] == ["36", "60"]
     record = captured.single()
     (root,) = _spans(record, "agent_step")
