@@ -137,7 +137,8 @@ def usage_attributes(
 
 
 def chat_usage(prompt: int, completion: int, cached: int = 0, reasoning: int = 0) -> dict[str, int]:
-    """DESIGN.md's normalization of an OpenAI chat usage block with both details."""
+    """DESIGN.md's normalization of an OpenAI usage block with both details (chat
+    completions' and Responses')."""
     return {
         "input_tokens": prompt,
         "output_tokens": completion,
@@ -504,18 +505,6 @@ def test_embeddings_dimensions(traced: Capture, mode: str) -> None:
 # -- Responses -------------------------------------------------------------------------
 
 
-def responses_usage(
-    input_tokens: int, output_tokens: int, cached: int = 0, reasoning: int = 0
-) -> dict[str, int]:
-    return {
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
-        "total_tokens": input_tokens + output_tokens,
-        "cache_read_input_tokens": cached,
-        "reasoning_tokens": reasoning,
-    }
-
-
 @pytest.mark.parametrize("mode", MODES)
 def test_responses_nonstream_basic(traced: Capture, mode: str) -> None:
     cassette = load_or_skip("openai/responses_nonstream_basic.yaml")
@@ -529,7 +518,7 @@ def test_responses_nonstream_basic(traced: Capture, mode: str) -> None:
     assert span["span_type"] == "CHAT_MODEL"
     assert span["status"] == {"code": "OK", "message": ""}
     assert span["inputs"] == request
-    assert span["token_usage"] == responses_usage(22, 6)
+    assert span["token_usage"] == chat_usage(22, 6)
     assert trace["token_usage"] == span["token_usage"]
     recorded = cassette.response_json(0)
     assert span["attributes"] == base_attributes(
@@ -561,7 +550,7 @@ def test_responses_stream(traced: Capture, mode: str) -> None:
     assert span["name"] == "chat gpt-4o-mini"
     assert span["status"] == {"code": "OK", "message": ""}
     assert span["inputs"] == request
-    assert span["token_usage"] == responses_usage(22, 6)
+    assert span["token_usage"] == chat_usage(22, 6)
     assert trace["token_usage"] == span["token_usage"]
     assert stream_attributes(span, chunks=13) == base_attributes(
         server,
@@ -588,7 +577,7 @@ def test_responses_reasoning_tokens(traced: Capture) -> None:
     trace, span = only_trace(traced)
     assert span["name"] == "chat gpt-5.4"
     assert span["inputs"] == request
-    assert span["token_usage"] == responses_usage(44, 288, reasoning=9)
+    assert span["token_usage"] == chat_usage(44, 288, reasoning=9)
     assert span["token_usage"]["total_tokens"] == 332
     assert trace["token_usage"] == span["token_usage"]
     recorded = cassette.response_json(0)
@@ -616,7 +605,7 @@ def test_responses_function_call(traced: Capture) -> None:
     trace, span = only_trace(traced)
     assert span["name"] == "chat gpt-4o-mini"
     assert span["inputs"] == request
-    assert span["token_usage"] == responses_usage(72, 8)
+    assert span["token_usage"] == chat_usage(72, 8)
     assert trace["token_usage"] == span["token_usage"]
     recorded = cassette.response_json(0)
     assert span["attributes"] == base_attributes(
