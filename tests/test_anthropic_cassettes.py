@@ -30,7 +30,13 @@ from anthropic.lib.streaming._beta_messages import (  # noqa: E402
     BetaMessageStream,
 )
 from tests.contract.adapters import AnthropicMessages  # noqa: E402
-from tests.replay import CASSETTES, Cassette, ReplayServer, load_or_skip, replay_server  # noqa: E402
+from tests.replay import (  # noqa: E402
+    Cassette,
+    ReplayServer,
+    cassette_names,
+    load_or_skip,
+    replay_server,
+)
 
 from tracekit.testing import Capture  # noqa: E402
 
@@ -304,10 +310,7 @@ def text_of(span: dict[str, Any]) -> str:
 
 
 def test_every_anthropic_cassette_is_replayed() -> None:
-    folder = CASSETTES / "anthropic"
-    if not folder.is_dir():
-        pytest.skip(f"no cassettes at {folder}")
-    assert {p.name for p in folder.glob("*.yaml")} == COVERED
+    assert cassette_names("anthropic") == COVERED
 
 
 @pytest.mark.parametrize("mode", MODES)

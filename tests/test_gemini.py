@@ -23,7 +23,7 @@ genai = pytest.importorskip("google.genai")
 
 from google.genai import errors, types  # noqa: E402
 from tests.contract.adapters import GeminiStream  # noqa: E402
-from tests.replay import Cassette, ReplayServer, load_or_skip, replay_server  # noqa: E402
+from tests.replay import Cassette, ReplayServer, cassette_names, load_or_skip, replay_server  # noqa: E402
 from tests.trace_checks import only_trace  # noqa: E402
 
 from tracekit.testing import Capture  # noqa: E402
@@ -565,9 +565,6 @@ def test_vertex_ai_stream_with_thinking(traced: Capture, mode: str):
 
 def test_every_gemini_cassette_is_replayed_here():
     """A new cassette in tests/cassettes/gemini/ needs a test in this file."""
-    from tests.replay import require_cassettes
-
-    folder = require_cassettes() / "gemini"
     covered = {
         "generate_content_404_model_not_found_parsed_body.yaml",
         "generate_content_basic.yaml",
@@ -578,4 +575,4 @@ def test_every_gemini_cassette_is_replayed_here():
         "stream_generate_content_thinking_code_execution_tokens.yaml",
         "vertexai_stream_generate_content_thinking.yaml",
     }
-    assert {p.name for p in folder.glob("*.yaml")} == covered
+    assert cassette_names("gemini") == covered

@@ -27,7 +27,13 @@ langchain_openai = pytest.importorskip("langchain_openai")
 from langchain_core.messages import AIMessageChunk  # noqa: E402
 from langchain_core.prompts import ChatPromptTemplate  # noqa: E402
 from langchain_core.tools import tool  # noqa: E402
-from tests.replay import CASSETTES, Cassette, ReplayServer, load_or_skip, replay_server  # noqa: E402
+from tests.replay import (  # noqa: E402
+    Cassette,
+    ReplayServer,
+    cassette_names,
+    load_or_skip,
+    replay_server,
+)
 
 import tracekit  # noqa: E402
 import tracekit.langchain  # noqa: E402
@@ -92,10 +98,7 @@ def provider(request: pytest.FixtureRequest, autolog: Callable[..., Capture]) ->
 
 
 def test_every_langchain_cassette_is_replayed() -> None:
-    folder = CASSETTES / "langchain"
-    if not folder.is_dir():
-        pytest.skip(f"recorded cassettes not found at {folder}")
-    assert {p.name for p in folder.glob("*.yaml")} == set(CASES)
+    assert cassette_names("langchain") == set(CASES)
 
 
 # -- rebuilding the recorded call ---------------------------------------------------------

@@ -19,7 +19,7 @@ import pytest
 
 openai = pytest.importorskip("openai")
 
-from tests.replay import CASSETTES, Cassette, ReplayServer, load_or_skip, replay_server  # noqa: E402
+from tests.replay import Cassette, ReplayServer, cassette_names, load_or_skip, replay_server  # noqa: E402
 from tests.trace_checks import only_trace  # noqa: E402
 
 from tracekit.testing import Capture  # noqa: E402
@@ -188,10 +188,7 @@ def streamed_text(cassette: Cassette, key: str = "content") -> str:
 
 
 def test_every_openai_cassette_is_replayed() -> None:
-    folder = CASSETTES / "openai"
-    if not folder.is_dir():
-        pytest.skip(f"no cassettes at {folder}")
-    assert {p.name for p in folder.glob("*.yaml")} == COVERED
+    assert cassette_names("openai") == COVERED
 
 
 # -- chat completions ------------------------------------------------------------------
