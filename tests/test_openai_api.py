@@ -15,7 +15,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -62,13 +62,9 @@ SERVER = ScriptedServer  # the `server` fixture runs it (tests/conftest.py)
 
 
 @pytest.fixture
-def patched() -> Iterator[None]:
+def patched(integrations: Callable[..., None]) -> None:
     """Autolog on, for tests that set up their own capture."""
-    tracekit.openai.autolog()
-    try:
-        yield
-    finally:
-        integration.revert()
+    integrations(PROVIDER)
 
 
 def sync_client(server: FakeProviderServer, **kwargs: Any) -> Any:
