@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 from tests.fault_proxy import FaultProxy
-from tests.mlflow_server import MlflowServer, MlflowUnavailable, mlflow_python
-from tests.phoenix_server import PhoenixServer, PhoenixUnavailable, phoenix_python
+from tests.mlflow_server import MlflowServer, mlflow_python
+from tests.phoenix_server import PhoenixServer, phoenix_python
+from tests.venvs import python_or_skip
 
 from tracekit import _stats
 from tracekit._fake_server import FakeProviderServer
@@ -55,18 +56,24 @@ def _no_store_in_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.fixture
+def fresh_tracing() -> Iterator[None]:
+    """Every test configures its own pipeline; the last one is flushed and closed.
+    (A module of such tests: `pytestmark = [pytest.mark.usefixtures("fresh_tracing")]`.)"""
+    from tracekit import _state
+
+    _state.reset()
+    yield
+    _state.reset()
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     """A real `mlflow server` (its own virtualenv, SQLite store) for the whole session.
 
     Skipped when MLflow cannot be installed, except under CI, where that fails.
     """
-    try:
-        python = mlflow_python()
-    except MlflowUnavailable as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"MLflow is unavailable under CI: {e}")
-        pytest.skip(f"MLflow is unavailable (set CI=true to fail instead): {e}")
+    python = python_or_skip(mlflow_python, "MLflow")
     with MlflowServer(python, tmp_path_factory.mktemp("mlflow")) as server:
         yield server
 
@@ -84,12 +91,7 @@ def phoenix_server() -> Iterator[PhoenixServer]:
 
     Skipped when Phoenix cannot be installed, except under CI, where that fails.
     """
-    try:
-        python = phoenix_python()
-    except PhoenixUnavailable as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Phoenix is unavailable under CI: {e}")
-        pytest.skip(f"Phoenix is unavailable (set CI=true to fail instead): {e}")
+    python = python_or_skip(phoenix_python, "Phoenix")
     with PhoenixServer(python) as server:
         yield server
 
@@ -98,7 +100,38 @@ def phoenix_server() -> Iterator[PhoenixServer]:
 
 
 @pytest.fixture
-def traced(request: pytest.FixtureRequest, captured: Capture) -> Iterator[Capture]:
+def integrations() -> Iterator[Callable[..., None]]:
+    """`integrations("openai", "langchain")`: turn integrations on for this test, really
+    unpatched afterwards."""
+    reverts: list[Callable[[], None]] = []
+
+    def on(*names: str) -> None:
+        for name in names:
+            importlib.import_module(f"tracekit.{name}").autolog()
+            module = importlib.import_module(f"tracekit.integrations.{name}")
+            reverts.append(module.integration.revert)
+
+    try:
+        yield on
+    finally:
+        for revert in reverts:
+            revert()
+
+
+@pytest.fixture
+def autolog(captured: Capture, integrations: Callable[..., None]) -> Callable[..., Capture]:
+    """`autolog("openai", "langchain")`: `integrations`, traced into the test's capture,
+    which it returns."""
+
+    def on(*names: str) -> Capture:
+        integrations(*names)
+        return captured
+
+    return on
+
+
+@pytest.fixture
+def traced(request: pytest.FixtureRequest, autolog: Callable[..., Capture]) -> Capture:
     """The test's provider autologged for one test, really unpatched afterwards.
 
     The provider is the `adapter` parameter's (tests/contract) or the module's PROVIDER.
@@ -107,11 +140,23 @@ def traced(request: pytest.FixtureRequest, captured: Capture) -> Iterator[Captur
         name = request.getfixturevalue("adapter").provider
     else:
         name = request.module.PROVIDER
-    importlib.import_module(f"tracekit.{name}").autolog()
-    try:
-        yield captured
-    finally:
-        importlib.import_module(f"tracekit.integrations.{name}").integration.revert()
+    return autolog(name)
+
+
+@pytest.fixture
+def server(
+    request: pytest.FixtureRequest, fake_servers: Callable[..., FakeProviderServer]
+) -> FakeProviderServer:
+    """A fake provider server shared by the session, its request log emptied for the test:
+    of the `adapter` parameter's server_class (tests/contract), the module's SERVER, or
+    FakeProviderServer."""
+    if "adapter" in request.fixturenames:
+        cls = request.getfixturevalue("adapter").server_class
+    else:
+        cls = getattr(request.module, "SERVER", FakeProviderServer)
+    fake = fake_servers(cls)
+    fake.requests.clear()
+    return fake
 
 
 @pytest.fixture

@@ -312,6 +312,11 @@ def require_cassettes() -> Path:
     return CASSETTES
 
 
+def cassette_names(provider: str) -> set[str]:
+    """The file names in ``CASSETTES / provider`` (each must have a test replaying it)."""
+    return {p.name for p in (require_cassettes() / provider).glob("*.yaml")}
+
+
 def load_or_skip(relpath: str | Path) -> Cassette:
     """Load ``CASSETTES / relpath``, skipping when the folder is not there."""
     return Cassette.load(require_cassettes() / relpath)

@@ -10,27 +10,23 @@ import json
 import subprocess
 import textwrap
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from tests.child import run_python
 from tests.mlflow_server import MlflowServer, _clean_env, create_experiment, read_traces
 
 import tracekit
 from tracekit import _state
 
-pytestmark = pytest.mark.timeout(600)  # the first use of `mlflow_server` may build its venv
+pytestmark = [
+    pytest.mark.timeout(600),  # the first use of `mlflow_server` may build its venv
+    pytest.mark.usefixtures("fresh_tracing"),
+]
 
 PRICES = {"my-endpoint": {"input_mtok": 2.0, "output_mtok": 10.0}}
 USAGE = {"input_tokens": 1000, "output_tokens": 200, "total_tokens": 1200}
 ONE_CALL = {"input_cost": 0.002, "output_cost": 0.002, "total_cost": 0.004}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_tracing() -> Iterator[None]:
-    _state.reset()
-    yield
-    _state.reset()
 
 
 def unique(prefix: str) -> str:
@@ -389,7 +385,6 @@ def test_databricks_reads_and_takes_feedback(
 def test_a_script_that_exits_at_once_delivers_its_feedback(
     mlflow_server: MlflowServer, tmp_path: Any
 ) -> None:
-    import sys
 
     experiment_id = create_experiment(mlflow_server.url, unique("exit"))
     tracekit.configure(
@@ -407,10 +402,7 @@ def test_a_script_that_exits_at_once_delivers_its_feedback(
     )
     env = _clean_env()
     env.pop("TRACEKIT_TESTING", None)
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_python(script, env=env)
     assert done.stderr == ""
     assert stored_count(mlflow_server.url, trace_id) == 1  # delivered before the exit
     assert not list((tmp_path / "assessments").rglob("*.jsonl*"))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,11 +29,18 @@ from anthropic.lib.streaming._beta_messages import (  # noqa: E402
     BetaAsyncMessageStream,
     BetaMessageStream,
 )
-from tests.replay import CASSETTES, Cassette, ReplayServer, load_or_skip, replay_server  # noqa: E402
+from tests.contract.adapters import AnthropicMessages  # noqa: E402
+from tests.replay import (  # noqa: E402
+    Cassette,
+    ReplayServer,
+    cassette_names,
+    load_or_skip,
+    replay_server,
+)
 
-import tracekit.anthropic  # noqa: E402
-from tracekit.integrations.anthropic import integration  # noqa: E402
 from tracekit.testing import Capture  # noqa: E402
+
+PROVIDER = "anthropic"  # the `traced` fixture autologs it (tests/conftest.py)
 
 # Every file in tests/cassettes/anthropic/ (a new one must get a test).
 COVERED = {
@@ -63,17 +69,9 @@ STREAM_WAYS = [
 ]
 
 
-@pytest.fixture
-def traced(captured: Capture) -> Iterator[Capture]:
-    """Anthropic autolog on for one test, really unpatched afterwards."""
-    tracekit.anthropic.autolog()
-    try:
-        yield captured
-    finally:
-        integration.revert()
-
-
 # -- calling the SDK -------------------------------------------------------------------
+
+MESSAGES = AnthropicMessages(helper=False)  # its clients (tests/contract/adapters.py)
 
 
 @dataclass
@@ -101,17 +99,13 @@ def replay(
     calls: list[Call] = []
     with replay_server(cassette) as server:
         if mode == "sync":
-            with anthropic.Anthropic(
-                api_key="test", base_url=server.base_url, max_retries=0
-            ) as client:
+            with MESSAGES.sync_client(server, "test") as client:
                 for request in requests:
                     calls.append(_sync_call(_resource(client, beta), request, how, beta))
         else:
 
             async def main() -> None:
-                async with anthropic.AsyncAnthropic(
-                    api_key="test", base_url=server.base_url, max_retries=0
-                ) as client:
+                async with MESSAGES.async_client(server, "test") as client:
                     for request in requests:
                         calls.append(await _async_call(_resource(client, beta), request, how, beta))
 
@@ -316,10 +310,7 @@ def text_of(span: dict[str, Any]) -> str:
 
 
 def test_every_anthropic_cassette_is_replayed() -> None:
-    folder = CASSETTES / "anthropic"
-    if not folder.is_dir():
-        pytest.skip(f"no cassettes at {folder}")
-    assert {p.name for p in folder.glob("*.yaml")} == COVERED
+    assert cassette_names("anthropic") == COVERED
 
 
 @pytest.mark.parametrize("mode", MODES)

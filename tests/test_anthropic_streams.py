@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,46 +26,33 @@ from anthropic.lib.streaming import (  # noqa: E402
     MessageStream,
     MessageStreamManager,
 )
+from tests.contract.adapters import ANSWER, QUESTION, AnthropicMessages  # noqa: E402
 from tests.contract.anthropic_server import REQUEST_ID, IdServer  # noqa: E402
-from tests.contract.checks import only_span  # noqa: E402
+from tests.trace_checks import only_span  # noqa: E402
 
 import tracekit  # noqa: E402
 from tracekit._fake_server import FakeProviderServer  # noqa: E402
 from tracekit.testing import Capture  # noqa: E402
 
+SERVER = IdServer  # the `server` fixture runs it (tests/conftest.py)
+
 PROVIDER = "anthropic"  # for the `traced` fixture
-MODEL = "fake-claude"
-QUESTION = "hello there"
-ANSWER = "You asked: hello there"
+# The contract suite's adapter: its client, its fake answer's usage and text.
+MESSAGES_ADAPTER = AnthropicMessages(helper=False)
+MODEL = MESSAGES_ADAPTER.model
 MESSAGES = [{"role": "user", "content": QUESTION}]
-KWARGS: dict[str, Any] = {"model": MODEL, "max_tokens": 64, "messages": MESSAGES}
-# The fake server's figures for MESSAGES: 5 input tokens, 4 output tokens (4 words).
-USAGE = {
-    "input_tokens": 5,
-    "output_tokens": 4,
-    "total_tokens": 9,
-    "cache_read_input_tokens": 0,
-    "cache_creation_input_tokens": 0,
-}
-RAW_EVENTS = 9  # raw SSE events for ANSWER
-
-
-@pytest.fixture
-def server(fake_servers: Callable[..., FakeProviderServer]) -> FakeProviderServer:
-    return fake_servers(IdServer)
+KWARGS: dict[str, Any] = MESSAGES_ADAPTER.kwargs(QUESTION, MODEL, {})
+USAGE = MESSAGES_ADAPTER.usage  # the fake server's figures for MESSAGES
+RAW_EVENTS = MESSAGES_ADAPTER.full_chunks  # raw SSE events for ANSWER
+text_of = MESSAGES_ADAPTER.text_of
 
 
 def sync_client(server: FakeProviderServer) -> Any:
-    return anthropic.Anthropic(api_key="test", base_url=server.base_url, max_retries=0)
+    return MESSAGES_ADAPTER.sync_client(server, "test")
 
 
 def async_client(server: FakeProviderServer) -> Any:
-    return anthropic.AsyncAnthropic(api_key="test", base_url=server.base_url, max_retries=0)
-
-
-def text_of(span: dict[str, Any]) -> str:
-    content = (span["outputs"] or {}).get("content") or []
-    return "".join(b.get("text", "") for b in content if b.get("type") == "text")
+    return MESSAGES_ADAPTER.async_client(server, "test")
 
 
 def test_helper_span_outputs_do_not_change_after_it_ended(

@@ -48,12 +48,6 @@ def _registry_object(spec: IntegrationSpec) -> BaseIntegration:
     return found
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeProviderServer]:
-    with FakeProviderServer() as fake:
-        yield fake
-
-
 @pytest.fixture
 def autologged(captured: Capture) -> Iterator[Capture]:
     """`tracekit.autolog()` for one test; every integration really unpatched afterwards."""

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.child import run_command
 from tests.replay import load_or_skip, replay_server
 
 from tracekit import _store
@@ -126,9 +127,7 @@ def _write(tmp_path: Path, plan: dict[str, Any], only: tuple[str, ...]) -> tuple
 
 
 def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        args, env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=False
-    )
+    return run_command(args, env=env, cwd=cwd, timeout=120, returncode=None)
 
 
 def _usage(span: dict[str, Any]) -> tuple[int, int]:

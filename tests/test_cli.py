@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.child import run_command, run_python
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("tracekit")
 DURATION = re.compile(r"\d+ µs|\d+\.\d ms|\d+\.\d\d s")
@@ -109,17 +110,7 @@ def child_env(tracking_uri: str | None = None) -> dict[str, str]:
 
 def run_traced(code: str, cwd: Path, tracking_uri: str | None) -> str:
     """Run a traced program in a fresh interpreter; return its stdout."""
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        cwd=cwd,
-        env=child_env(tracking_uri),
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = run_python(textwrap.dedent(code), cwd=cwd, env=child_env(tracking_uri))
     assert proc.stderr == "", proc.stderr
     return proc.stdout
 
@@ -137,16 +128,7 @@ def cli(
         command = [str(CONSOLE_SCRIPT), *args]
     else:
         command = [sys.executable, "-m", "tracekit", *args]
-    proc = subprocess.run(
-        command,
-        cwd=cwd,
-        env=child_env(tracking_uri),
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=60,
-        check=False,
-    )
+    proc = run_command(command, cwd=cwd, env=child_env(tracking_uri), returncode=None)
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc
 
@@ -820,16 +802,8 @@ def test_wrong_shaped_records_do_not_crash(tmp_path: Path, bad: str) -> None:
     good = trace_record("1111" * 8, [span("1" * 16, None, "good", "CHAIN", T0, T0 + 2 * MS)])
     write_lines(store / "traces.jsonl", [good, bad])
     for args in (["ls"], ["ls", "--json"], ["show", "1111"], ["show", "1111", "--json"]):
-        proc = subprocess.run(
-            [sys.executable, "-m", "tracekit", *args, "--store", str(store)],
-            cwd=tmp_path,
-            env=child_env(),
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            timeout=60,
-            check=False,
-        )
+        command = [sys.executable, "-m", "tracekit", *args, "--store", str(store)]
+        proc = run_command(command, cwd=tmp_path, env=child_env(), returncode=None)
         assert "Traceback" not in proc.stderr, (args, proc.stderr)
         assert proc.returncode == 0, (args, proc.stderr)
         assert "1111" * 8 in proc.stdout, args

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import random
-import subprocess
 import sys
 import textwrap
 import time
@@ -16,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from tests.child import run_python
 
 import tracekit
 from tracekit import _config, _runtime, _state
@@ -243,16 +243,7 @@ def test_bad_environment_never_breaks_import(tmp_path):
         print(tracekit.flush(5))
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_python(code, cwd=tmp_path, env=env)
     assert done.stdout.split() == ["2", "True"]
     for var in ("TRACEKIT_SAMPLING_RATIO", "TRACEKIT_ENABLED", "TRACEKIT_EXPORT_INTERVAL"):
         assert var in done.stderr

@@ -5,51 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from functools import partial
 from typing import Any
 
 import pytest
+from tests import trace_checks
+from tests.trace_checks import assert_complete, by_name
 
 import tracekit
 from tracekit.testing import Capture
 
-
-def tree(record: dict[str, Any]) -> tuple[Any, ...]:
-    """The span tree of a trace record as nested `(name, [children...])`.
-
-    Children are ordered by start time (then span id). Every span must belong
-    to the tree: exactly one root, every parent id names a span of the trace.
-    """
-    spans = record["spans"]
-    ids = [s["span_id"] for s in spans]
-    assert len(ids) == len(set(ids)), f"duplicate span ids in {ids}"
-    roots = [s for s in spans if s["parent_id"] is None]
-    assert len(roots) == 1, f"expected one root, got {[s['name'] for s in roots]}"
-    children: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for span in spans:
-        if span["parent_id"] is not None:
-            assert span["parent_id"] in ids, f"{span['name']} has a parent outside its trace"
-            children[span["parent_id"]].append(span)
-
-    def node(span: dict[str, Any]) -> tuple[Any, ...]:
-        kids = sorted(children[span["span_id"]], key=lambda s: (s["start_time_ns"], s["span_id"]))
-        return (span["name"], [node(k) for k in kids])
-
-    return node(roots[0])
-
-
-def by_name(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    spans = {s["name"]: s for s in record["spans"]}
-    assert len(spans) == len(record["spans"]), "span names are not unique in this trace"
-    return spans
-
-
-def assert_complete(record: dict[str, Any]) -> None:
-    """Every span ended by the code (not force-ended), the trace not marked incomplete."""
-    assert "tracekit.incomplete" not in record["metadata"], record["metadata"]
-    for span in record["spans"]:
-        assert span["end_time_ns"] is not None, span["name"]
-        assert span["end_time_ns"] >= span["start_time_ns"], span["name"]
-        assert "tracekit.force_ended" not in span["attributes"], span["name"]
+tree = partial(trace_checks.tree, by_start=True)  # children in start order
 
 
 def current_name() -> str | None:

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.child import run_command
+
 DURATION = r"(?:\d+ µs|\d+\.\d ms|\d+\.\d\d s)"
 TOKENS = r"tokens in=(\d+) out=(\d+) total=(\d+)"
 QUESTION = "When will I get my refund for order A-1001?"
@@ -30,16 +32,7 @@ def child_env() -> dict[str, str]:
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=cwd,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=60,
-        check=False,
-    )
+    return run_command([sys.executable, *args], cwd=cwd, env=child_env(), returncode=None)
 
 
 def test_demo(tmp_path: Path) -> None:

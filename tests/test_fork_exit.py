@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
-from collections import Counter, defaultdict
+from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests import trace_checks
+from tests.child import run_python
+from tests.trace_checks import assert_complete
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+
+# A fragment exported by a child process: its root has a parent from the parent process.
+tree = partial(trace_checks.tree, fragment=True)
 
 # Shared by every script: a traced function with a nested span.
 PRELUDE = """
@@ -48,15 +53,7 @@ def run(
         TRACEKIT_EXPORT_INTERVAL="3600",
         **(env or {}),
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == returncode, proc.stderr
+    proc = run_python(PRELUDE + textwrap.dedent(code), env=full_env, returncode=returncode)
     assert "internal error" not in proc.stderr, proc.stderr
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
 
@@ -70,28 +67,6 @@ def read_store(store: Path) -> list[dict[str, Any]]:
     return records
 
 
-def tree(record: dict[str, Any]) -> tuple[Any, ...]:
-    """The span tree as nested `(name, [children...])`, children sorted.
-
-    The root is the span whose parent is not in the record (a fragment's root
-    has a `parent_id` from another process). Checks unique span ids and one root.
-    """
-    spans = record["spans"]
-    ids = {s["span_id"] for s in spans}
-    assert len(ids) == len(spans), "duplicate span ids"
-    roots = [s for s in spans if s["parent_id"] not in ids]
-    assert len(roots) == 1, f"expected one root, got {[s['name'] for s in roots]}"
-    children: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for span in spans:
-        if span["parent_id"] in ids:
-            children[span["parent_id"]].append(span)
-
-    def node(span: dict[str, Any]) -> tuple[Any, ...]:
-        return (span["name"], sorted((node(k) for k in children[span["span_id"]]), key=repr))
-
-    return node(roots[0])
-
-
 WORK = ("work", [("work.inner", [])])
 
 
@@ -103,13 +78,6 @@ def work_key(record: dict[str, Any]) -> tuple[str, int]:
     assert inner["parent_id"] == root["span_id"]
     assert root["inputs"] == {"who": inner["inputs"]["who"], "n": inner["inputs"]["n"]}
     return (root["inputs"]["who"], root["inputs"]["n"])
-
-
-def assert_complete(record: dict[str, Any]) -> None:
-    assert "tracekit.incomplete" not in record["metadata"], record["metadata"]
-    for span in record["spans"]:
-        assert span["end_time_ns"] is not None, span["name"]
-        assert "tracekit.force_ended" not in span["attributes"], span["name"]
 
 
 def all_ids(records: list[dict[str, Any]]) -> tuple[list[str], list[str]]:

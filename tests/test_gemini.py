@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,46 +22,18 @@ import pytest
 genai = pytest.importorskip("google.genai")
 
 from google.genai import errors, types  # noqa: E402
-from tests.replay import Cassette, ReplayServer, load_or_skip, replay_server  # noqa: E402
+from tests.contract.adapters import GeminiStream  # noqa: E402
+from tests.replay import Cassette, ReplayServer, cassette_names, load_or_skip, replay_server  # noqa: E402
+from tests.trace_checks import only_trace  # noqa: E402
 
-import tracekit  # noqa: E402
-import tracekit.gemini  # noqa: E402
-from tracekit.integrations.gemini import integration  # noqa: E402
 from tracekit.testing import Capture  # noqa: E402
+
+PROVIDER = "gemini"  # the `traced` fixture autologs it (tests/conftest.py)
 
 MODES = ["sync", "aio"]
 
 
-@pytest.fixture
-def traced(captured: Capture) -> Iterator[Capture]:
-    """Gemini autolog on for one test, really unpatched afterwards."""
-    tracekit.gemini.autolog()
-    try:
-        yield captured
-    finally:
-        integration.revert()
-
-
 # -- helpers ---------------------------------------------------------------------------
-
-
-def gemini_client(server: ReplayServer) -> Any:
-    return genai.Client(
-        api_key="test-key",
-        http_options=types.HttpOptions(base_url=server.base_url, api_version="v1beta"),
-    )
-
-
-def vertex_client(server: ReplayServer) -> Any:
-    from google.oauth2.credentials import Credentials
-
-    return genai.Client(
-        vertexai=True,
-        project="test-project",
-        location="test-location",
-        credentials=Credentials(token="test-token"),  # noqa: S106 - not a secret
-        http_options=types.HttpOptions(base_url=server.base_url),
-    )
 
 
 def run(mode: str, client: Any, method: str, **kwargs: Any) -> Any:
@@ -84,14 +55,6 @@ def stream(mode: str, client: Any, **kwargs: Any) -> list[Any]:
         return chunks
 
     return asyncio.run(go())
-
-
-def only_span(captured: Capture) -> tuple[dict[str, Any], dict[str, Any]]:
-    traces = captured.traces
-    assert len(traces) == 1, [t["name"] for t in traces]
-    spans = traces[0]["spans"]
-    assert len(spans) == 1, [s["name"] for s in spans]  # one call, one span
-    return traces[0], spans[0]
 
 
 def part_kinds(span: dict[str, Any]) -> list[str]:
@@ -149,7 +112,7 @@ def test_generate_content_basic(traced: Capture, mode: str):
     with replay_server(cassette) as server:
         response = run(
             mode,
-            gemini_client(server),
+            GeminiStream.client(server),
             "generate_content",
             model="gemini-2.0-flash",
             contents=contents,
@@ -161,7 +124,7 @@ def test_generate_content_basic(traced: Capture, mode: str):
     assert isinstance(response, types.GenerateContentResponse)  # the caller's object
     assert response.text == recorded_text(cassette)
 
-    record, span = only_span(traced)
+    record, span = only_trace(traced)
     assert span["name"] == "generate_content gemini-2.0-flash"
     assert span["span_type"] == "CHAT_MODEL"
     assert span["status"] == {"code": "OK", "message": ""}
@@ -209,7 +172,7 @@ def test_generate_content_function_call(traced: Capture, mode: str):
     with replay_server(cassette) as server:
         response = run(
             mode,
-            gemini_client(server),
+            GeminiStream.client(server),
             "generate_content",
             model="gemini-2.0-flash",
             contents="What's the weather like in San Francisco?",
@@ -220,7 +183,7 @@ def test_generate_content_function_call(traced: Capture, mode: str):
         played_cleanly(server)
     assert response.function_calls[0].name == "get_weather"
 
-    record, span = only_span(traced)  # no automatic function calling: one span
+    record, span = only_trace(traced)  # no automatic function calling: one span
     assert span["name"] == "generate_content gemini-2.0-flash"
     assert span["span_type"] == "CHAT_MODEL"
     assert span["status"]["code"] == "OK"
@@ -244,7 +207,7 @@ def test_generate_content_thinking_and_code_execution_tokens(traced: Capture, mo
     with replay_server(cassette) as server:
         response = run(
             mode,
-            gemini_client(server),
+            GeminiStream.client(server),
             "generate_content",
             model="gemini-2.5-flash",
             contents=cassette.request_json(0)["contents"][0]["parts"][0]["text"],
@@ -255,7 +218,7 @@ def test_generate_content_thinking_and_code_execution_tokens(traced: Capture, mo
         played_cleanly(server)
     assert response.usage_metadata.total_token_count == 1196
 
-    record, span = only_span(traced)
+    record, span = only_trace(traced)
     assert span["name"] == "generate_content gemini-2.5-flash"
     assert span["status"]["code"] == "OK"
     # prompt 32 + tool-use prompt 720; candidates 341 + thoughts 103; total as sent.
@@ -310,7 +273,7 @@ def test_automatic_function_calling_nests_model_calls_and_the_tool(traced: Captu
     with replay_server(cassette) as server:
         response = run(
             mode,
-            gemini_client(server),
+            GeminiStream.client(server),
             "generate_content",
             model="gemini-2.0-flash-001",
             contents=question,
@@ -416,7 +379,7 @@ def test_automatic_function_calling_in_a_stream_counts_both_model_calls(traced: 
     the tool: the trace must count both calls' usage and show the tool."""
     cassette = as_sse(load_or_skip("gemini/generate_content_two_calls_gzip.yaml"))
     with replay_server(cassette) as server:
-        client = gemini_client(server)
+        client = GeminiStream.client(server)
         chunks = list(
             client.models.generate_content_stream(
                 model="gemini-2.0-flash-001",
@@ -441,7 +404,7 @@ def test_404_reaches_the_caller_unchanged_and_the_span_is_an_error(traced: Captu
     with replay_server(cassette) as server, pytest.raises(errors.ClientError) as info:
         run(
             mode,
-            gemini_client(server),
+            GeminiStream.client(server),
             "generate_content",
             model="gemini-3.6-flahs",
             contents="hello",
@@ -451,7 +414,7 @@ def test_404_reaches_the_caller_unchanged_and_the_span_is_an_error(traced: Captu
     assert info.value.code == 404
     assert info.value.status == "NOT_FOUND"
 
-    record, span = only_span(traced)
+    record, span = only_trace(traced)
     assert record["status"] == "ERROR"
     assert span["name"] == "generate_content gemini-3.6-flahs"
     assert span["status"]["code"] == "ERROR"
@@ -471,7 +434,7 @@ def test_404_reaches_the_caller_unchanged_and_the_span_is_an_error(traced: Captu
 
 
 def stream_span(captured: Capture, chunks: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    record, span = only_span(captured)
+    record, span = only_trace(captured)
     assert span["span_type"] == "CHAT_MODEL"
     assert span["status"] == {"code": "OK", "message": ""}
     assert span["attributes"]["tracekit.stream"] is True
@@ -487,7 +450,7 @@ def test_stream_takes_the_last_cumulative_usage(traced: Capture, mode: str):
     with replay_server(cassette) as server:
         chunks = stream(
             mode,
-            gemini_client(server),
+            GeminiStream.client(server),
             model="gemini-2.0-flash",
             contents="Tell me a short story about a cat.",
         )
@@ -524,7 +487,7 @@ def test_stream_with_thinking_and_code_execution_tokens(traced: Capture, mode: s
     with replay_server(cassette) as server:
         chunks = stream(
             mode,
-            gemini_client(server),
+            GeminiStream.client(server),
             model="gemini-2.5-flash",
             contents=cassette.request_json(0)["contents"][0]["parts"][0]["text"],
             config=types.GenerateContentConfig(
@@ -570,7 +533,7 @@ def test_vertex_ai_stream_with_thinking(traced: Capture, mode: str):
     with replay_server(cassette) as server:
         chunks = stream(
             mode,
-            vertex_client(server),
+            GeminiStream.client(server, vertex=True),
             model="gemini-2.5-flash",
             contents="Create a poem about Open Telemetry.",
         )
@@ -602,9 +565,6 @@ def test_vertex_ai_stream_with_thinking(traced: Capture, mode: str):
 
 def test_every_gemini_cassette_is_replayed_here():
     """A new cassette in tests/cassettes/gemini/ needs a test in this file."""
-    from tests.replay import require_cassettes
-
-    folder = require_cassettes() / "gemini"
     covered = {
         "generate_content_404_model_not_found_parsed_body.yaml",
         "generate_content_basic.yaml",
@@ -615,4 +575,4 @@ def test_every_gemini_cassette_is_replayed_here():
         "stream_generate_content_thinking_code_execution_tokens.yaml",
         "vertexai_stream_generate_content_thinking.yaml",
     }
-    assert {p.name for p in folder.glob("*.yaml")} == covered
+    assert cassette_names("gemini") == covered

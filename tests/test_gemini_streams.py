@@ -23,7 +23,6 @@ import asyncio
 import json
 import types as pytypes
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -32,12 +31,15 @@ genai = pytest.importorskip("google.genai")
 
 import pydantic  # noqa: E402
 from google.genai import errors, types  # noqa: E402
-from tests.contract.checks import only_span  # noqa: E402
+from tests.contract.adapters import GeminiStream  # noqa: E402
 from tests.contract.gemini_server import EMBED_DIMS, GeminiServer  # noqa: E402
+from tests.trace_checks import only_span  # noqa: E402
 
 import tracekit  # noqa: E402
 from tracekit._fake_server import FakeProviderServer  # noqa: E402
 from tracekit.testing import Capture  # noqa: E402
+
+SERVER = GeminiServer  # the `server` fixture runs it (tests/conftest.py)
 
 PROVIDER = "gemini"  # for the `traced` fixture
 MODEL = "fake-gemini"
@@ -46,18 +48,6 @@ QUESTION = "hello there"
 ANSWER = "You asked: hello there"
 WORDS = ["You ", "asked: ", "hello ", "there"]  # the streamed chunks of ANSWER
 USAGE = {"input_tokens": 2, "output_tokens": 4, "total_tokens": 6}
-
-
-@pytest.fixture
-def server(fake_servers: Callable[..., FakeProviderServer]) -> FakeProviderServer:
-    return fake_servers(GeminiServer)
-
-
-def make_client(server: FakeProviderServer, api_key: str = "test-key") -> Any:
-    return genai.Client(
-        api_key=api_key,
-        http_options=types.HttpOptions(base_url=server.base_url, api_version="v1beta"),
-    )
 
 
 def parts_of(span: dict[str, Any]) -> list[dict[str, Any]]:
@@ -72,7 +62,9 @@ def text_of(span: dict[str, Any]) -> str:
 
 
 def test_generate_content(traced: Capture, server: FakeProviderServer, finishes: Counter[str]):
-    client = make_client(server)  # kept: a collected genai.Client closes its connection pool
+    client = GeminiStream.client(
+        server
+    )  # kept: a collected genai.Client closes its connection pool
     response = client.models.generate_content(model=MODEL, contents=QUESTION)
     assert isinstance(response, types.GenerateContentResponse)
     assert response.text == ANSWER
@@ -103,7 +95,7 @@ def test_request_parameters_become_attributes(traced: Capture, server: FakeProvi
     config = types.GenerateContentConfig(
         temperature=0.2, top_p=0.9, top_k=20, max_output_tokens=64, stop_sequences=["\n\n"], seed=7
     )
-    client = make_client(server)
+    client = GeminiStream.client(server)
     client.models.generate_content(model=f"models/{MODEL}", contents=QUESTION, config=config)
     span = only_span(traced)
     assert span["name"] == SPAN_NAME  # "models/" is not part of the model's name
@@ -119,7 +111,7 @@ def test_request_parameters_become_attributes(traced: Capture, server: FakeProvi
 
 
 def test_aio_generate_content(traced: Capture, server: FakeProviderServer, finishes: Counter[str]):
-    client = make_client(server)
+    client = GeminiStream.client(server)
 
     async def main() -> Any:
         return await client.aio.models.generate_content(model=MODEL, contents=QUESTION)
@@ -135,7 +127,7 @@ def test_aio_generate_content(traced: Capture, server: FakeProviderServer, finis
 
 
 def test_generate_content_error_reaches_the_caller(traced: Capture, server: FakeProviderServer):
-    client = make_client(server)
+    client = GeminiStream.client(server)
     with pytest.raises(errors.ClientError) as info:
         client.models.generate_content(model="missing-model", contents=QUESTION)
     assert type(info.value) is errors.ClientError
@@ -150,7 +142,7 @@ def test_generate_content_error_reaches_the_caller(traced: Capture, server: Fake
 
 
 def test_streams_are_the_sdks_own_objects(traced: Capture, server: FakeProviderServer):
-    client = make_client(server)
+    client = GeminiStream.client(server)
     stream = client.models.generate_content_stream(model=MODEL, contents=QUESTION)
     assert isinstance(stream, pytypes.GeneratorType)
     chunks = list(stream)
@@ -167,7 +159,7 @@ def test_streams_are_the_sdks_own_objects(traced: Capture, server: FakeProviderS
 
 
 def test_stream_keeps_thought_parts_separate(traced: Capture, server: FakeProviderServer):
-    client = make_client(server)
+    client = GeminiStream.client(server)
     chunks = list(client.models.generate_content_stream(model="fake-thinker", contents=QUESTION))
     assert len(chunks) == 4
     span = only_span(traced)
@@ -188,7 +180,7 @@ def test_stream_keeps_thought_parts_separate(traced: Capture, server: FakeProvid
 
 
 def test_stream_records_function_call_parts(traced: Capture, server: FakeProviderServer):
-    client = make_client(server)
+    client = GeminiStream.client(server)
     chunks = list(client.models.generate_content_stream(model="fake-caller", contents=QUESTION))
     assert chunks[-1].function_calls[0].name == "lookup"
     (record,) = traced.traces
@@ -223,7 +215,7 @@ SECOND_USAGE = {"input_tokens": 8, "output_tokens": 4, "total_tokens": 12}
 
 
 def test_chat_send_message_one_span_per_message(traced: Capture, server: FakeProviderServer):
-    client = make_client(server)
+    client = GeminiStream.client(server)
     chat = client.chats.create(model=MODEL)
 
     @tracekit.trace(name="conversation")
@@ -243,7 +235,7 @@ def test_chat_send_message_one_span_per_message(traced: Capture, server: FakePro
 
 
 def test_chat_send_message_stream_one_span_per_message(traced: Capture, server: FakeProviderServer):
-    client = make_client(server)
+    client = GeminiStream.client(server)
     chat = client.chats.create(model=MODEL)
 
     @tracekit.trace(name="conversation")
@@ -265,7 +257,7 @@ def test_chat_send_message_stream_one_span_per_message(traced: Capture, server: 
 
 
 def test_aio_chat_send_message_and_stream(traced: Capture, server: FakeProviderServer):
-    client = make_client(server)
+    client = GeminiStream.client(server)
     chat = client.aio.chats.create(model=MODEL)
 
     @tracekit.trace(name="conversation")
@@ -287,7 +279,7 @@ def test_aio_chat_send_message_and_stream(traced: Capture, server: FakeProviderS
 
 @pytest.mark.parametrize("mode", ["sync", "aio"])
 def test_embed_content(traced: Capture, server: FakeProviderServer, mode: str):
-    client = make_client(server)
+    client = GeminiStream.client(server)
     kwargs = {"model": "text-embedding-004", "contents": ["first text", "second text"]}
     if mode == "sync":
         response = client.models.embed_content(**kwargs)
@@ -310,7 +302,7 @@ def test_embed_content(traced: Capture, server: FakeProviderServer, mode: str):
 
 @pytest.mark.parametrize("mode", ["sync", "aio"])
 def test_count_tokens_records_outputs_only(traced: Capture, server: FakeProviderServer, mode: str):
-    client = make_client(server)
+    client = GeminiStream.client(server)
     kwargs = {"model": MODEL, "contents": "one two three four five"}
     if mode == "sync":
         response = client.models.count_tokens(**kwargs)
@@ -344,7 +336,7 @@ def test_pydantic_response_schema_serializes(
 ):
     settings = {"response_mime_type": "application/json", "response_schema": Recipe}
     config = settings if as_dict else types.GenerateContentConfig(**settings)
-    client = make_client(server)
+    client = GeminiStream.client(server)
     response = client.models.generate_content(model="fake-json", contents=QUESTION, config=config)
     assert response.parsed == Recipe(name="pancakes", minutes=20)
 
@@ -366,7 +358,7 @@ def test_pydantic_response_schema_in_a_stream_and_a_list(
     config = types.GenerateContentConfig(
         response_mime_type="application/json", response_schema=list[Recipe]
     )
-    client = make_client(server)
+    client = GeminiStream.client(server)
     list(client.models.generate_content_stream(model=MODEL, contents=QUESTION, config=config))
     (record,) = traced.traces
     json.dumps(record)

@@ -11,12 +11,11 @@ from __future__ import annotations
 import ast
 import json
 import os
-import subprocess
-import sys
 import textwrap
 from typing import Any
 
 import pytest
+from tests.child import run_python
 
 import tracekit
 
@@ -112,16 +111,7 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         TRACEKIT_TRACKING_URI=str(store),
         PYTHONPATH=os.pathsep.join(filter(None, [str(stubs), env.get("PYTHONPATH")])),
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(SCRIPT)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = run_python(textwrap.dedent(SCRIPT), cwd=cwd, env=env)
     assert proc.stderr == "", proc.stderr
     result: dict[str, Any] = ast.literal_eval(proc.stdout)
     result["stubs"] = stubs
@@ -132,15 +122,10 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_stand_ins_are_importable(fresh: dict[str, Any]) -> None:
     """The check below is meaningful: these modules would be found if imported."""
-    proc = subprocess.run(
-        [sys.executable, "-c", "import openai, google.genai, httpx; print(openai.STAND_IN)"],
+    proc = run_python(
+        "import openai, google.genai, httpx; print(openai.STAND_IN)",
         env=dict(os.environ, PYTHONPATH=str(fresh["stubs"])),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
-    assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "openai"
 
 
@@ -240,15 +225,8 @@ def test_autolog_patches_lazily_loaded_sdk_modules_when_they_load() -> None:
         print(before, type(create).__name__, hasattr(create, "__wrapped__"))
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={k: v for k, v in os.environ.items() if not k.startswith("TRACEKIT_AUTOLOG")},
-    )
-    assert done.returncode == 0, done.stderr
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEKIT_AUTOLOG")}
+    done = run_python(code, env=env, timeout=120)
     assert done.stdout.split() == ["False", "FunctionWrapper", "True"]
 
 

@@ -45,8 +45,9 @@ from tracekit._context import current_span
 from tracekit._fake_server import FakeProviderServer
 from tracekit._span import Span
 from tracekit.integrations.langchain import integration
-from tracekit.integrations.openai import integration as openai_integration
 from tracekit.testing import Capture
+
+PROVIDER = "langchain"  # the `traced` fixture autologs it (tests/conftest.py)
 
 # -- fixtures ---------------------------------------------------------------------------------
 
@@ -60,30 +61,10 @@ def _own_context() -> Iterator[None]:
 
 
 @pytest.fixture
-def traced(captured: Capture) -> Iterator[Capture]:
-    """LangChain autolog on for one test, really unpatched afterwards."""
-    tracekit.langchain.autolog()
-    try:
-        yield captured
-    finally:
-        integration.revert()
-
-
-@pytest.fixture
-def with_openai(traced: Capture) -> Iterator[Capture]:
+def with_openai(traced: Capture, autolog: Callable[..., Capture]) -> Capture:
     """LangChain and OpenAI autolog both on."""
     pytest.importorskip("openai")
-    tracekit.openai.autolog()
-    try:
-        yield traced
-    finally:
-        openai_integration.revert()
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeProviderServer]:
-    with FakeProviderServer() as fake:
-        yield fake
+    return autolog("openai")
 
 
 # -- fakes --------------------------------------------------------------------------------------

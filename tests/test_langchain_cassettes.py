@@ -15,7 +15,7 @@ tokens once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,13 @@ langchain_openai = pytest.importorskip("langchain_openai")
 from langchain_core.messages import AIMessageChunk  # noqa: E402
 from langchain_core.prompts import ChatPromptTemplate  # noqa: E402
 from langchain_core.tools import tool  # noqa: E402
-from tests.replay import CASSETTES, Cassette, ReplayServer, load_or_skip, replay_server  # noqa: E402
+from tests.replay import (  # noqa: E402
+    Cassette,
+    ReplayServer,
+    cassette_names,
+    load_or_skip,
+    replay_server,
+)
 
 import tracekit  # noqa: E402
 import tracekit.langchain  # noqa: E402
@@ -85,23 +91,14 @@ CASE_PARAMS = [
 
 
 @pytest.fixture(params=[False, True], ids=["langchain", "langchain+openai"])
-def provider(request: pytest.FixtureRequest, captured: Capture) -> Iterator[bool]:
+def provider(request: pytest.FixtureRequest, autolog: Callable[..., Capture]) -> bool:
     """LangChain autolog on (and OpenAI autolog too when the param is True)."""
-    tracekit.langchain.autolog()
-    if request.param:
-        tracekit.openai.autolog()
-    try:
-        yield request.param
-    finally:
-        langchain_integration.revert()
-        openai_integration.revert()
+    autolog("langchain", *(["openai"] if request.param else []))
+    return bool(request.param)
 
 
 def test_every_langchain_cassette_is_replayed() -> None:
-    folder = CASSETTES / "langchain"
-    if not folder.is_dir():
-        pytest.skip(f"recorded cassettes not found at {folder}")
-    assert {p.name for p in folder.glob("*.yaml")} == set(CASES)
+    assert cassette_names("langchain") == set(CASES)
 
 
 # -- rebuilding the recorded call ---------------------------------------------------------
@@ -292,10 +289,9 @@ def test_chatopenai_cassette(name: str, mode: str, provider: bool, captured: Cap
         assert [c["args"] for c in calls] == [{"a": 3, "b": 12}, {"a": 11, "b": 49}]
 
 
-def test_bind_tools_calls_run_as_tool_spans_in_one_trace(captured: Capture) -> None:
-    """The recorded parallel tool calls executed by the app: one trace, two TOOL spans
-    under the app's span, beside the model span; the usage is the model call's."""
-    cassette = load_or_skip("langchain/chatopenai_bind_tools_parallel_calls.yaml")
+def run_agent_step(cassette: Cassette, session: str | None = None) -> list[Any]:
+    """The app, with LangChain and OpenAI autolog on: an agent step (in `session`) that
+    asks the model and runs the tools it called; returns the tools' results."""
     tracekit.langchain.autolog()
     tracekit.openai.autolog()
     try:
@@ -304,6 +300,8 @@ def test_bind_tools_calls_run_as_tool_spans_in_one_trace(captured: Capture) -> N
 
             @tracekit.trace(span_type="AGENT")
             def agent_step() -> list[Any]:
+                if session is not None:
+                    tracekit.update_current_trace(session_id=session, user_id="u-7")
                 message = runnable.invoke(value)
                 return [TOOLS[call["name"]].invoke(call) for call in message.tool_calls]
 
@@ -312,7 +310,14 @@ def test_bind_tools_calls_run_as_tool_spans_in_one_trace(captured: Capture) -> N
     finally:
         langchain_integration.revert()
         openai_integration.revert()
+    return results
 
+
+def test_bind_tools_calls_run_as_tool_spans_in_one_trace(captured: Capture) -> None:
+    """The recorded parallel tool calls executed by the app: one trace, two TOOL spans
+    under the app's span, beside the model span; the usage is the model call's."""
+    cassette = load_or_skip("langchain/chatopenai_bind_tools_parallel_calls.yaml")
+    results = run_agent_step(cassette)
     assert [r.content for r in results] == ["36", "60"]
     record = captured.single()
     (root,) = _spans(record, "agent_step")

@@ -20,7 +20,7 @@ pytest.importorskip("langchain_openai")
 from tests.mlflow_server import MlflowServer, create_experiment, read_trace
 from tests.phoenix_server import PhoenixServer
 from tests.replay import load_or_skip, replay_server
-from tests.test_langchain_cassettes import TOOLS, runnable_and_input
+from tests.test_langchain_cassettes import run_agent_step, runnable_and_input
 from tests.test_phoenix_render import export
 
 import tracekit
@@ -29,7 +29,6 @@ import tracekit.openai
 from tracekit.exporters._http import HttpClient
 from tracekit.exporters.tracking import TrackingServerExporter
 from tracekit.integrations.langchain import integration as langchain_integration
-from tracekit.integrations.openai import integration as openai_integration
 from tracekit.testing import Capture
 
 pytestmark = pytest.mark.timeout(900)
@@ -41,24 +40,7 @@ TOTAL_TOKENS = 137  # the one model call's, as the provider reported it
 
 def agent_trace(captured: Capture, session: str) -> dict[str, Any]:
     """The app: an agent step that asks the model and runs the tools it called."""
-    cassette = load_or_skip(CASSETTE)
-    tracekit.langchain.autolog()
-    tracekit.openai.autolog()
-    try:
-        with replay_server(cassette, match_body=True) as server:
-            runnable, value = runnable_and_input(server, cassette)
-
-            @tracekit.trace(span_type="AGENT")
-            def agent_step() -> list[Any]:
-                tracekit.update_current_trace(session_id=session, user_id="u-7")
-                message = runnable.invoke(value)
-                return [TOOLS[call["name"]].invoke(call) for call in message.tool_calls]
-
-            agent_step()
-            assert server.unmatched == []
-    finally:
-        langchain_integration.revert()
-        openai_integration.revert()
+    run_agent_step(load_or_skip(CASSETTE), session)
     record = captured.single()
     # Both spans carry the call's usage; tracekit's own total counts it once.
     with_usage = [s["name"] for s in record["spans"] if s.get("token_usage")]

@@ -13,8 +13,6 @@ import base64
 import json
 import logging
 import os
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -26,9 +24,11 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from tests.child import run_python
 from tests.fault_proxy import FaultProxy
 from tests.mlflow_server import MlflowServer, create_experiment, read_trace, read_traces
 from tests.replay import Cassette, load_or_skip, replay_server
+from tests.trace_checks import by_name
 
 import tracekit
 from tracekit import _state
@@ -37,7 +37,7 @@ from tracekit.exporters.memory import InMemoryExporter
 from tracekit.exporters.tracking import TrackingServerExporter, trace_info
 
 # The first use of `mlflow_server` may build the MLflow virtualenv.
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.usefixtures("fresh_tracing")]
 
 START_TRACE = "/api/3.0/mlflow/traces"
 BATCH_GET_INFOS = "/api/3.0/mlflow/traces/batchGetInfos"
@@ -45,14 +45,6 @@ OTLP = "/v1/traces"
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _fresh_tracing() -> Iterator[None]:
-    """Every test configures its own pipeline; the last one is flushed and closed."""
-    _state.reset()
-    yield
-    _state.reset()
 
 
 def unique(prefix: str) -> str:
@@ -105,12 +97,6 @@ def assert_not_spooled(root: Path) -> None:
 
 def flush() -> None:
     assert tracekit.flush(30), "the pipeline did not flush in time"
-
-
-def by_name(trace: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    spans = {s["name"]: s for s in trace["spans"]}
-    assert len(spans) == len(trace["spans"]), "span names are not unique in this test"
-    return spans
 
 
 def record_spans(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -467,15 +453,7 @@ APP = textwrap.dedent(
 def run_app(tmp_path: Path, **env: str) -> str:
     """Run APP in a fresh interpreter whose environment holds only `env` (and PATH)."""
     clean = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "TRACEKIT_TESTING": "1"}
-    done = subprocess.run(
-        [sys.executable, "-c", APP],
-        env={**clean, **env},
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_python(APP, env={**clean, **env}, cwd=tmp_path)
     assert "tracekit:" not in done.stderr, done.stderr  # no warning: delivered, not spooled
     assert_not_spooled(tmp_path)
     return done.stdout.strip()

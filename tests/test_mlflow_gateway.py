@@ -16,26 +16,23 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.child import run_python
 from tests.mlflow_server import (
     MlflowServer,
-    MlflowUnavailable,
     create_experiment,
     mlflow_python,
     read_traces,
 )
-from tests.test_otlp_export import sample_records
+from tests.test_otlp_export import Received, Receiver, sample_records
+from tests.venvs import python_or_skip
 
 from tracekit._fake_server import FakeProviderServer
 from tracekit.exporters._http import HttpClient
@@ -164,12 +161,7 @@ class Gateway:
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    try:
-        python = mlflow_python()
-    except MlflowUnavailable as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"MLflow is unavailable under CI: {e}")
-        pytest.skip(f"MLflow is unavailable (set CI=true to fail instead): {e}")
+    python = python_or_skip(mlflow_python, "MLflow")
     workdir = tmp_path_factory.mktemp("mlflow-gateway")
     with (
         FakeProviderServer() as fake,
@@ -187,11 +179,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             TRACEKIT_EXPERIMENT_ID=gw.app_experiment,
             TRACEKIT_SPOOL_DIR=str(workdir / "spool"),
         )
-        done = subprocess.run(
-            [sys.executable, "-c", APP],
-            capture_output=True, text=True, timeout=300, env=env, cwd=workdir,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr[-3000:]
+        done = run_python(APP, env=env, cwd=workdir, timeout=300)
         gw.trace_ids = json.loads(done.stdout.splitlines()[-1])
         yield gw
 
@@ -275,41 +263,23 @@ def test_one_trace_in_the_configured_experiment_with_the_gateway_span_nested(
 # -- which traces get StartTraceV3: the server's answer, without MLflow ----------------------
 
 
-class InfoServer:
+class InfoServer(Receiver):
     """Answers 200 `{}` to every request but BatchGetTraceInfos, which gets `infos` (or 404
     when None, as a server without the endpoint); records the paths."""
 
     def __init__(self, infos: list[dict[str, Any]] | None) -> None:
-        self.paths: list[str] = []
-        server = self
+        def answer(request: Received) -> tuple[int, bytes]:
+            if not request.path.endswith("/batchGetInfos"):
+                return 200, b"{}"
+            if infos is None:
+                return 404, b'{"error_code": "ENDPOINT_NOT_FOUND"}'
+            return 200, json.dumps({"trace_infos": infos}).encode()
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        super().__init__(answer=answer)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                server.paths.append(self.path)
-                status, body = 200, b"{}"
-                if self.path.endswith("/batchGetInfos"):
-                    if infos is None:
-                        status, body = 404, b'{"error_code": "ENDPOINT_NOT_FOUND"}'
-                    else:
-                        body = json.dumps({"trace_infos": infos}).encode()
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    @property
+    def paths(self) -> list[str]:
+        return [r.path for r in self.received]
 
 
 def _info(trace_id: str, experiment_id: str) -> dict[str, Any]:

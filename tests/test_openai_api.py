@@ -14,10 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,11 +25,16 @@ import pytest
 openai = pytest.importorskip("openai")
 pydantic = pytest.importorskip("pydantic")
 
+from tests.child import run_python  # noqa: E402
+from tests.trace_checks import only_span  # noqa: E402
+
 import tracekit  # noqa: E402
 import tracekit.openai  # noqa: E402
 from tracekit._fake_server import FakeProviderServer  # noqa: E402
 from tracekit.integrations.openai import integration  # noqa: E402
 from tracekit.testing import Capture, capture  # noqa: E402
+
+PROVIDER = "openai"  # the `traced` fixture autologs it (tests/conftest.py)
 
 MODEL = "fake-mini"
 MESSAGES = [{"role": "user", "content": "hello there"}]
@@ -55,30 +58,13 @@ class ScriptedServer(FakeProviderServer):
         return super().answer(question, messages)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as fake:
-        yield fake
+SERVER = ScriptedServer  # the `server` fixture runs it (tests/conftest.py)
 
 
 @pytest.fixture
-def traced(captured: Capture) -> Iterator[Capture]:
-    """OpenAI autolog on for one test, really unpatched afterwards."""
-    tracekit.openai.autolog()
-    try:
-        yield captured
-    finally:
-        integration.revert()
-
-
-@pytest.fixture
-def patched() -> Iterator[None]:
+def patched(integrations: Callable[..., None]) -> None:
     """Autolog on, for tests that set up their own capture."""
-    tracekit.openai.autolog()
-    try:
-        yield
-    finally:
-        integration.revert()
+    integrations(PROVIDER)
 
 
 def sync_client(server: FakeProviderServer, **kwargs: Any) -> Any:
@@ -93,12 +79,6 @@ def async_client(server: FakeProviderServer, **kwargs: Any) -> Any:
 
 def all_spans(captured: Capture) -> list[dict[str, Any]]:
     return [span for trace in captured.traces for span in trace["spans"]]
-
-
-def only_span(captured: Capture) -> dict[str, Any]:
-    spans = all_spans(captured)
-    assert len(spans) == 1, [s["name"] for s in spans]
-    return spans[0]
 
 
 def chat(client: Any, content: str = "hello there", **kwargs: Any) -> Any:
@@ -466,16 +446,7 @@ with capture() as captured, FakeProviderServer() as server:
 """
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEKIT_")}
     env["TRACEKIT_TESTING"] = "1"
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = run_python(script, cwd=tmp_path, env=env)
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == ["chat m"]
 
 

@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 openai = pytest.importorskip("openai")
 
-from tests.replay import CASSETTES, Cassette, ReplayServer, load_or_skip, replay_server  # noqa: E402
+from tests.replay import Cassette, ReplayServer, cassette_names, load_or_skip, replay_server  # noqa: E402
+from tests.trace_checks import only_trace  # noqa: E402
 
-import tracekit.openai  # noqa: E402
-from tracekit.integrations.openai import integration  # noqa: E402
 from tracekit.testing import Capture  # noqa: E402
+
+PROVIDER = "openai"  # the `traced` fixture autologs it (tests/conftest.py)
 
 # Every file in tests/cassettes/openai/ and the test(s) replaying it.
 COVERED = {
@@ -48,16 +48,6 @@ COVERED = {
 }
 
 MODES = ["sync", "async"]
-
-
-@pytest.fixture
-def traced(captured: Capture) -> Iterator[Capture]:
-    """OpenAI autolog on for one test, really unpatched afterwards."""
-    tracekit.openai.autolog()
-    try:
-        yield captured
-    finally:
-        integration.revert()
 
 
 # -- calling the SDK -------------------------------------------------------------------
@@ -107,15 +97,6 @@ def call(
 # -- reading what was recorded ---------------------------------------------------------
 
 
-def one_span(captured: Capture) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The one trace and its one span."""
-    traces = captured.traces
-    assert len(traces) == 1, [t["name"] for t in traces]
-    spans = traces[0]["spans"]
-    assert len(spans) == 1, [s["name"] for s in spans]
-    return traces[0], spans[0]
-
-
 def spans_of(captured: Capture, count: int) -> list[dict[str, Any]]:
     """The spans of `count` single-span traces, in call order."""
     traces = captured.traces
@@ -156,7 +137,8 @@ def usage_attributes(
 
 
 def chat_usage(prompt: int, completion: int, cached: int = 0, reasoning: int = 0) -> dict[str, int]:
-    """DESIGN.md's normalization of an OpenAI chat usage block with both details."""
+    """DESIGN.md's normalization of an OpenAI usage block with both details (chat
+    completions' and Responses')."""
     return {
         "input_tokens": prompt,
         "output_tokens": completion,
@@ -206,10 +188,7 @@ def streamed_text(cassette: Cassette, key: str = "content") -> str:
 
 
 def test_every_openai_cassette_is_replayed() -> None:
-    folder = CASSETTES / "openai"
-    if not folder.is_dir():
-        pytest.skip(f"no cassettes at {folder}")
-    assert {p.name for p in folder.glob("*.yaml")} == COVERED
+    assert cassette_names("openai") == COVERED
 
 
 # -- chat completions ------------------------------------------------------------------
@@ -224,7 +203,7 @@ def test_chat_nonstream_basic(traced: Capture, mode: str) -> None:
     assert isinstance(result, openai.types.chat.ChatCompletion)
     assert result.choices[0].message.content == "This is a test."
 
-    trace, span = one_span(traced)
+    trace, span = only_trace(traced)
     assert span["name"] == "chat gpt-4o-mini"
     assert span["span_type"] == "CHAT_MODEL"
     assert span["status"] == {"code": "OK", "message": ""}
@@ -260,7 +239,7 @@ def test_chat_stream_include_usage(traced: Capture, mode: str) -> None:
     assert items[-1].choices == []
     assert items[-1].usage.total_tokens == 17  # the caller asked for it: it sees it
 
-    trace, span = one_span(traced)
+    trace, span = only_trace(traced)
     text = streamed_text(cassette)
     assert text == '"This is a test."'
     assert span["name"] == "chat gpt-4"
@@ -302,7 +281,7 @@ def test_chat_stream_without_include_usage_has_no_usage(traced: Capture, mode: s
     # The request was not changed: no stream_options were added behind the caller's back.
     assert server.requests[0].json == request
 
-    trace, span = one_span(traced)
+    trace, span = only_trace(traced)
     assert span["name"] == "chat gpt-4"
     assert span["status"] == {"code": "OK", "message": ""}
     assert "token_usage" not in span  # absent, not zeros
@@ -383,7 +362,7 @@ def test_chat_stream_parallel_tool_calls_assembled(traced: Capture, mode: str) -
     assert items is not None
     assert len(items) == 18
 
-    trace, span = one_span(traced)
+    trace, span = only_trace(traced)
     assert span["name"] == "chat gpt-4o-mini"
     assert span["status"] == {"code": "OK", "message": ""}
     assert span["inputs"] == request
@@ -500,7 +479,7 @@ def test_embeddings_dimensions(traced: Capture, mode: str) -> None:
         result, _ = call(server, "embeddings.create", request, mode=mode)
     assert len(result.data[0].embedding) == 512
 
-    trace, span = one_span(traced)
+    trace, span = only_trace(traced)
     assert span["name"] == "embeddings text-embedding-3-small"
     assert span["span_type"] == "EMBEDDING"
     assert span["status"] == {"code": "OK", "message": ""}
@@ -523,18 +502,6 @@ def test_embeddings_dimensions(traced: Capture, mode: str) -> None:
 # -- Responses -------------------------------------------------------------------------
 
 
-def responses_usage(
-    input_tokens: int, output_tokens: int, cached: int = 0, reasoning: int = 0
-) -> dict[str, int]:
-    return {
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
-        "total_tokens": input_tokens + output_tokens,
-        "cache_read_input_tokens": cached,
-        "reasoning_tokens": reasoning,
-    }
-
-
 @pytest.mark.parametrize("mode", MODES)
 def test_responses_nonstream_basic(traced: Capture, mode: str) -> None:
     cassette = load_or_skip("openai/responses_nonstream_basic.yaml")
@@ -543,12 +510,12 @@ def test_responses_nonstream_basic(traced: Capture, mode: str) -> None:
         result, _ = call(server, "responses.create", request, mode=mode)
     assert result.output_text == "This is a test."
 
-    trace, span = one_span(traced)
+    trace, span = only_trace(traced)
     assert span["name"] == "chat gpt-4o-mini"
     assert span["span_type"] == "CHAT_MODEL"
     assert span["status"] == {"code": "OK", "message": ""}
     assert span["inputs"] == request
-    assert span["token_usage"] == responses_usage(22, 6)
+    assert span["token_usage"] == chat_usage(22, 6)
     assert trace["token_usage"] == span["token_usage"]
     recorded = cassette.response_json(0)
     assert span["attributes"] == base_attributes(
@@ -576,11 +543,11 @@ def test_responses_stream(traced: Capture, mode: str) -> None:
     assert items is not None
     assert [item.type for item in items] == [e["type"] for e in events]
 
-    trace, span = one_span(traced)
+    trace, span = only_trace(traced)
     assert span["name"] == "chat gpt-4o-mini"
     assert span["status"] == {"code": "OK", "message": ""}
     assert span["inputs"] == request
-    assert span["token_usage"] == responses_usage(22, 6)
+    assert span["token_usage"] == chat_usage(22, 6)
     assert trace["token_usage"] == span["token_usage"]
     assert stream_attributes(span, chunks=13) == base_attributes(
         server,
@@ -604,10 +571,10 @@ def test_responses_reasoning_tokens(traced: Capture) -> None:
     with replay_server(cassette) as server:
         call(server, "responses.create", request)
 
-    trace, span = one_span(traced)
+    trace, span = only_trace(traced)
     assert span["name"] == "chat gpt-5.4"
     assert span["inputs"] == request
-    assert span["token_usage"] == responses_usage(44, 288, reasoning=9)
+    assert span["token_usage"] == chat_usage(44, 288, reasoning=9)
     assert span["token_usage"]["total_tokens"] == 332
     assert trace["token_usage"] == span["token_usage"]
     recorded = cassette.response_json(0)
@@ -632,10 +599,10 @@ def test_responses_function_call(traced: Capture) -> None:
     with replay_server(cassette) as server:
         call(server, "responses.create", request)
 
-    trace, span = one_span(traced)
+    trace, span = only_trace(traced)
     assert span["name"] == "chat gpt-4o-mini"
     assert span["inputs"] == request
-    assert span["token_usage"] == responses_usage(72, 8)
+    assert span["token_usage"] == chat_usage(72, 8)
     assert trace["token_usage"] == span["token_usage"]
     recorded = cassette.response_json(0)
     assert span["attributes"] == base_attributes(
@@ -671,7 +638,7 @@ def test_openrouter_stream_reasoning(traced: Capture) -> None:
     assert items is not None
     assert len(items) == 8
 
-    trace, span = one_span(traced)
+    trace, span = only_trace(traced)
     assert span["name"] == "chat google/gemini-2.5-flash"
     assert span["status"] == {"code": "OK", "message": ""}
     assert span["inputs"]["messages"] == recorded_request["messages"]
@@ -726,7 +693,7 @@ def test_openrouter_429_retried_is_one_error_span(traced: Capture) -> None:
     assert server.all_played()
     assert [r.headers.get("x-stainless-retry-count") for r in server.requests] == ["0", "1", "2"]
 
-    trace, span = one_span(traced)  # the retries are inside the one traced call
+    trace, span = only_trace(traced)  # the retries are inside the one traced call
     assert trace["status"] == "ERROR"
     assert span["name"] == "chat google/gemini-2.0-flash-exp:free"
     assert span["status"] == {"code": "ERROR", "message": f"RateLimitError: {info.value}"}
@@ -795,7 +762,7 @@ def test_error_reaches_caller_and_marks_span(
     assert exc.body == cassette.response_json(0)["error"]
 
     name, span_type, operation = span
-    trace, record = one_span(traced)
+    trace, record = only_trace(traced)
     assert trace["status"] == "ERROR"
     assert "token_usage" not in trace
     assert record["name"] == name
@@ -828,7 +795,7 @@ def test_error_span_records_http_status(
 ) -> None:
     """Issue 3: "the span is ERROR with an exception event and the HTTP status"."""
     _call_expecting_error(relpath, path, error, "sync")
-    _, record = one_span(traced)
+    _, record = only_trace(traced)
     status_attributes = {
         key: value for key, value in record["attributes"].items() if "status_code" in key
     }

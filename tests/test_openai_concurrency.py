@@ -4,7 +4,7 @@ correctly parented, each with its own inputs and outputs, no cross-talk."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -16,19 +16,9 @@ from tracekit.testing import Capture
 openai = pytest.importorskip("openai")
 
 
-@pytest.fixture
-def server() -> Iterator[FakeProviderServer]:
-    with FakeProviderServer() as fake:
-        yield fake
-
-
 @pytest.fixture(autouse=True)
-def _autolog() -> Iterator[None]:
-    from tracekit.integrations.openai import integration
-
-    tracekit.openai.autolog()
-    yield
-    integration.revert()
+def _autolog(integrations: Callable[..., None]) -> None:
+    integrations("openai")
 
 
 def _children(record: dict, parent_name: str) -> tuple[dict, list[dict]]:

@@ -13,7 +13,6 @@ parent returned stays in the trace.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -32,6 +31,7 @@ from openai.lib.streaming.responses import (  # noqa: E402
     ResponseStream,
     ResponseStreamManager,
 )
+from tests.contract.adapters import ADAPTERS  # noqa: E402
 
 import tracekit  # noqa: E402
 from tracekit._fake_server import FakeProviderServer  # noqa: E402
@@ -44,57 +44,16 @@ ANSWER = "You asked: hello there"
 MESSAGES = [{"role": "user", "content": QUESTION}]
 
 
-@pytest.fixture
-def server(fake_servers: Callable[..., FakeProviderServer]) -> FakeProviderServer:
-    return fake_servers()
-
-
-def sync_client(server: FakeProviderServer) -> Any:
-    return openai.OpenAI(api_key="test", base_url=server.base_url + "/v1", max_retries=0)
-
-
-def async_client(server: FakeProviderServer) -> Any:
-    return openai.AsyncOpenAI(api_key="test", base_url=server.base_url + "/v1", max_retries=0)
-
-
-# -- opening a stream of each kind -----------------------------------------------------
-
-
-def open_sync(client: Any, kind: str) -> Any:
-    """A stream (create) or a stream manager (helpers)."""
-    usage = {"include_usage": True}
-    if kind == "chat.create":
-        return client.chat.completions.create(
-            model=MODEL, messages=MESSAGES, stream=True, stream_options=usage
-        )
-    if kind == "chat.stream":
-        return client.chat.completions.stream(model=MODEL, messages=MESSAGES, stream_options=usage)
-    if kind == "responses.create":
-        return client.responses.create(model=MODEL, input=QUESTION, stream=True)
-    assert kind == "responses.stream"
-    return client.responses.stream(model=MODEL, input=QUESTION)
-
-
-async def open_async(client: Any, kind: str) -> Any:
-    usage = {"include_usage": True}
-    if kind == "chat.create":
-        return await client.chat.completions.create(
-            model=MODEL, messages=MESSAGES, stream=True, stream_options=usage
-        )
-    if kind == "chat.stream":
-        return client.chat.completions.stream(model=MODEL, messages=MESSAGES, stream_options=usage)
-    if kind == "responses.create":
-        return await client.responses.create(model=MODEL, input=QUESTION, stream=True)
-    assert kind == "responses.stream"
-    return client.responses.stream(model=MODEL, input=QUESTION)
+# The contract suite's adapters open each kind of stream (with include_usage for chat).
+CHAT, CHAT_HELPER, RESPONSES, RESPONSES_HELPER = ADAPTERS[:4]
 
 
 # -- the caller's view -----------------------------------------------------------------
 
 
 def test_sync_streams_are_the_sdk_objects(traced: Capture, server: FakeProviderServer) -> None:
-    with sync_client(server) as client:
-        stream = open_sync(client, "chat.create")
+    with CHAT.sync_client(server, "test") as client:
+        stream = CHAT.open_sync(client, QUESTION, MODEL)
         assert isinstance(stream, openai.Stream)
         assert stream.response.status_code == 200
         assert stream.response.headers["content-type"] == "text/event-stream"
@@ -102,7 +61,7 @@ def test_sync_streams_are_the_sdk_objects(traced: Capture, server: FakeProviderS
         assert all(isinstance(c, openai.types.chat.ChatCompletionChunk) for c in chunks)
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == ANSWER
 
-        manager = open_sync(client, "chat.stream")
+        manager = CHAT_HELPER.open_sync(client, QUESTION, MODEL)
         assert isinstance(manager, ChatCompletionStreamManager)
         with manager as helper:
             assert isinstance(helper, ChatCompletionStream)
@@ -110,11 +69,11 @@ def test_sync_streams_are_the_sdk_objects(traced: Capture, server: FakeProviderS
         assert completion.choices[0].message.content == ANSWER
         assert completion.usage.completion_tokens == 4
 
-        stream = open_sync(client, "responses.create")
+        stream = RESPONSES.open_sync(client, QUESTION, MODEL)
         assert isinstance(stream, openai.Stream)
         assert [e.type for e in stream][-1] == "response.completed"
 
-        manager = open_sync(client, "responses.stream")
+        manager = RESPONSES_HELPER.open_sync(client, QUESTION, MODEL)
         assert isinstance(manager, ResponseStreamManager)
         with manager as helper:
             assert isinstance(helper, ResponseStream)
@@ -127,8 +86,8 @@ def test_sync_streams_are_the_sdk_objects(traced: Capture, server: FakeProviderS
 
 def test_async_streams_are_the_sdk_objects(traced: Capture, server: FakeProviderServer) -> None:
     async def main() -> None:
-        async with async_client(server) as client:
-            stream = await open_async(client, "chat.create")
+        async with CHAT.async_client(server, "test") as client:
+            stream = await CHAT.open_async(client, QUESTION, MODEL)
             assert isinstance(stream, openai.AsyncStream)
             assert stream.response.headers["content-type"] == "text/event-stream"
             async with stream:
@@ -136,18 +95,18 @@ def test_async_streams_are_the_sdk_objects(traced: Capture, server: FakeProvider
             text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
             assert text == ANSWER
 
-            manager = await open_async(client, "chat.stream")
+            manager = await CHAT_HELPER.open_async(client, QUESTION, MODEL)
             assert isinstance(manager, AsyncChatCompletionStreamManager)
             async with manager as helper:
                 assert isinstance(helper, AsyncChatCompletionStream)
                 completion = await helper.get_final_completion()
             assert completion.choices[0].message.content == ANSWER
 
-            stream = await open_async(client, "responses.create")
+            stream = await RESPONSES.open_async(client, QUESTION, MODEL)
             assert isinstance(stream, openai.AsyncStream)
             await stream.close()
 
-            manager = await open_async(client, "responses.stream")
+            manager = await RESPONSES_HELPER.open_async(client, QUESTION, MODEL)
             assert isinstance(manager, AsyncResponseStreamManager)
             async with manager as helper:
                 assert isinstance(helper, AsyncResponseStream)
@@ -168,7 +127,7 @@ def test_async_streams_are_the_sdk_objects(traced: Capture, server: FakeProvider
 def test_stream_without_include_usage_records_no_usage(
     traced: Capture, server: FakeProviderServer
 ) -> None:
-    with sync_client(server) as client:
+    with CHAT.sync_client(server, "test") as client:
         chunks = list(client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True))
     assert len(chunks) == 6  # no usage chunk: none was asked for
     assert server.requests[-1]["body"] == {"model": MODEL, "messages": MESSAGES, "stream": True}
@@ -186,7 +145,7 @@ def test_stream_read_after_its_parent_returned_stays_in_the_trace(
     def start_answer(client: Any) -> Any:
         return client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
 
-    with sync_client(server) as client:
+    with CHAT.sync_client(server, "test") as client:
         stream = start_answer(client)
         assert traced.traces == []  # the stream's span is still open: the trace waits
         text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)

@@ -10,7 +10,7 @@ test utility, so no other test sees a provider. The SDKs run against
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -394,22 +394,11 @@ def test_otel_context_off_keeps_them_apart(app_otel: InMemorySpanExporter) -> No
 # -- C: an SDK that traces itself ------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeProviderServer]:
-    with FakeProviderServer() as fake:
-        yield fake
-
-
 @pytest.fixture
-def anthropic_sdk() -> Iterator[Any]:
+def anthropic_sdk(integrations: Callable[..., None]) -> Any:
     anthropic = pytest.importorskip("anthropic")
-    from tracekit.integrations.anthropic import integration
-
-    tracekit.anthropic.autolog()
-    try:
-        yield anthropic
-    finally:
-        integration.revert()
+    integrations("anthropic")
+    return anthropic
 
 
 def sent(server: FakeProviderServer) -> list[str | None]:

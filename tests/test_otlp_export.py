@@ -15,10 +15,12 @@ import gzip
 import json
 import logging
 import os
+import socket
+import ssl
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,10 @@ from tracekit.exporters.otlp import OtlpExporter, settings_for
 
 trace_service_pb2 = pytest.importorskip("opentelemetry.proto.collector.trace.v1.trace_service_pb2")
 
-pytestmark = pytest.mark.timeout(600)  # the MLflow test may build the MLflow virtualenv
+pytestmark = [
+    pytest.mark.timeout(600),  # the MLflow test may build the MLflow virtualenv
+    pytest.mark.usefixtures("fresh_tracing"),
+]
 
 KIND_INTERNAL, KIND_CLIENT = 1, 3
 
@@ -69,9 +74,16 @@ class Received:
 
 
 class Receiver:
-    """Answers `status` (after `delay` seconds) to every request and keeps them all."""
+    """Answers `status` (after `delay` seconds) to every request and keeps them all;
+    over TLS when given a server `context`. `answer(request) -> (status, body)`, when
+    given, decides each answer instead of `status` and `reply_body`."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        context: ssl.SSLContext | None = None,
+        *,
+        answer: Callable[[Received], tuple[int, bytes]] | None = None,
+    ) -> None:
         self.status = 200
         self.delay = 0.0
         self.reply_headers: dict[str, str] = {}
@@ -89,29 +101,44 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                receiver.received.append(Received("POST", self.path, headers, body))
+                request = Received("POST", self.path, headers, body)
+                receiver.received.append(request)
                 if receiver.delay:
                     time.sleep(receiver.delay)
-                head = [f"HTTP/1.1 {receiver.status} -"]
+                status, reply = receiver.status, receiver.reply_body
+                if answer is not None:
+                    status, reply = answer(request)
+                head = [f"HTTP/1.1 {status} -"]
                 head += [f"{k}: {v}" for k, v in receiver.reply_headers.items()]
-                head.append(f"Content-Length: {len(receiver.reply_body)}")
+                head.append(f"Content-Length: {len(reply)}")
                 # One write: headers and body apart meet Nagle and delayed ACKs (40 ms).
                 # OSError: the client gave up (the timeout test).
                 with contextlib.suppress(OSError):
-                    self.wfile.write(
-                        ("\r\n".join(head) + "\r\n\r\n").encode() + receiver.reply_body
-                    )
+                    self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode() + reply)
                 self.close_connection = receiver.hang_up
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def get_request(self) -> tuple[socket.socket, Any]:
+                sock, address = super().get_request()
+                if context is not None:
+                    sock = context.wrap_socket(sock, server_side=True)
+                return sock, address
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.port = int(self.server.server_address[1])
-        self.url = f"http://127.0.0.1:{self.port}"
+        scheme = "https" if context is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def only(self) -> Received:
         assert len(self.received) == 1, [r.path for r in self.received]
         return self.received[0]
+
+    def trace_ids(self) -> list[str]:
+        """The trace ids of every span received."""
+        return [s["trace_id"] for r in self.received for s in all_spans(r.decoded())]
 
     def close(self) -> None:
         self.server.shutdown()
@@ -123,13 +150,6 @@ def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
     r.close()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_tracing() -> Iterator[None]:
-    _state.reset()
-    yield
-    _state.reset()
 
 
 # -- decoding both encodings to the same plain shape -------------------------------------

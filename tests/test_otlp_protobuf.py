@@ -12,18 +12,15 @@ import copy
 import json
 import logging
 import os
-import subprocess
-import sys
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.child import run_python
 from tests.phoenix_server import PhoenixServer
-from tests.test_otlp_export import sample_records
+from tests.test_otlp_export import Received, Receiver, sample_records
 
 from tracekit.exporters import _otlp, _protobuf
 from tracekit.exporters._settings import OtlpSettings
@@ -169,39 +166,21 @@ def test_a_lone_surrogate_is_escaped_not_sent_as_invalid_utf8() -> None:
 # -- receivers that refuse an encoding (HTTP 415) -------------------------------------------
 
 
-class OneEncoding:
+class OneEncoding(Receiver):
     """An OTLP/HTTP receiver taking one content type (None: none) and answering 415 to others."""
 
     def __init__(self, accept: str | None) -> None:
-        self.accept = accept
-        self.content_types: list[str] = []
-        receiver = self
+        def answer(request: Received) -> tuple[int, bytes]:
+            if request.headers.get("content-type", "") == accept:
+                return 200, b""
+            return 415, b"Unsupported content type"
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        super().__init__(answer=answer)
+        self.endpoint = f"{self.url}/v1/traces"
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                content_type = self.headers.get("Content-Type", "")
-                receiver.content_types.append(content_type)
-                status = 200 if content_type == receiver.accept else 415
-                body = b"" if status == 200 else b"Unsupported content type"
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    @property
+    def content_types(self) -> list[str]:
+        return [r.headers.get("content-type", "") for r in self.received]
 
 
 @pytest.fixture
@@ -322,11 +301,7 @@ def test_phoenix_gets_the_trace_from_a_plain_install(
     )
     if protocol:
         env["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] = protocol
-    done = subprocess.run(
-        [sys.executable, "-c", APP, modules],
-        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = run_python(APP, modules, env=env, cwd=tmp_path, timeout=120)
     out = json.loads(done.stdout.splitlines()[-1])
     if modules == "blocked":
         assert out["imported"] == []

@@ -15,11 +15,12 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.child import run_python
 
 import tracekit
 from tracekit import _config
@@ -224,12 +225,6 @@ def hello(environ: Any, start_response: Any) -> Any:
 # -- outgoing requests of the SDKs ----------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeProviderServer]:
-    with FakeProviderServer() as fake:
-        yield fake
-
-
 def sent(server: FakeProviderServer) -> list[str | None]:
     found = []
     for request in server.requests:
@@ -249,15 +244,10 @@ def llm_headers(captured: Capture) -> list[str]:
 
 
 @pytest.fixture
-def openai_traced(captured: Capture) -> Iterator[Any]:
+def openai_traced(captured: Capture, integrations: Callable[..., None]) -> Any:
     openai = pytest.importorskip("openai")
-    from tracekit.integrations.openai import integration
-
-    tracekit.openai.autolog()
-    try:
-        yield openai
-    finally:
-        integration.revert()
+    integrations("openai")
+    return openai
 
 
 def test_openai_requests_carry_the_llm_span(
@@ -387,15 +377,10 @@ def test_anthropic_requests_carry_the_llm_span(
 
 
 @pytest.fixture
-def anthropic_traced(captured: Capture) -> Iterator[Any]:
+def anthropic_traced(captured: Capture, integrations: Callable[..., None]) -> Any:
     anthropic = pytest.importorskip("anthropic")
-    from tracekit.integrations.anthropic import integration
-
-    tracekit.anthropic.autolog()
-    try:
-        yield anthropic
-    finally:
-        integration.revert()
+    integrations("anthropic")
+    return anthropic
 
 
 def test_anthropic_stream_helper_carries_the_llm_span(
@@ -957,7 +942,7 @@ def test_traceparent_round_trips_through_opentelemetry() -> None:
 
 def test_import_tracekit_does_not_import_opentelemetry() -> None:
     code = "import sys, tracekit; print(any(m.startswith('opentelemetry') for m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = run_python(code)
     assert out.stdout.strip() == "False"
 
 

@@ -23,12 +23,12 @@ pytestmark = pytest.mark.timeout(900)
 RECORDS = Path(__file__).resolve().parent / "providers" / "snapshots"
 # One call per dialect, with tools where the recording has them; the MLflow format.
 SHAPES = {
-    "openai.test_chat_tool_calls_two_turns": "openai",
-    "openai.test_responses_function_call": "openai",
-    "anthropic.test_tool_use": "anthropic",
-    "anthropic.test_extended_thinking_stream": "anthropic",
-    "gemini.test_function_call": "gemini",
-    "gemini.test_generate_content_with_history_and_system_instruction": "gemini",
+    "openai.chat_tool_calls_two_turns": "openai",
+    "openai.responses_function_call": "openai",
+    "anthropic.tool_use": "anthropic",
+    "anthropic.extended_thinking_stream": "anthropic",
+    "gemini.function_call": "gemini",
+    "gemini.generate_content_with_history_and_system_instruction": "gemini",
 }
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from tests.test_otlp_export import Received, all_spans
+from tests.test_otlp_export import Receiver
 
 import tracekit
 from tracekit import _state
@@ -106,49 +106,6 @@ class ForwardingProxy:
         self.server.server_close()
 
 
-class Collector:
-    """An OTLP/HTTP receiver, over TLS when given a context."""
-
-    def __init__(self, context: ssl.SSLContext | None = None) -> None:
-        self.received: list[Received] = []
-        collector = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                collector.received.append(Received("POST", self.path, headers, body))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def get_request(self) -> tuple[socket.socket, Any]:
-                sock, address = super().get_request()
-                if context is not None:
-                    sock = context.wrap_socket(sock, server_side=True)
-                return sock, address
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        scheme = "https" if context is not None else "http"
-        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def trace_ids(self) -> list[str]:
-        return [s["trace_id"] for r in self.received for s in all_spans(r.decoded())]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def forwarding() -> Iterator[ForwardingProxy]:
     proxy = ForwardingProxy()
@@ -186,7 +143,7 @@ def send(uri: str, tmp_path: Path, n: int = 3) -> list[str]:
 def test_http_proxy_relays_every_request_with_its_credentials(
     tmp_path: Path, forwarding: ForwardingProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    collector = Collector()
+    collector = Receiver()
     try:
         host = forwarding.url.removeprefix("http://")
         monkeypatch.setenv("HTTP_PROXY", f"http://alice:s%40cret@{host}")
@@ -202,7 +159,7 @@ def test_http_proxy_relays_every_request_with_its_credentials(
 def test_no_proxy_bypasses_it(
     tmp_path: Path, forwarding: ForwardingProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    collector = Collector()
+    collector = Receiver()
     try:
         monkeypatch.setenv("HTTP_PROXY", forwarding.url)
         monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
@@ -238,7 +195,7 @@ def test_https_proxy_tunnels_and_requests_ca_bundle_verifies(
     cert, key = certificate
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    collector = Collector(context)
+    collector = Receiver(context)
     try:
         monkeypatch.setenv("HTTPS_PROXY", forwarding.url)
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))  # the server's self-signed CA

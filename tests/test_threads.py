@@ -10,43 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections import Counter, defaultdict
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
+
+from tests import trace_checks
+from tests.trace_checks import tree
 
 import tracekit
 from tracekit.testing import Capture, capture
 
-
-def tree(record: dict[str, Any]) -> tuple[Any, ...]:
-    """The span tree as nested `(name, [children...])`, children sorted by their repr.
-
-    Checks on the way: unique span ids, one root, every parent inside the trace.
-    """
-    spans = record["spans"]
-    ids = [s["span_id"] for s in spans]
-    assert len(ids) == len(set(ids)), f"duplicate span ids in {ids}"
-    roots = [s for s in spans if s["parent_id"] is None]
-    assert len(roots) == 1, f"expected one root, got {[s['name'] for s in roots]}"
-    children: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for span in spans:
-        if span["parent_id"] is not None:
-            assert span["parent_id"] in ids, f"{span['name']} has a parent outside its trace"
-            children[span["parent_id"]].append(span)
-
-    def node(span: dict[str, Any]) -> tuple[Any, ...]:
-        return (span["name"], sorted((node(k) for k in children[span["span_id"]]), key=repr))
-
-    return node(roots[0])
-
-
-def assert_complete(record: dict[str, Any]) -> None:
-    assert "tracekit.incomplete" not in record["metadata"], record["metadata"]
-    for span in record["spans"]:
-        assert span["end_time_ns"] is not None, span["name"]
-        assert span["end_time_ns"] >= span["start_time_ns"], span["name"]
-        assert "tracekit.force_ended" not in span["attributes"], span["name"]
-        assert span["status"]["code"] == "OK", span
+assert_complete = partial(trace_checks.assert_complete, ok=True)
 
 
 def parent_of(record: dict[str, Any], span: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.child import run_command
 from tests.ui_records import XSS, append, chat_trace, error_trace, span, trace, xss_trace
 
 import tracekit
@@ -78,16 +78,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     path = root / "store"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEKIT_")}
     env.update(TRACEKIT_TESTING="1", TRACEKIT_TRACKING_URI=str(path))
-    done = subprocess.run(
-        [sys.executable, "-m", "tracekit.demo"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    run_command([sys.executable, "-m", "tracekit.demo"], cwd=root, env=env, timeout=120)
     demo = json.loads((path / "traces.jsonl").read_text(encoding="utf-8").splitlines()[0])
     append(path, chat_trace(), error_trace())
     log_feedback(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.child import run_python
 from tests.ui_records import T0, XSS, append, chat_trace, error_trace, span, trace, xss_trace
 
 import tracekit
@@ -381,10 +382,7 @@ def test_the_viewer_loads_only_when_it_runs() -> None:
         "print(sorted(m for m in sys.modules if m in ('sqlite3', 'http.server', "
         "'tracekit._ui.server', 'tracekit._ui.index')))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_python(code)
     assert done.stdout.strip() == "[]"
 
 

@@ -5,6 +5,9 @@ integration owes, written once; an adapter says only how its SDK is driven and
 what its fake answer looks like. A fifth provider adds a subclass and an entry
 in ADAPTERS, not a copy of the tests.
 
+The provider record tests (tests/providers) drive the same adapters: `replay_sync` and
+`replay_async` send a recorded request body (a cassette's) as the adapter's call.
+
 Streams come in three styles, each exited the ways its style allows:
   "create"    the call returns the SDK's stream (iterable, a context manager, close())
   "helper"    the call returns a stream manager; `with manager as stream` gives the stream
@@ -123,6 +126,13 @@ class Adapter:
         the SDK's own classes, not proxies."""
         raise NotImplementedError
 
+    def replay_sync(self, client: Any, request: dict[str, Any]) -> None:
+        """Make this adapter's call with a recorded request body; read any stream to its end."""
+        raise NotImplementedError
+
+    async def replay_async(self, client: Any, request: dict[str, Any]) -> None:
+        raise NotImplementedError
+
     # -- the same for every style ---------------------------------------------------------
 
     def read_sync(self, client: Any, seen: list[Any], text: str = QUESTION, **kw: Any) -> None:
@@ -168,12 +178,14 @@ class OpenAIAdapter(Adapter):
     model = "fake-mini"
     helper_close_ends_by = "context_exit"
     reads_ahead = True
+    method: str  # the call replay_* makes: "chat.completions.create"
+    api_path = "/v1"  # an OpenAI-compatible server's may differ (OpenRouter: /api/v1)
 
     @contextlib.contextmanager
     def sync_client(self, server: FakeProviderServer, api_key: str) -> Iterator[Any]:
         import openai
 
-        url = server.base_url + "/v1"
+        url = server.base_url + self.api_path
         with openai.OpenAI(api_key=api_key, base_url=url, max_retries=0) as client:
             yield client
 
@@ -181,9 +193,33 @@ class OpenAIAdapter(Adapter):
     async def async_client(self, server: FakeProviderServer, api_key: str) -> AsyncIterator[Any]:
         import openai
 
-        url = server.base_url + "/v1"
+        url = server.base_url + self.api_path
         async with openai.AsyncOpenAI(api_key=api_key, base_url=url, max_retries=0) as client:
             yield client
+
+    def recorded(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A recorded request body as the call's keyword arguments."""
+        return request
+
+    def _method(self, client: Any) -> Any:
+        target = client
+        for part in self.method.split("."):
+            target = getattr(target, part)
+        return target
+
+    def replay_sync(self, client: Any, request: dict[str, Any]) -> None:
+        import openai
+
+        result = self._method(client)(**self.recorded(request))
+        if isinstance(result, openai.Stream):
+            list(result)
+
+    async def replay_async(self, client: Any, request: dict[str, Any]) -> None:
+        import openai
+
+        result = await self._method(client)(**self.recorded(request))
+        if isinstance(result, openai.AsyncStream):
+            [item async for item in result]
 
     def not_found(self) -> type[BaseException]:
         import openai
@@ -221,6 +257,8 @@ USAGE_CHUNK = {"include_usage": True}
 class OpenAIChat(OpenAIAdapter):
     """`chat.completions.create(stream=True)` (with usage) and the `.stream()` helper."""
 
+    method = "chat.completions.create"
+
     # role, 4 content deltas, finish, usage
     full_chunks = 7
     usage: ClassVar[dict[str, int]] = {
@@ -231,9 +269,16 @@ class OpenAIChat(OpenAIAdapter):
         "reasoning_tokens": 0,
     }
 
-    def __init__(self, helper: bool) -> None:
+    def __init__(self, helper: bool, api_path: str = "/v1") -> None:
         self.style = "helper" if helper else "create"
         self.id = "openai.chat." + ("stream" if helper else "create")
+        self.api_path = api_path
+
+    def recorded(self, request: dict[str, Any]) -> dict[str, Any]:
+        # An OpenAI-compatible server's own parameters go in extra_body.
+        if "reasoning" in request:
+            request["extra_body"] = {"reasoning": request.pop("reasoning")}
+        return request
 
     def open_sync(self, client: Any, text: str, model: str, **options: Any) -> Any:
         kwargs = self.kwargs(text, model, {"stream_options": USAGE_CHUNK, **options})
@@ -261,6 +306,8 @@ class OpenAIChat(OpenAIAdapter):
 
 class OpenAIResponses(OpenAIAdapter):
     """`responses.create(stream=True)` and the `responses.stream()` helper."""
+
+    method = "responses.create"
 
     # created, item added, part added, 4 text deltas, text done, part done, item done, completed
     full_chunks = 11
@@ -399,6 +446,26 @@ class AnthropicMessages(Adapter):
 
         return anthropic.NotFoundError
 
+    def replay_sync(self, client: Any, request: dict[str, Any]) -> None:
+        import anthropic
+
+        if self.style == "helper":
+            kwargs = {k: v for k, v in request.items() if k != "stream"}
+            with client.messages.stream(**kwargs) as stream:
+                stream.get_final_message()
+            return
+        result = client.messages.create(**request)
+        if isinstance(result, anthropic.Stream):
+            list(result)
+
+    async def replay_async(self, client: Any, request: dict[str, Any]) -> None:
+        import anthropic
+
+        assert self.style == "create", "the async helper is not replayed"
+        result = await client.messages.create(**request)
+        if isinstance(result, anthropic.AsyncStream):
+            [event async for event in result]
+
     def sdk_stream_types(self) -> tuple[type, ...]:
         import anthropic
         from anthropic.lib.streaming import MessageStream, MessageStreamManager
@@ -426,22 +493,34 @@ class GeminiStream(Adapter):
 
     usage: ClassVar[dict[str, int]] = {"input_tokens": 2, "output_tokens": 4, "total_tokens": 6}
 
-    @contextlib.contextmanager
-    def sync_client(self, server: FakeProviderServer, api_key: str) -> Iterator[Any]:
+    @staticmethod
+    def client(server: FakeProviderServer, api_key: str = "test-key", vertex: bool = False) -> Any:
+        """A google-genai client of the server: the Gemini API's, or with `vertex` Vertex
+        AI's (project, location and a bearer token instead of an API key)."""
         from google import genai
         from google.genai import types
 
+        if vertex:
+            from google.oauth2.credentials import Credentials
+
+            return genai.Client(
+                vertexai=True,
+                project="test-project",
+                location="test-location",
+                credentials=Credentials(token="test-token"),  # noqa: S106 - not a secret
+                http_options=types.HttpOptions(base_url=server.base_url),
+            )
         options = types.HttpOptions(base_url=server.base_url, api_version="v1beta")
-        with genai.Client(api_key=api_key, http_options=options) as client:
+        return genai.Client(api_key=api_key, http_options=options)
+
+    @contextlib.contextmanager
+    def sync_client(self, server: FakeProviderServer, api_key: str) -> Iterator[Any]:
+        with self.client(server, api_key) as client:
             yield client
 
     @contextlib.asynccontextmanager
     async def async_client(self, server: FakeProviderServer, api_key: str) -> AsyncIterator[Any]:
-        from google import genai
-        from google.genai import types
-
-        options = types.HttpOptions(base_url=server.base_url, api_version="v1beta")
-        async with genai.Client(api_key=api_key, http_options=options).aio as client:
+        async with self.client(server, api_key).aio as client:
             yield client
 
     def open_sync(self, client: Any, text: str, model: str, **options: Any) -> Any:

@@ -7,17 +7,9 @@ from typing import Any
 
 from tests.contract.adapters import ANSWER, Adapter
 from tests.contract.outcome import Outcome
+from tests.trace_checks import only_span
 
 from tracekit.testing import Capture
-
-
-def only_span(captured: Capture) -> dict[str, Any]:
-    """The span of the one trace recorded (one call, one span)."""
-    traces = captured.traces
-    assert len(traces) == 1, [t["name"] for t in traces]
-    spans = traces[0]["spans"]
-    assert len(spans) == 1, [s["name"] for s in spans]
-    return spans[0]  # type: ignore[no-any-return]
 
 
 def recorded_text(a: Adapter, span: dict[str, Any]) -> str:

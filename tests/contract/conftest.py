@@ -16,11 +16,6 @@ from tracekit._fake_server import FakeProviderServer
 
 
 @pytest.fixture
-def server(adapter: Adapter, fake_servers: Callable[..., FakeProviderServer]) -> FakeProviderServer:
-    return fake_servers(adapter.server_class)
-
-
-@pytest.fixture
 def dropping(
     adapter: Adapter, fake_servers: Callable[..., FakeProviderServer]
 ) -> FakeProviderServer:

@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 from tests.contract.adapters import ADAPTERS, ANSWER, MISSING, QUESTION, Adapter
-from tests.contract.checks import check_error, check_stream_span, only_span, summed_usage
+from tests.contract.checks import check_error, check_stream_span, summed_usage
 from tests.contract.exits import exit_functions
 from tests.contract.outcome import Outcome
 from tests.contract.snapshots import Snapshots, record
+from tests.trace_checks import only_span
 
 import tracekit
 from tracekit._fake_server import FakeProviderServer

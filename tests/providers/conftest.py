@@ -1,6 +1,7 @@
-"""Shared fixtures of the provider contract suite: autolog, replay, whole-record snapshots.
+"""Shared fixtures of the provider record tests: whole-record snapshots.
 
-Each test replays a recorded cassette through the real SDK with autolog on, captures the
+Each test replays a recorded cassette through the real SDK with autolog on (the
+`autolog` fixture of tests/conftest.py), captures the
 exported trace records (counting ids, fake clock) and compares them, whole, with a JSON
 snapshot under `snapshots/`. Regenerate after an intended change with
 
@@ -11,11 +12,10 @@ and review the diff like code.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,15 +57,19 @@ def mask(value: Any, sdk_data: bool = False) -> Any:
 
 
 @pytest.fixture
-def snapshot(request: pytest.FixtureRequest) -> Callable[[Capture], list[dict[str, Any]]]:
-    """`snapshot(captured)`: assert the captured trace records equal the test's snapshot
-    file (written instead when TRACEKIT_UPDATE_SNAPSHOTS=1). Returns the masked records."""
+def snapshot(request: pytest.FixtureRequest) -> Callable[..., list[dict[str, Any]]]:
+    """`snapshot(captured, name=None)`: assert the captured trace records equal the snapshot
+    file `<name>.json` (written instead when TRACEKIT_UPDATE_SNAPSHOTS=1); `name` is
+    `<provider>.<test>` by default (test_gemini_records.py::test_stream: gemini.stream).
+    Returns the masked records."""
 
-    def check(captured: Capture) -> list[dict[str, Any]]:
+    def check(captured: Capture, name: str | None = None) -> list[dict[str, Any]]:
         records = mask(captured.traces)
         json.dumps(records)  # every record is JSON as exported
-        provider = request.path.stem.removeprefix("test_").removesuffix("_records")
-        path = SNAPSHOTS / f"{provider}.{request.node.name}.json"
+        if name is None:
+            provider = request.path.stem.removeprefix("test_").removesuffix("_records")
+            name = f"{provider}.{request.node.name.removeprefix('test_')}"
+        path = SNAPSHOTS / f"{name}.json"
         if UPDATE or not path.exists():
             path.write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n")
             if not UPDATE:
@@ -74,23 +78,3 @@ def snapshot(request: pytest.FixtureRequest) -> Callable[[Capture], list[dict[st
         return records
 
     return check
-
-
-@pytest.fixture
-def autolog(captured: Capture) -> Iterator[Callable[..., Capture]]:
-    """`autolog("openai", "langchain")`: turn integrations on for this test, really
-    unpatched afterwards; returns the capture."""
-    reverts: list[Callable[[], None]] = []
-
-    def on(*names: str) -> Capture:
-        for name in names:
-            importlib.import_module(f"tracekit.{name}").autolog()
-            module = importlib.import_module(f"tracekit.integrations.{name}")
-            reverts.append(module.integration.revert)
-        return captured
-
-    try:
-        yield on
-    finally:
-        for revert in reverts:
-            revert()

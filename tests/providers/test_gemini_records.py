@@ -12,6 +12,7 @@ import pytest
 genai = pytest.importorskip("google.genai")
 
 from google.genai import types  # noqa: E402
+from tests.contract.adapters import GeminiStream  # noqa: E402
 from tests.replay import Cassette, load_or_skip, replay_server  # noqa: E402
 
 from tracekit.testing import Capture  # noqa: E402
@@ -23,21 +24,7 @@ Snapshot = Callable[[Capture], list[dict[str, Any]]]
 def client(cassette: Cassette, *, vertex: bool = False) -> Iterator[Any]:
     """A real client talking to the cassette's replay server; every interaction played."""
     with replay_server(cassette) as server:
-        if vertex:
-            from google.oauth2.credentials import Credentials
-
-            yield genai.Client(
-                vertexai=True,
-                project="test-project",
-                location="test-location",
-                credentials=Credentials(token="test-token"),  # noqa: S106 - not a secret
-                http_options=types.HttpOptions(base_url=server.base_url),
-            )
-        else:
-            yield genai.Client(
-                api_key="test-key",
-                http_options=types.HttpOptions(base_url=server.base_url, api_version="v1beta"),
-            )
+        yield GeminiStream.client(server, vertex=vertex)
         assert server.unmatched == []
         assert server.all_played()
 

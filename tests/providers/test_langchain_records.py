@@ -14,24 +14,12 @@ pytest.importorskip("openai")
 langchain_openai = pytest.importorskip("langchain_openai")
 
 from langchain_core.prompts import ChatPromptTemplate  # noqa: E402
-from langchain_core.tools import tool  # noqa: E402
 from tests.replay import load_or_skip, replay_server  # noqa: E402
+from tests.test_langchain_cassettes import add, multiply  # noqa: E402
 
 from tracekit.testing import Capture  # noqa: E402
 
 Snapshot = Callable[[Capture], list[dict[str, Any]]]
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Adds a and b."""
-    return a + b
-
-
-@tool
-def multiply(a: int, b: int) -> int:
-    """Multiplies a and b."""
-    return a * b
 
 
 def model(base_url: str, request: dict[str, Any]) -> Any:

@@ -11,7 +11,7 @@ from tracekit import cli
 from tracekit._serialize import marker
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
-TWO_TURNS = "openai.test_chat_tool_calls_two_turns.json"
+TWO_TURNS = "openai.chat_tool_calls_two_turns.json"
 
 
 def store_with(tmp_path: Path, records: list[dict[str, object]]) -> str:
