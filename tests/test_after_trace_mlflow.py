@@ -323,6 +323,11 @@ def test_spooled_feedback_is_delivered_exactly_once_after_an_outage(
             for m, path, mode in proxy.requests
         ), seen
 
+    # Feedback is counted as feedback, never as traces (the trace was delivered at once).
+    stats = tracekit.get_stats()
+    assert stats["feedback_spooled"] == stats["feedback_delivered_from_spool"] == 2, stats
+    assert not {"spooled", "delivered_from_spool"} & set(stats), stats
+
     got = mlflow_assessments(mlflow_server, trace_id)
     assert sorted((a["id"], a["name"], a["value"]) for a in got) == sorted(
         [(down.assessment_id, "during_outage", "bad"), (lost.assessment_id, "answer_lost", 1)]

@@ -197,7 +197,10 @@ def _sender(uri: str) -> Any:
                 int(config.spool_max_mb * 1024 * 1024),
                 {"uri": destination, "kind": "assessments"},
             )
-            sender = SpoolingExporter(breaker, spool, f"{destination} (feedback)")
+            # Counted as `feedback_*` in get_stats(), never as traces.
+            sender = SpoolingExporter(
+                breaker, spool, f"{destination} (feedback)", stats="feedback_"
+            )
             if not _senders:
                 atexit.register(_at_exit)
             _senders[key] = sender

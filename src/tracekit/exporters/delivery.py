@@ -72,6 +72,8 @@ class SpoolingExporter(BaseExporter):
             the background delivery).
         spool: where undeliverable batches wait.
         destination: how the destination is named in log lines.
+        stats: the prefix of this exporter's keys in `tracekit.get_stats()`
+            (`"feedback_"` for feedback: never counted as traces).
     """
 
     #: Seconds between delivery attempts when the exporter has no `ready_in()`.
@@ -79,10 +81,11 @@ class SpoolingExporter(BaseExporter):
     #: Empty rounds, a second apart, before the delivery thread ends.
     IDLE_ROUNDS = 2
 
-    def __init__(self, exporter: Exporter, spool: Spool, destination: str) -> None:
+    def __init__(self, exporter: Exporter, spool: Spool, destination: str, stats: str = "") -> None:
         self.exporter = exporter
         self.spool = spool
         self.destination = destination
+        self._stats = stats
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._ahead: dict[str, int] = {}  # batches written ahead, not yet attempted: traces
@@ -116,7 +119,7 @@ class SpoolingExporter(BaseExporter):
         if kept:
             with self._wake:
                 if self._failing:  # nothing goes out now: it waits on disk for a while
-                    _stats.note("spooled", kept)
+                    self._note("spooled", kept)
                 else:
                     self._ahead[name] = kept
                 self._kept = True
@@ -133,7 +136,7 @@ class SpoolingExporter(BaseExporter):
             self._recovered()
             return result
         self._failed(result)
-        _stats.count("spool_full", len(traces))
+        self._count("spool_full", len(traces))
         return ExportResult(
             ok=False,
             message=f"{result.message}; the spool {self.spool.directory} is full or not writable",
@@ -173,7 +176,7 @@ class SpoolingExporter(BaseExporter):
         where = self.spool.set_aside(records)
         if where is None:
             return None  # the caller counts them as export_failed
-        _stats.count("set_aside", len(records))
+        self._count("set_aside", len(records))
         self._set_aside += len(records)
         warn_limited(
             "set-aside",
@@ -189,9 +192,9 @@ class SpoolingExporter(BaseExporter):
     def _put(self, traces: Sequence[TraceRecord]) -> int:
         kept = self.spool.put(traces)
         if kept:
-            _stats.note("spooled", kept)
+            self._note("spooled", kept)
         if kept < len(traces):
-            _stats.count("spool_full", len(traces) - kept)
+            self._count("spool_full", len(traces) - kept)
         return kept
 
     def _failed(self, result: ExportResult) -> None:
@@ -207,7 +210,7 @@ class SpoolingExporter(BaseExporter):
             self._answered = result.status is not None and result.retryable
             self._wake.notify_all()
         if waiting:
-            _stats.note("spooled", waiting)
+            self._note("spooled", waiting)
         if first and result.configuration:
             logger.warning(
                 "tracekit: %s refused tracekit's configuration: %s. The traces stay in %s "
@@ -234,6 +237,12 @@ class SpoolingExporter(BaseExporter):
             logger.warning(
                 "tracekit: %s answers again; delivering spooled traces", self.destination
             )
+
+    def _note(self, event: str, n: int) -> None:
+        _stats.note(self._stats + event, n)
+
+    def _count(self, reason: str, n: int) -> None:
+        _stats.count(self._stats + reason, n)
 
     # -- background delivery of the spool ---------------------------------------
 
@@ -341,7 +350,7 @@ class SpoolingExporter(BaseExporter):
         with self._wake:
             ahead = self._busy_ahead  # shutdown may have counted it as spooled meanwhile
         if not result.ok and ahead:  # written ahead, and now it has to wait
-            _stats.note("spooled", len(claim.records))
+            self._note("spooled", len(claim.records))
         if not result.ok and result.undelivered is not None:  # partly delivered
             claim.keep_only(result.undelivered)
             self._failed(result)
@@ -349,12 +358,12 @@ class SpoolingExporter(BaseExporter):
         if result.ok:
             claim.done()
             if len(claim.records) > refused and not ahead:
-                _stats.note("delivered_from_spool", len(claim.records) - refused)
+                self._note("delivered_from_spool", len(claim.records) - refused)
             self._recovered()
             return _DELIVERED
         if result.rejected:  # sending it again cannot help: set it aside
             claim.reject()
-            _stats.count("export_failed", len(claim.records))
+            self._count("export_failed", len(claim.records))
             warn_limited(
                 "spool-rejected",
                 "tracekit: %s refused %d spooled trace(s) (%s); kept aside in %s",
@@ -414,7 +423,7 @@ class SpoolingExporter(BaseExporter):
             self._ahead.clear()
             self._busy_ahead = False
         if left:
-            _stats.note("spooled", left)
+            self._note("spooled", left)
         # Closing the exporter also cuts its retry waits and requests short.
         closer = self._close(deadline)
         if drainer is not None:
