@@ -4,8 +4,9 @@ The traced call only appends a finished trace to the queue. The worker,
 started on first use, wakes when a batch is full, when the export interval
 passes, or on flush/shutdown; it serializes traces (`_serialize`), lets span
 processors see each span, and hands the batch to the exporter, all with
-instrumentation suppressed. When the queue is full the oldest trace is
-dropped and counted.
+instrumentation suppressed. When the queue is full the oldest traces are
+written to disk by the caller that overflowed it (`_spill`), or dropped and
+counted when the destination cannot keep them.
 
 Nothing is imported on the worker: this module imports what serializing
 needs, and `tracekit.exporters.prepare()` what the exporters need, on the
@@ -27,7 +28,9 @@ from tracekit._buffer import TraceState
 from tracekit._config import Config
 from tracekit._guard import guard, internal_error, warn_limited
 from tracekit._serialize import trace_record
-from tracekit.exporters.base import Exporter, ExportResult, TraceRecord, _safe_export
+from tracekit.exporters.base import SUCCESS, Exporter, ExportResult, TraceRecord, _safe_export
+
+SPILL_BUILD_WAIT_S = 2.0  # an overflowing caller waits this long for the exporter's build
 
 
 class ExportPipeline:
@@ -66,6 +69,7 @@ class ExportPipeline:
         self._handed = False  # ...and already passed to the exporter (which may keep them)
         self._max_queued_spans = config.max_queued_spans
         self._batch_spans = config.export_batch_spans
+        self._spill_pause = 0.0  # until then an overflow is dropped, not spilled (see _spill)
 
     @property
     def exporter(self) -> Exporter:
@@ -101,20 +105,72 @@ class ExportPipeline:
             else:
                 self._queue.append(trace)
                 self._queued_spans += len(trace.spans)
-                while self._queued_spans > self._max_queued_spans and len(self._queue) > 1:
-                    old = self._queue.popleft()
-                    self._queued_spans -= len(old.spans)
-                    dropped.append(old)
+                if self._queued_spans > self._max_queued_spans:
+                    dropped = self._overflow()
                 if not self._alive:
                     self._start()  # first use, or the worker died of an internal error
                 if self._queued_spans >= self._batch_spans:
                     self._cond.notify()
-        if dropped:
-            _stats.count(
-                "not_exported_at_exit" if dropped[0] is trace else "queue_full", len(dropped)
-            )
-            for old in dropped:
+        if dropped and dropped[0] is trace:
+            _stats.count("not_exported_at_exit")
+            trace.release()
+        elif dropped:
+            self._spill(dropped)
+
+    # -- a burst beyond the queue --------------------------------------------------
+
+    def _overflow(self) -> list[TraceState]:
+        """Take the oldest traces out of the overflowing queue (the newest stays), called
+        with the lock held: a batch's worth when they can be spilled to disk, else just
+        enough to fit (those are dropped)."""
+        exporter = self._exporter  # not built yet: `_spill` waits for it
+        spill = exporter is None or callable(getattr(exporter, "keep", None))
+        spill = spill and time.monotonic() >= self._spill_pause
+        fits = self._max_queued_spans - (self._batch_spans if spill else 0)
+        taken: list[TraceState] = []
+        while self._queued_spans > max(0, fits) and len(self._queue) > 1:
+            old = self._queue.popleft()
+            self._queued_spans -= len(old.spans)
+            taken.append(old)
+        if not spill:
+            _stats.count("queue_full", len(taken))
+            for old in taken:
                 old.release()
+            return []
+        return taken
+
+    def _spill(self, traces: list[TraceState]) -> None:
+        """Write traces the queue could not hold to disk, on this (the caller's) thread.
+
+        A burst that outruns the worker pays for itself here, a batch at a time,
+        rather than losing traces: the destination's `keep()` writes them to a
+        remote destination's spool (delivered from there like any spooled batch)
+        or appends them to a file store. What it cannot keep (the spool is full)
+        is counted, and spilling pauses for a second so that later overflows are
+        dropped at no cost. Before the exporter is built this waits for its build
+        (at most `SPILL_BUILD_WAIT_S`).
+        """
+        records: list[TraceRecord] = []
+        result: object = None
+        keep = None
+        with _context.suppress_instrumentation(), guard("spill"):
+            # The worker may still be building the exporter (a burst from the start).
+            keep = getattr(self._built(SPILL_BUILD_WAIT_S), "keep", None)
+            if callable(keep):
+                for trace in traces:
+                    self._serialize(trace, records)  # releases the trace
+                result = keep(records) if records else SUCCESS
+        if not callable(keep):  # no build in time, or a destination that cannot keep traces
+            _stats.count("queue_full", len(traces))
+            for trace in traces:
+                trace.release()
+        elif result is not None and (not isinstance(result, ExportResult) or result.ok):
+            if records:
+                _stats.note("spilled", len(records))
+        else:  # keep() failed or raised (an internal error, reported by the guard)
+            self._spill_pause = time.monotonic() + 1.0
+            if not (isinstance(result, ExportResult) and result.counted):
+                _stats.count("queue_full", len(records))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Export everything queued so far; False if `timeout` passed first."""
