@@ -8,10 +8,10 @@ instrumentation suppressed. When the queue is full the oldest traces are
 written to disk by the caller that overflowed it (`_spill`), or dropped and
 counted when the destination cannot keep them.
 
-Nothing is imported on the worker: this module imports what serializing
-needs, and `tracekit.exporters.prepare()` what the exporters need, on the
-thread that creates the pipeline (a fork while the worker held an import
-lock would leave the child hanging on it).
+Before its first batch the worker builds the exporter, which imports what
+serializing and exporting need (`tracekit.exporters.build`) under a lock
+that a fork waits for (a fork while the worker held an import lock would
+leave the child hanging on it); after that nothing is imported on the worker.
 """
 
 from __future__ import annotations
@@ -325,13 +325,16 @@ class ExportPipeline:
                 return
 
     def _export(self, batch: list[TraceState]) -> None:
+        # Built before serializing: the build imports (under a fork guard) what
+        # serializing needs too, so that nothing is imported unguarded here.
+        exporter = self.exporter
         records: list[TraceRecord] = []
         for trace in batch:
             self._serialize(trace, records)
         if not records:
             return
         self._handed = True
-        result = _safe_export(self.exporter, records)
+        result = _safe_export(exporter, records)
         if not result.ok and not result.counted:
             lost = len(records) if result.undelivered is None else len(result.undelivered)
             _stats.count("export_failed", lost)
@@ -339,7 +342,7 @@ class ExportPipeline:
                 "export-failed",
                 "tracekit: could not export %d trace(s) with %s: %s",
                 lost,
-                type(self.exporter).__name__,
+                type(exporter).__name__,
                 result.message,
             )
 
