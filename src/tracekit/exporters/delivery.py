@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -89,6 +90,7 @@ class SpoolingExporter(BaseExporter):
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._ahead: dict[str, int] = {}  # batches written ahead, not yet attempted: traces
+        self._own: set[str] = set()  # files of deliver_later() not yet seen delivered
         self._busy = 0  # traces in the claim the delivery thread is sending
         self._busy_ahead = False  # ...written ahead, not yet counted as spooled
         self._failures = 0  # failed deliveries so far (force_flush stops waiting on one)
@@ -115,9 +117,19 @@ class SpoolingExporter(BaseExporter):
             closing = self._finishing or self._stopped
         if closing:  # after shutdown: no network, keep it for a later process
             return self.keep(traces)
+        kept = self._write_ahead(traces)
+        if kept == len(traces):
+            return SUCCESS
+        return self._send_now(traces[kept:])
+
+    def _write_ahead(self, traces: Sequence[TraceRecord], own: bool = False) -> int:
+        """Write a batch to the spool for the delivery thread; how many records fit.
+        `own`: remember its file (see `undelivered()`)."""
         kept, name = self.spool.write(traces)
         if kept:
             with self._wake:
+                if own:
+                    self._own.add(name)
                 if self._failing:  # nothing goes out now: it waits on disk for a while
                     self._note("spooled", kept)
                 else:
@@ -125,9 +137,7 @@ class SpoolingExporter(BaseExporter):
                 self._kept = True
                 self._wake.notify_all()
             self._start_drainer()
-        if kept == len(traces):
-            return SUCCESS
-        return self._send_now(traces[kept:])
+        return kept
 
     def _send_now(self, traces: Sequence[TraceRecord]) -> ExportResult:
         """Deliver on the caller's thread what the spool could not take."""
@@ -163,12 +173,40 @@ class SpoolingExporter(BaseExporter):
         """Spool a batch and let the background thread deliver it (no network here).
 
         For writes made on the caller's thread (feedback): durable at once, sent
-        with the spool's retries and pacing, never blocking the caller.
+        with the spool's retries and pacing, never blocking the caller. Counted as
+        spooled only if it has to wait (the destination fails), like a batch of
+        `export()`; `undelivered()` tells whether it is still in the spool.
         """
-        result = self.keep(traces)
-        if result.ok:
-            self._nudge_drainer()
-        return result
+        if not traces:
+            return SUCCESS
+        with self._lock:
+            closing = self._finishing or self._stopped
+        kept = self._write_ahead(traces, own=True) if not closing else self._put(traces)
+        if kept < len(traces):
+            if not closing:
+                self._count("spool_full", len(traces) - kept)
+            return ExportResult(
+                ok=False,
+                message=f"the spool {self.spool.directory} is full or not writable",
+                counted=True,
+            )
+        return SUCCESS
+
+    def undelivered(self) -> bool:
+        """Whether a batch this process gave `deliver_later()` is still in the spool,
+        waiting or being sent (by this process or another one sharing the spool)."""
+        with self._lock:
+            own = set(self._own)
+        if not own:
+            return False
+        try:
+            names = os.listdir(self.spool.directory)
+        except OSError:
+            return False
+        left = own & {name.split(".claimed-", 1)[0] for name in names}
+        with self._lock:
+            self._own -= own - left  # delivered (or set aside): forget them
+        return bool(left)
 
     def set_aside(self, records: Sequence[TraceRecord], result: ExportResult) -> Path | None:
         """Keep records the destination refused on their own beside the spool (a
