@@ -99,6 +99,7 @@ class ExportPipeline:
     def enqueue(self, trace: TraceState) -> None:
         """Queue a finished trace (never blocks on I/O)."""
         dropped: list[TraceState] = []
+        spill = False
         with self._lock:
             if self._closed:
                 dropped.append(trace)
@@ -106,7 +107,7 @@ class ExportPipeline:
                 self._queue.append(trace)
                 self._queued_spans += len(trace.spans)
                 if self._queued_spans > self._max_queued_spans:
-                    dropped = self._overflow()
+                    dropped, spill = self._overflow()
                 if not self._alive:
                     self._start()  # first use, or the worker died of an internal error
                 if self._queued_spans >= self._batch_spans:
@@ -115,14 +116,14 @@ class ExportPipeline:
             _stats.count("not_exported_at_exit")
             trace.release()
         elif dropped:
-            self._spill(dropped)
+            self._spill(dropped, spill)
 
     # -- a burst beyond the queue --------------------------------------------------
 
-    def _overflow(self) -> list[TraceState]:
+    def _overflow(self) -> tuple[list[TraceState], bool]:
         """Take the oldest traces out of the overflowing queue (the newest stays), called
         with the lock held: a batch's worth when they can be spilled to disk, else just
-        enough to fit (those are dropped)."""
+        enough to fit (to be dropped); and whether to spill them."""
         exporter = self._exporter  # not built yet: `_spill` waits for it
         spill = exporter is None or callable(getattr(exporter, "keep", None))
         spill = spill and time.monotonic() >= self._spill_pause
@@ -132,14 +133,9 @@ class ExportPipeline:
             old = self._queue.popleft()
             self._queued_spans -= len(old.spans)
             taken.append(old)
-        if not spill:
-            _stats.count("queue_full", len(taken))
-            for old in taken:
-                old.release()
-            return []
-        return taken
+        return taken, spill
 
-    def _spill(self, traces: list[TraceState]) -> None:
+    def _spill(self, traces: list[TraceState], spill: bool = True) -> None:
         """Write traces the queue could not hold to disk, on this (the caller's) thread.
 
         A burst that outruns the worker pays for itself here, a batch at a time,
@@ -148,19 +144,19 @@ class ExportPipeline:
         or appends them to a file store. What it cannot keep (the spool is full)
         is counted, and spilling pauses for a second so that later overflows are
         dropped at no cost. Before the exporter is built this waits for its build
-        (at most `SPILL_BUILD_WAIT_S`).
+        (at most `SPILL_BUILD_WAIT_S`). With `spill` False they are dropped.
         """
         records: list[TraceRecord] = []
         result: object = None
         keep = None
         with _context.suppress_instrumentation(), guard("spill"):
             # The worker may still be building the exporter (a burst from the start).
-            keep = getattr(self._built(SPILL_BUILD_WAIT_S), "keep", None)
+            keep = getattr(self._built(SPILL_BUILD_WAIT_S), "keep", None) if spill else None
             if callable(keep):
                 for trace in traces:
                     self._serialize(trace, records)  # releases the trace
                 result = keep(records) if records else SUCCESS
-        if not callable(keep):  # no build in time, or a destination that cannot keep traces
+        if not callable(keep):  # not to spill, no build in time, or a destination without keep
             _stats.count("queue_full", len(traces))
             for trace in traces:
                 trace.release()
