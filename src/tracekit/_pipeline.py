@@ -97,7 +97,7 @@ class ExportPipeline:
     # -- called by traced code -------------------------------------------------
 
     def enqueue(self, trace: TraceState) -> None:
-        """Queue a finished trace (never blocks on I/O)."""
+        """Queue a finished trace (no I/O, unless it overflows the queue: see `_spill`)."""
         dropped: list[TraceState] = []
         spill = False
         with self._lock:
