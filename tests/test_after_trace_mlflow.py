@@ -319,6 +319,14 @@ def test_spooled_feedback_is_delivered_exactly_once_after_an_outage(
             for m, path, mode in proxy.requests
         ), seen
 
+    # Feedback is counted as feedback, never as traces (the trace was delivered at once):
+    # what waited in the spool (whether a feedback's retries outlasted the outage depends
+    # on timing) was delivered later.
+    stats = tracekit.get_stats()
+    spooled = stats.get("feedback_spooled", 0)
+    assert spooled == stats.get("feedback_delivered_from_spool", 0) <= 2, stats
+    assert not {"spooled", "delivered_from_spool"} & set(stats), stats
+
     got = mlflow_assessments(mlflow_server, trace_id)
     assert sorted((a["id"], a["name"], a["value"]) for a in got) == sorted(
         [(down.assessment_id, "during_outage", "bad"), (lost.assessment_id, "answer_lost", 1)]
@@ -406,3 +414,83 @@ def test_a_script_that_exits_at_once_delivers_its_feedback(
     assert done.stderr == ""
     assert stored_count(mlflow_server.url, trace_id) == 1  # delivered before the exit
     assert not list((tmp_path / "assessments").rglob("*.jsonl*"))
+
+
+def test_a_forked_child_delivers_its_own_feedback_and_not_the_parents_state(
+    mlflow_server: MlflowServer, tmp_path: Any
+) -> None:
+    """A real os.fork while the parent's feedback waits in the spool (the server was down):
+    the child starts with no sender of the parent's (no failing state, no connection, no
+    pending count), delivers its own feedback, and the parent's is stored once."""
+    import json
+    import sys
+
+    from tests.fault_proxy import FaultProxy
+
+    experiment_id = create_experiment(mlflow_server.url, unique("fork"))
+    tracekit.configure(
+        tracking_uri=mlflow_server.url,
+        experiment_id=experiment_id,
+        spool_dir=str(tmp_path / "traces"),
+    )
+    trace_id = priced_agent(1)
+    assert tracekit.flush(30)
+    with FaultProxy(mlflow_server.url, mode="refuse") as proxy:
+        script = textwrap.dedent(
+            f"""
+            import json, os, sys, time
+            import tracekit
+
+            def emit(**values):
+                sys.stdout.write(json.dumps(values) + "\\n")
+                sys.stdout.flush()
+
+            tracekit.configure(tracking_uri={proxy.url!r}, experiment_id={experiment_id!r},
+                               spool_dir={str(tmp_path / "spool")!r}, export_timeout=1.0)
+            tracekit.log_feedback(trace_id={trace_id!r}, name="parent", value=1)
+            while not tracekit.get_stats().get("feedback_spooled"):  # its attempts failed
+                time.sleep(0.05)
+            emit(ready=True)
+            sys.stdin.readline()  # the server answers again
+            pid = os.fork()
+            if pid == 0:
+                tracekit.log_feedback(trace_id={trace_id!r}, name="child", value=2)
+                emit(who="child", flushed=tracekit.flush(30), stats=tracekit.get_stats())
+                sys.exit(0)
+            _, status = os.waitpid(pid, 0)
+            emit(who="parent", child=os.waitstatus_to_exitcode(status), stats=tracekit.get_stats())
+            """
+        )
+        app = subprocess.Popen(
+            [sys.executable, "-c", script],
+            env=_clean_env(TRACEKIT_TESTING="1"),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert app.stdout is not None
+        assert app.stdin is not None
+        assert json.loads(app.stdout.readline()) == {"ready": True}
+        proxy.mode = "pass"
+        app.stdin.write("go\n")
+        app.stdin.flush()
+        out, err = app.communicate(timeout=120)
+        assert app.returncode == 0, err
+        assert "internal error" not in err, err
+        lines = {o["who"]: o for o in map(json.loads, out.splitlines())}
+        child, parent = lines["child"], lines["parent"]
+        assert child["flushed"] is True
+        assert parent["child"] == 0
+        # The child counts only what it did: its feedback went out at once (not spooled);
+        # it may have delivered the parent's from the shared spool, once.
+        feedback = {k: v for k, v in child["stats"].items() if k.startswith("feedback_")}
+        assert set(feedback) <= {"feedback_delivered_from_spool"}, child["stats"]
+        assert parent["stats"]["feedback_spooled"] == 1, parent["stats"]
+        assert "spooled" not in parent["stats"]  # feedback is not counted as traces
+        delivered = sum(o["stats"].get("feedback_delivered_from_spool", 0) for o in (child, parent))
+        assert delivered <= 1
+        wait_for(lambda: stored_count(mlflow_server.url, trace_id) == 2)
+    got = mlflow_assessments(mlflow_server, trace_id)
+    assert sorted((a["name"], a["value"]) for a in got) == [("child", 2), ("parent", 1)]
+    assert not list((tmp_path / "spool" / "assessments").rglob("*.jsonl*"))

@@ -133,3 +133,68 @@ def test_a_garbage_200_is_a_destination_error(
     assert "HTTP 200 with a body that is not an MLflow server's answer" in message
     assert "is the tracking URI an MLflow server?" in message
     assert _stats.events().get("spooled") == 1
+
+
+class _Stalled(tracekit.exporters.BaseExporter):
+    """A destination whose export blocks until released; `keep()` takes traces locally
+    (as the built-in destinations do) unless `refuse` is set."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.exported: list[int] = []
+        self.kept: list[int] = []
+        self.keep_calls = 0
+
+    def export(self, traces: Any) -> tracekit.exporters.ExportResult:
+        self.entered.set()
+        self.release.wait(30)
+        self.exported += [t["spans"][0]["inputs"]["i"] for t in traces]
+        return tracekit.exporters.SUCCESS
+
+    def keep(self, traces: Any) -> tracekit.exporters.ExportResult:
+        self.keep_calls += 1
+        if self.refuse:
+            return tracekit.exporters.ExportResult(ok=False, message="full")
+        self.kept += [t["spans"][0]["inputs"]["i"] for t in traces]
+        return tracekit.exporters.SUCCESS
+
+
+def _burst(destination: _Stalled) -> dict[str, int]:
+    _state.reset()
+    tracekit.configure(
+        exporter=destination, max_queued_spans=10, export_batch_spans=4, export_interval=0.01
+    )
+    try:
+        with tracekit.start_span("first", inputs={"i": -1}):
+            pass
+        assert destination.entered.wait(10)  # the worker is stuck in its first batch
+        for i in range(100):
+            with tracekit.start_span("step", inputs={"i": i}):
+                pass
+        destination.release.set()
+        assert tracekit.flush(10)
+        return tracekit.get_stats()
+    finally:
+        destination.release.set()
+        _state.reset()
+
+
+def test_a_burst_beyond_the_queue_goes_to_keep_and_is_counted_as_spilled() -> None:
+    destination = _Stalled()
+    stats = _burst(destination)
+    assert sorted(destination.exported + destination.kept) == list(range(-1, 100))
+    assert stats["spilled"] == len(destination.kept) > 0
+    assert "queue_full" not in stats
+
+
+def test_what_keep_refuses_is_counted_and_spilling_pauses() -> None:
+    destination = _Stalled(refuse=True)
+    stats = _burst(destination)
+    lost = 101 - len(destination.exported)
+    assert stats["queue_full"] == lost > 0
+    assert "spilled" not in stats
+    # After a refusal the overflow is dropped for a second without serializing it (the
+    # burst of ~90 overflows takes milliseconds).
+    assert destination.keep_calls <= 2, destination.keep_calls

@@ -21,7 +21,8 @@ from tests.test_fork_exit import PRELUDE, read_store, run, work_key
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
-# Records every module imported on a thread other than the main thread.
+# Records every module imported on a thread other than the main thread, unless that
+# thread holds the import guard that a fork waits for (the exporter's build on the worker).
 IMPORT_WATCH = """
 import sys, threading
 _imported_off_main = []
@@ -29,7 +30,10 @@ _imported_off_main = []
 class _Watch:
     def find_spec(self, name, path=None, target=None):
         if threading.current_thread() is not threading.main_thread():
-            _imported_off_main.append((threading.current_thread().name, name))
+            exporters = sys.modules.get("tracekit.exporters")
+            guarded = getattr(exporters, "importing_here", lambda: False)()
+            if not guarded:
+                _imported_off_main.append((threading.current_thread().name, name))
         return None
 
 sys.meta_path.insert(0, _Watch())
@@ -61,8 +65,9 @@ def run_script(
     ids=["file", "otlp", "tracking"],
 )
 def test_nothing_is_imported_on_tracekit_threads(tmp_path: Path, uri: str) -> None:
-    """The worker, the spool thread and the exit path never import: a fork while they
-    held an import lock would hang the child."""
+    """The worker, the spool thread and the exit path never import but under the fork
+    guard (the exporter's build): a fork while they held an import lock would hang the
+    child."""
     store = tmp_path / "store"
     proc = run_script(
         IMPORT_WATCH
@@ -210,3 +215,74 @@ def test_a_trace_that_cannot_be_serialized_is_counted(tmp_path: Path) -> None:
     ]
     assert "tracekit internal error at serialize" in proc.stderr
     assert [work_key(r) for r in read_store(store)] == [("good", 1)]
+
+
+# Every import off the main thread takes 30 ms longer (it holds its module's import lock
+# meanwhile): the window in which a fork would copy a held import lock is wide open.
+SLOW_IMPORTS = """
+import time
+
+_off_main = []
+
+class _Slow:
+    def find_spec(self, name, path=None, target=None):
+        if threading.current_thread() is not threading.main_thread():
+            _off_main.append(name)
+            time.sleep(0.03)
+        return None
+
+sys.meta_path.insert(0, _Slow())
+"""
+
+
+@pytest.mark.parametrize("uri", ["{store}", "{store},http://127.0.0.1:9"], ids=["file", "remote"])
+def test_a_fork_while_the_worker_imports_waits_for_the_import(tmp_path: Path, uri: str) -> None:
+    """The worker imports the exporters' modules before its first batch (slowed down
+    here), not the traced call: children forked meanwhile wait for the import to finish,
+    then neither hang nor see half-initialized modules, and deliver."""
+    store = tmp_path / "store"
+    code = """
+        tracekit.configure(export_interval=0.01)
+        work("parent", 0)                   # the worker imports its exporter's modules
+        children = []
+        for i in range(8):
+            time.sleep(0.02)
+            pid = os.fork()
+            if pid == 0:
+                work("child", i)
+                emit(who=i, flushed=tracekit.flush(10))
+                sys.exit(0)
+            children.append(pid)
+        hung = []
+        deadline = time.monotonic() + 30
+        for pid in children:
+            while True:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    assert os.waitstatus_to_exitcode(status) == 0
+                    break
+                if time.monotonic() > deadline:
+                    hung.append(pid)
+                    os.kill(pid, 9)
+                    break
+                time.sleep(0.01)
+        emit(who="parent", hung=len(hung), flushed=tracekit.flush(10))
+        emit(who="imported off main", names=_off_main)
+    """
+    proc = run_script(
+        PRELUDE + SLOW_IMPORTS + textwrap.dedent(code),
+        tmp_path,
+        env={
+            "TRACEKIT_TRACKING_URI": uri.format(store=store),
+            "TRACEKIT_SPOOL_DIR": str(tmp_path / "spool"),
+        },
+    )
+    out = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert {"who": "parent", "hung": 0, "flushed": True} in out
+    (imported,) = [o["names"] for o in out if o["who"] == "imported off main"]
+    assert {"tracekit.exporters.file", "tracekit._chat"} <= set(imported)  # not the caller's
+    children = [o for o in out if isinstance(o["who"], int)]
+    assert sorted(o["who"] for o in children) == list(range(8))
+    assert all(o["flushed"] for o in children)
+    keys = Counter(work_key(r) for r in read_store(store))
+    assert keys == Counter([("parent", 0)] + [("child", i) for i in range(8)])

@@ -6,6 +6,7 @@ named, never printed."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ from tests.test_delivery import (
     wait_until,
 )
 from tests.test_otlp_export import Receiver, all_spans
+from tests.workspace_front import WorkspaceFront
 
 import tracekit
 from tracekit import _state, _stats, cli
@@ -141,6 +143,42 @@ def test_a_bad_experiment_id_keeps_the_traces_with_one_clear_message(
     assert remote.spooled_ids() == []
 
 
+def test_an_experiment_name_the_server_refuses_keeps_the_traces_with_one_clear_message(
+    remote: Remote, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow refuses to create an experiment whose name is longer than 500 characters
+    (HTTP 400): the traces wait in the spool, one message names the variable to fix."""
+    caplog.set_level(logging.WARNING, logger="tracekit")
+    _state.reset()
+    tracekit.configure(
+        tracking_uri=remote.proxy.url,
+        experiment_name="n" * 600,
+        spool_dir=str(remote.spool_dir),
+        export_interval=0.05,
+    )
+    ids, _ = traced_calls(6)
+    assert tracekit.flush(20)
+    time.sleep(2.5)  # the spool's delivery tries again meanwhile: still one message
+    more, _ = traced_calls(2, start=6)
+    assert tracekit.flush(20)
+    messages = [r.getMessage() for r in caplog.records if r.name == "tracekit"]
+    assert len(messages) == 1, messages
+    assert "refused tracekit's configuration" in messages[0]
+    assert "HTTP 400" in messages[0]
+    assert "set TRACEKIT_EXPERIMENT_NAME" in messages[0]
+    assert str(remote.spool_dir) in messages[0]
+    _state.reset()
+    assert sorted(remote.spooled_ids()) == sorted(ids + more)
+    stats = _stats.snapshot()
+    assert not {"export_failed", "set_aside"} & set(stats), stats
+
+    # Fixed: `tracekit upload` delivers them to the experiment now named.
+    monkeypatch.setenv("TRACEKIT_EXPERIMENT_NAME", remote.name)
+    assert cli.main(["upload", "--spool", str(remote.spool_dir)]) == 0
+    assert_once_each(remote.wait_for(ids + more), ids + more)
+    assert remote.spooled_ids() == []
+
+
 def test_a_poison_record_is_set_aside_and_the_rest_flows(
     remote: Remote, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -232,21 +270,45 @@ def test_503_while_resolving_the_experiment_is_retried_within_the_shutdown_budge
     assert remote.proxy.scripted == []
 
 
-@pytest.mark.parametrize("variable", ["MLFLOW_TRACKING_TOKEN"])
-def test_a_token_with_a_newline_is_named_never_printed(remote: Remote, variable: str) -> None:
-    proc, _ = run(
-        """
-        answer(1)
-        tracekit.flush(10)
-        answer(2)
-        emit(stats=tracekit.get_stats())
-        """,
-        remote.env(**{variable: "tok-part1\nSECRET-PART-2"}),
-    )
-    assert "SECRET" not in proc.stderr
-    assert "tok-part1" not in proc.stderr
-    assert proc.stderr.count(variable) == 1, proc.stderr
-    assert "header's value has a line break" in proc.stderr
-    (out,) = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert "export_failed" not in out["stats"]
-    assert len(remote.spooled_ids()) == 2  # kept until the token is fixed
+@pytest.mark.parametrize("variable", ["MLFLOW_TRACKING_TOKEN", "DATABRICKS_TOKEN"])
+def test_a_token_with_a_newline_is_named_never_printed(
+    remote: Remote, variable: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reported once, by the variable's name, never its value; the batches wait in the
+    spool until the token is fixed, then go out (they are not spooled forever)."""
+    fixed = "tok-fixed"
+    env = remote.env(**{variable: "tok-part1\nSECRET-PART-2"})
+    with contextlib.ExitStack() as stack:
+        if variable == "DATABRICKS_TOKEN":  # the same server behind a workspace's front
+            front = stack.enter_context(WorkspaceFront(remote.server.url, pats={fixed}))
+            env.update(
+                TRACEKIT_TRACKING_URI="databricks",
+                DATABRICKS_HOST=front.url,
+                DATABRICKS_CONFIG_FILE=str(tmp_path / "absent.databrickscfg"),
+            )
+        proc, _ = run(
+            """
+            answer(1)
+            ids = [tracekit.get_last_trace_id()]
+            tracekit.flush(10)
+            answer(2)
+            ids.append(tracekit.get_last_trace_id())
+            emit(ids=ids, stats=tracekit.get_stats())
+            """,
+            env,
+        )
+        assert "SECRET" not in proc.stderr
+        assert "tok-part1" not in proc.stderr
+        assert proc.stderr.count(variable) == 1, proc.stderr
+        assert "header's value has a line break" in proc.stderr
+        (out,) = [json.loads(line) for line in proc.stdout.splitlines()]
+        assert "export_failed" not in out["stats"]
+        assert sorted(remote.spooled_ids()) == sorted(out["ids"])  # kept until it is fixed
+        assert "SECRET" not in "".join(p.read_text() for p in remote.spool_dir.rglob("*.json"))
+
+        # Fixed: `tracekit upload` (or the next run) delivers them, once.
+        for key, value in {**env, variable: fixed}.items():
+            monkeypatch.setenv(key, value)
+        assert cli.main(["upload", "--spool", str(remote.spool_dir)]) == 0
+        assert remote.spooled_ids() == []
+        assert_once_each(remote.wait_for(out["ids"]), out["ids"])

@@ -254,7 +254,11 @@ def test_two_processes_and_an_upload_drain_one_spool_without_duplicates(
     go = tmp_path / "go"
     apps = []
     for n in range(2):
-        env = {**os.environ, "TRACEKIT_TESTING": "1", **remote.env()}
+        # Time to drain the spool at exit: 60 batches, one request each to a one-worker
+        # server, can outlast the default 5 s on a loaded machine, and an app whose
+        # deadline passes mid-request leaves that claim for a later process, which sends
+        # the batch again (not what this test is about; it made the test flaky).
+        env = {**os.environ, "TRACEKIT_TESTING": "1", **remote.env(TRACEKIT_SHUTDOWN_TIMEOUT="60")}
         env.update(READY=str(tmp_path / f"ready{n}"), GO=str(go))
         apps.append(
             subprocess.Popen(

@@ -222,15 +222,33 @@ def shutdown() -> None:
 
 
 def get_stats() -> dict[str, int]:
-    """Counts of what tracekit dropped, by reason, plus the gauges
-    `traces_in_flight` (started, not finished) and `traces_queued` (finished,
-    not yet exported).
+    """Counts of what tracekit dropped, by reason, of what it kept on disk, and two gauges.
 
-    Drop reasons: `spans_per_trace`, `in_flight_traces`, `queue_full`,
-    `export_failed`, `not_exported_at_exit`, `spool_full`, `force_ended_spans`,
-    `serialize_failed`, `set_aside`.
-    Not losses, also counted when they happen: `spooled` (traces kept on disk
-    while a remote destination was down) and `delivered_from_spool`.
+    A key appears once its count is above zero (the gauges always). Losses
+    (the first of each kind also logs one warning):
+
+    - `spans_per_trace`: spans not recorded, their trace had max_spans_per_trace.
+    - `in_flight_traces`: traces not recorded, max_in_flight_traces were open.
+    - `queue_full`: finished traces dropped because the export queue
+      (max_queued_spans) was full and they could not be written to disk either.
+    - `export_failed`: traces a destination did not take and that were not kept.
+    - `not_exported_at_exit`: traces neither delivered nor kept when
+      TRACEKIT_SHUTDOWN_TIMEOUT ran out.
+    - `spool_full`: traces dropped because a spool was full or not writable.
+    - `set_aside`: traces a destination refused on their own, kept beside the
+      spool (`*.rejected`), not sent again.
+    - `serialize_failed`: finished traces that could not be turned into a record.
+    - `force_ended_spans`: spans tracekit ended itself (not a loss of data).
+    - `feedback_spool_full`, `feedback_export_failed`: the same for feedback
+      and expectations (`log_feedback`, `log_expectation`).
+
+    Not losses: `spooled` (traces that waited in a remote destination's
+    spool), `delivered_from_spool` (spooled traces delivered later), `spilled`
+    (traces a burst pushed out of the export queue onto disk),
+    `feedback_spooled` and `feedback_delivered_from_spool` (the same for
+    feedback). Gauges: `traces_in_flight` (started, not finished) and
+    `traces_queued` (finished, not yet exported). `tracekit._stats.REASONS`
+    and `EVENTS` describe each key in a sentence.
     """
     stats = _stats.snapshot()
     stats.update(_stats.events())

@@ -165,6 +165,23 @@ def _append(directory: Path, record: dict[str, Any]) -> None:
 
 _senders: dict[tuple[str, Any], Any] = {}
 _senders_lock = threading.Lock()
+_atexit_registered = False
+
+
+def _after_fork_in_child() -> None:
+    """A forked child starts without the parent's senders: their delivery threads do
+    not exist here, their locks may be held, their HTTP connections are the parent's,
+    and their state (a failing destination, the batches the parent wrote) is not the
+    child's. The spool on disk is shared: what the parent logged stays there for the
+    parent (or whichever process claims it first) to deliver, once."""
+    global _senders, _senders_lock, _file_lock
+    _senders = {}
+    _senders_lock = threading.Lock()
+    _file_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _sender(uri: str) -> Any:
@@ -197,40 +214,35 @@ def _sender(uri: str) -> Any:
                 int(config.spool_max_mb * 1024 * 1024),
                 {"uri": destination, "kind": "assessments"},
             )
-            sender = SpoolingExporter(breaker, spool, f"{destination} (feedback)")
-            if not _senders:
+            # Counted as `feedback_*` in get_stats(), never as traces.
+            sender = SpoolingExporter(
+                breaker, spool, f"{destination} (feedback)", stats="feedback_"
+            )
+            global _atexit_registered
+            if not _atexit_registered:  # once per interpreter (a forked child inherits it)
                 atexit.register(_at_exit)
+                _atexit_registered = True
             _senders[key] = sender
         return _senders[key]
 
 
-def _undelivered(directory: Path) -> bool:
-    """Whether a spool holds a batch not yet delivered (waiting or being sent)."""
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return False
-    return any(n.endswith(".jsonl") or ".jsonl.claimed-" in n for n in names if n[0] != ".")
-
-
 def flush(timeout: float | None = None) -> bool:
-    """Wait until the feedback logged so far is delivered, or `timeout` seconds passed
-    (`tracekit.flush()` calls it). A destination that keeps failing (its circuit
-    breaker open) is not waited for: its feedback stays spooled. True if none is left."""
+    """Wait until the feedback this process logged is delivered, or `timeout` seconds
+    passed (`tracekit.flush()` calls it). A destination that keeps failing (its circuit
+    breaker open) is not waited for: its feedback stays spooled. True if none is left.
+    Feedback other processes left in the same spool is not waited for."""
     deadline = None if timeout is None else time.monotonic() + timeout
     with _senders_lock:
         senders = list(_senders.values())
 
     def waiting() -> bool:
-        return any(
-            _undelivered(s.spool.directory) and s.exporter.ready_in() == 0.0 for s in senders
-        )
+        return any(s.undelivered() and s.exporter.ready_in() == 0.0 for s in senders)
 
     while waiting():
         if deadline is not None and time.monotonic() >= deadline:
             break
         time.sleep(0.05)
-    return not any(_undelivered(s.spool.directory) for s in senders)
+    return not any(s.undelivered() for s in senders)
 
 
 def _at_exit() -> None:

@@ -4,13 +4,14 @@ The traced call only appends a finished trace to the queue. The worker,
 started on first use, wakes when a batch is full, when the export interval
 passes, or on flush/shutdown; it serializes traces (`_serialize`), lets span
 processors see each span, and hands the batch to the exporter, all with
-instrumentation suppressed. When the queue is full the oldest trace is
-dropped and counted.
+instrumentation suppressed. When the queue is full the oldest traces are
+written to disk by the caller that overflowed it (`_spill`), or dropped and
+counted when the destination cannot keep them.
 
-Nothing is imported on the worker: this module imports what serializing
-needs, and `tracekit.exporters.prepare()` what the exporters need, on the
-thread that creates the pipeline (a fork while the worker held an import
-lock would leave the child hanging on it).
+Before its first batch the worker builds the exporter, which imports what
+serializing and exporting need (`tracekit.exporters.build`) under a lock
+that a fork waits for (a fork while the worker held an import lock would
+leave the child hanging on it); after that nothing is imported on the worker.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from tracekit._buffer import TraceState
 from tracekit._config import Config
 from tracekit._guard import guard, internal_error, warn_limited
 from tracekit._serialize import trace_record
-from tracekit.exporters.base import Exporter, ExportResult, TraceRecord, _safe_export
+from tracekit.exporters.base import SUCCESS, Exporter, ExportResult, TraceRecord, _safe_export
+
+SPILL_BUILD_WAIT_S = 2.0  # an overflowing caller waits this long for the exporter's build
 
 
 class ExportPipeline:
@@ -66,6 +69,7 @@ class ExportPipeline:
         self._handed = False  # ...and already passed to the exporter (which may keep them)
         self._max_queued_spans = config.max_queued_spans
         self._batch_spans = config.export_batch_spans
+        self._spill_pause = 0.0  # until then an overflow is dropped, not spilled (see _spill)
 
     @property
     def exporter(self) -> Exporter:
@@ -93,28 +97,76 @@ class ExportPipeline:
     # -- called by traced code -------------------------------------------------
 
     def enqueue(self, trace: TraceState) -> None:
-        """Queue a finished trace (never blocks on I/O)."""
+        """Queue a finished trace (no I/O, unless it overflows the queue: see `_spill`)."""
         dropped: list[TraceState] = []
+        spill = False
         with self._lock:
             if self._closed:
                 dropped.append(trace)
             else:
                 self._queue.append(trace)
                 self._queued_spans += len(trace.spans)
-                while self._queued_spans > self._max_queued_spans and len(self._queue) > 1:
-                    old = self._queue.popleft()
-                    self._queued_spans -= len(old.spans)
-                    dropped.append(old)
+                if self._queued_spans > self._max_queued_spans:
+                    dropped, spill = self._overflow()
                 if not self._alive:
                     self._start()  # first use, or the worker died of an internal error
                 if self._queued_spans >= self._batch_spans:
                     self._cond.notify()
-        if dropped:
-            _stats.count(
-                "not_exported_at_exit" if dropped[0] is trace else "queue_full", len(dropped)
-            )
-            for old in dropped:
-                old.release()
+        if dropped and dropped[0] is trace:
+            _stats.count("not_exported_at_exit")
+            trace.release()
+        elif dropped:
+            self._spill(dropped, spill)
+
+    # -- a burst beyond the queue --------------------------------------------------
+
+    def _overflow(self) -> tuple[list[TraceState], bool]:
+        """Take the oldest traces out of the overflowing queue (the newest stays), called
+        with the lock held: a batch's worth when they can be spilled to disk, else just
+        enough to fit (to be dropped); and whether to spill them."""
+        exporter = self._exporter  # not built yet: `_spill` waits for it
+        spill = exporter is None or callable(getattr(exporter, "keep", None))
+        spill = spill and time.monotonic() >= self._spill_pause
+        fits = self._max_queued_spans - (self._batch_spans if spill else 0)
+        taken: list[TraceState] = []
+        while self._queued_spans > max(0, fits) and len(self._queue) > 1:
+            old = self._queue.popleft()
+            self._queued_spans -= len(old.spans)
+            taken.append(old)
+        return taken, spill
+
+    def _spill(self, traces: list[TraceState], spill: bool = True) -> None:
+        """Write traces the queue could not hold to disk, on this (the caller's) thread.
+
+        A burst that outruns the worker pays for itself here, a batch at a time,
+        rather than losing traces: the destination's `keep()` writes them to a
+        remote destination's spool (delivered from there like any spooled batch)
+        or appends them to a file store. What it cannot keep (the spool is full)
+        is counted, and spilling pauses for a second so that later overflows are
+        dropped at no cost. Before the exporter is built this waits for its build
+        (at most `SPILL_BUILD_WAIT_S`). With `spill` False they are dropped.
+        """
+        records: list[TraceRecord] = []
+        result: object = None
+        keep = None
+        with _context.suppress_instrumentation(), guard("spill"):
+            # The worker may still be building the exporter (a burst from the start).
+            keep = getattr(self._built(SPILL_BUILD_WAIT_S), "keep", None) if spill else None
+            if callable(keep):
+                for trace in traces:
+                    self._serialize(trace, records)  # releases the trace
+                result = keep(records) if records else SUCCESS
+        if not callable(keep):  # not to spill, no build in time, or a destination without keep
+            _stats.count("queue_full", len(traces))
+            for trace in traces:
+                trace.release()
+        elif result is not None and (not isinstance(result, ExportResult) or result.ok):
+            if records:
+                _stats.note("spilled", len(records))
+        else:  # keep() failed or raised (an internal error, reported by the guard)
+            self._spill_pause = time.monotonic() + 1.0
+            if not (isinstance(result, ExportResult) and result.counted):
+                _stats.count("queue_full", len(records))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Export everything queued so far; False if `timeout` passed first."""
@@ -269,13 +321,16 @@ class ExportPipeline:
                 return
 
     def _export(self, batch: list[TraceState]) -> None:
+        # Built before serializing: the build imports (under a fork guard) what
+        # serializing needs too, so that nothing is imported unguarded here.
+        exporter = self.exporter
         records: list[TraceRecord] = []
         for trace in batch:
             self._serialize(trace, records)
         if not records:
             return
         self._handed = True
-        result = _safe_export(self.exporter, records)
+        result = _safe_export(exporter, records)
         if not result.ok and not result.counted:
             lost = len(records) if result.undelivered is None else len(result.undelivered)
             _stats.count("export_failed", lost)
@@ -283,7 +338,7 @@ class ExportPipeline:
                 "export-failed",
                 "tracekit: could not export %d trace(s) with %s: %s",
                 lost,
-                type(self.exporter).__name__,
+                type(exporter).__name__,
                 result.message,
             )
 

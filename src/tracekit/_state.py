@@ -126,7 +126,7 @@ def pipeline() -> ExportPipeline:
             from tracekit._pipeline import ExportPipeline
 
             cfg = config()
-            exporters.prepare(cfg)  # here, not on the worker: see ExportPipeline
+            # Built on the worker, which imports the exporters' modules under a fork guard.
             _pipeline = ExportPipeline(
                 lambda: exporters.build(cfg), cfg, resource(cfg), buffer.sweep
             )

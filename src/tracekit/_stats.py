@@ -1,10 +1,16 @@
-"""Counters of everything tracekit drops, each reported once when it first happens."""
+"""Counters of everything tracekit drops, each reported once when it first happens.
+
+`REASONS` (losses, counted with `count()`) and `EVENTS` (not losses, counted with
+`note()`) say what each key of `tracekit.get_stats()` means; the docs' tables follow
+them. Feedback and expectations (`log_feedback`, `log_expectation`) have keys of
+their own, `feedback_*`, so that they are never counted as traces.
+"""
 
 from __future__ import annotations
 
 import threading
 
-_REASONS = {
+REASONS = {
     "spans_per_trace": "a trace reached max_spans_per_trace; further spans of it are not recorded",
     "in_flight_traces": "max_in_flight_traces traces were open at once; new traces are not "
     "recorded",
@@ -19,9 +25,26 @@ _REASONS = {
     "by `tracekit upload`) so that the rest flows",
     "serialize_failed": "a finished trace could not be turned into a record (an internal "
     "error, reported with its traceback); it was dropped",
+    "feedback_spool_full": "the feedback spool (bounded by TRACEKIT_SPOOL_MAX_MB) was full or "
+    "not writable; feedback and expectations that did not fit were dropped",
+    "feedback_export_failed": "a tracking server refused feedback or expectations as such (for "
+    "example their trace never arrived); they were set aside beside the feedback spool",
     "force_ended_spans": "spans were still open when their trace had to be exported (abandoned "
     "streams, runaway threads, or the process exiting); tracekit ended them and exported their "
     "traces marked incomplete",
+}
+
+#: What `note()` counts: things that happened that are not losses.
+EVENTS = {
+    "spooled": "traces that had to wait in a remote destination's spool on disk (it failed or "
+    "was down); every batch is written there first, but one delivered at once is not counted",
+    "delivered_from_spool": "spooled traces this process delivered later (also those an "
+    "earlier process left)",
+    "spilled": "finished traces that did not fit in the export queue (max_queued_spans) during "
+    "a burst and were written to disk instead (a remote destination's spool, a file store)",
+    "feedback_spooled": "feedback and expectations that had to wait in the feedback spool "
+    "(the tracking server failed or was down)",
+    "feedback_delivered_from_spool": "spooled feedback and expectations delivered later",
 }
 
 _lock = threading.Lock()
@@ -39,7 +62,7 @@ def count(reason: str, n: int = 1) -> None:
 
         logging.getLogger("tracekit").warning(
             "tracekit: %s (counted from now on without further warnings; see tracekit.get_stats())",
-            _REASONS.get(reason, reason),
+            REASONS.get(reason, reason),
         )
 
 

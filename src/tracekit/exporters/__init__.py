@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -162,16 +165,71 @@ def _complete(obj: Any, origin: str) -> Exporter | None:
     return _Completed(obj)
 
 
-def prepare(config: Config) -> None:
-    """Import, on the calling thread, every module `build(config)` and the exporters
-    it builds will need, so that the export worker never imports anything.
+# The exporters' modules are imported on the export worker, so that the traced call that
+# finishes the first trace does not wait for them (30 ms for a file store, 70 ms and more
+# for a remote destination). A fork while that thread held an import lock would copy the
+# lock held (gunicorn `--preload`, Celery and multiprocessing fork workers this way): the
+# child would hang importing that module, or see it half initialized. So the imports run
+# under `_importing`, which a fork takes first (`os.register_at_fork`): the fork waits for
+# the imports to finish, and the child starts with no import under way. The wait is bounded
+# (FORK_WAIT_S) so that a fork made while importing a module the worker needs as well (a
+# module-level fork) cannot deadlock; `tracekit._cost` guards the price database the same way.
+FORK_WAIT_S = 10.0
+_importing = threading.Lock()
+_importer: int | None = None  # the thread holding `_importing` for imports
+_held_for_fork = False
 
-    A fork while another thread holds an import lock copies the lock held
-    (gunicorn `--preload`, Celery and multiprocessing fork workers this way):
-    the child then hangs importing that module, or sees it half initialized.
-    Importing up front, before the worker starts, makes that impossible by
-    construction. The cost (an HTTP stack for a remote destination) is paid
-    only for what is configured.
+
+@contextmanager
+def _imports() -> Iterator[None]:
+    """Hold the import guard (a fork waits until the block is done)."""
+    global _importer
+    with _importing:
+        _importer = threading.get_ident()
+        try:
+            yield
+        finally:
+            _importer = None
+
+
+def importing_here() -> bool:
+    """Whether this thread imports under the fork guard now (for tests that check that
+    nothing is imported unguarded off the main thread)."""
+    return _importer == threading.get_ident()
+
+
+def _before_fork() -> None:
+    global _held_for_fork
+    _held_for_fork = _importing.acquire(timeout=FORK_WAIT_S)
+
+
+def _after_fork_in_parent() -> None:
+    global _held_for_fork
+    if _held_for_fork:
+        _held_for_fork = False
+        _importing.release()
+
+
+def _after_fork_in_child() -> None:
+    global _importing, _importer, _held_for_fork
+    _importing, _importer, _held_for_fork = threading.Lock(), None, False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
+
+
+def prepare(config: Config) -> None:
+    """Import every module `build(config)` and the exporters it builds will need,
+    and those serializing a record needs on the worker (`_chat`, `_cost`).
+
+    `build()` calls it first, under the fork guard above, on the export worker:
+    after that the worker imports nothing. The cost (an HTTP stack for a remote
+    destination) is paid only for what is configured, and not by a traced call.
     """
     # The record's chat and cost are added on the worker (the price database itself is
     # imported there too, behind a fork guard: see `_cost`).
@@ -208,7 +266,17 @@ def prepare(config: Config) -> None:
 
 
 def build(config: Config) -> Exporter:
-    """The exporter the configuration asks for (never raises)."""
+    """The exporter the configuration asks for (never raises).
+
+    Imports what it needs first (`prepare`), under the fork guard: it runs on the
+    export worker, and a fork meanwhile waits for it.
+    """
+    with _imports():
+        prepare(config)
+        return _build(config)
+
+
+def _build(config: Config) -> Exporter:
     exporters: list[Exporter] = [_one(uri, config) for uri in config.tracking_uris]
     if config.exporter_factory:
         custom = _from_factory(config.exporter_factory)

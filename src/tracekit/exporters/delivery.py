@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -72,6 +73,8 @@ class SpoolingExporter(BaseExporter):
             the background delivery).
         spool: where undeliverable batches wait.
         destination: how the destination is named in log lines.
+        stats: the prefix of this exporter's keys in `tracekit.get_stats()`
+            (`"feedback_"` for feedback: never counted as traces).
     """
 
     #: Seconds between delivery attempts when the exporter has no `ready_in()`.
@@ -79,13 +82,15 @@ class SpoolingExporter(BaseExporter):
     #: Empty rounds, a second apart, before the delivery thread ends.
     IDLE_ROUNDS = 2
 
-    def __init__(self, exporter: Exporter, spool: Spool, destination: str) -> None:
+    def __init__(self, exporter: Exporter, spool: Spool, destination: str, stats: str = "") -> None:
         self.exporter = exporter
         self.spool = spool
         self.destination = destination
+        self._stats = stats
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._ahead: dict[str, int] = {}  # batches written ahead, not yet attempted: traces
+        self._own: set[str] = set()  # files of deliver_later() not yet seen delivered
         self._busy = 0  # traces in the claim the delivery thread is sending
         self._busy_ahead = False  # ...written ahead, not yet counted as spooled
         self._failures = 0  # failed deliveries so far (force_flush stops waiting on one)
@@ -112,19 +117,27 @@ class SpoolingExporter(BaseExporter):
             closing = self._finishing or self._stopped
         if closing:  # after shutdown: no network, keep it for a later process
             return self.keep(traces)
+        kept = self._write_ahead(traces)
+        if kept == len(traces):
+            return SUCCESS
+        return self._send_now(traces[kept:])
+
+    def _write_ahead(self, traces: Sequence[TraceRecord], own: bool = False) -> int:
+        """Write a batch to the spool for the delivery thread; how many records fit.
+        `own`: remember its file (see `undelivered()`)."""
         kept, name = self.spool.write(traces)
         if kept:
             with self._wake:
+                if own:
+                    self._own.add(name)
                 if self._failing:  # nothing goes out now: it waits on disk for a while
-                    _stats.note("spooled", kept)
+                    self._note("spooled", kept)
                 else:
                     self._ahead[name] = kept
                 self._kept = True
                 self._wake.notify_all()
             self._start_drainer()
-        if kept == len(traces):
-            return SUCCESS
-        return self._send_now(traces[kept:])
+        return kept
 
     def _send_now(self, traces: Sequence[TraceRecord]) -> ExportResult:
         """Deliver on the caller's thread what the spool could not take."""
@@ -133,7 +146,7 @@ class SpoolingExporter(BaseExporter):
             self._recovered()
             return result
         self._failed(result)
-        _stats.count("spool_full", len(traces))
+        self._count("spool_full", len(traces))
         return ExportResult(
             ok=False,
             message=f"{result.message}; the spool {self.spool.directory} is full or not writable",
@@ -160,12 +173,40 @@ class SpoolingExporter(BaseExporter):
         """Spool a batch and let the background thread deliver it (no network here).
 
         For writes made on the caller's thread (feedback): durable at once, sent
-        with the spool's retries and pacing, never blocking the caller.
+        with the spool's retries and pacing, never blocking the caller. Counted as
+        spooled only if it has to wait (the destination fails), like a batch of
+        `export()`; `undelivered()` tells whether it is still in the spool.
         """
-        result = self.keep(traces)
-        if result.ok:
-            self._nudge_drainer()
-        return result
+        if not traces:
+            return SUCCESS
+        with self._lock:
+            closing = self._finishing or self._stopped
+        kept = self._write_ahead(traces, own=True) if not closing else self._put(traces)
+        if kept < len(traces):
+            if not closing:
+                self._count("spool_full", len(traces) - kept)
+            return ExportResult(
+                ok=False,
+                message=f"the spool {self.spool.directory} is full or not writable",
+                counted=True,
+            )
+        return SUCCESS
+
+    def undelivered(self) -> bool:
+        """Whether a batch this process gave `deliver_later()` is still in the spool,
+        waiting or being sent (by this process or another one sharing the spool)."""
+        with self._lock:
+            own = set(self._own)
+        if not own:
+            return False
+        try:
+            names = os.listdir(self.spool.directory)
+        except OSError:
+            return False
+        left = own & {name.split(".claimed-", 1)[0] for name in names}
+        with self._lock:
+            self._own -= own - left  # delivered (or set aside): forget them
+        return bool(left)
 
     def set_aside(self, records: Sequence[TraceRecord], result: ExportResult) -> Path | None:
         """Keep records the destination refused on their own beside the spool (a
@@ -173,7 +214,7 @@ class SpoolingExporter(BaseExporter):
         where = self.spool.set_aside(records)
         if where is None:
             return None  # the caller counts them as export_failed
-        _stats.count("set_aside", len(records))
+        self._count("set_aside", len(records))
         self._set_aside += len(records)
         warn_limited(
             "set-aside",
@@ -189,9 +230,9 @@ class SpoolingExporter(BaseExporter):
     def _put(self, traces: Sequence[TraceRecord]) -> int:
         kept = self.spool.put(traces)
         if kept:
-            _stats.note("spooled", kept)
+            self._note("spooled", kept)
         if kept < len(traces):
-            _stats.count("spool_full", len(traces) - kept)
+            self._count("spool_full", len(traces) - kept)
         return kept
 
     def _failed(self, result: ExportResult) -> None:
@@ -207,7 +248,7 @@ class SpoolingExporter(BaseExporter):
             self._answered = result.status is not None and result.retryable
             self._wake.notify_all()
         if waiting:
-            _stats.note("spooled", waiting)
+            self._note("spooled", waiting)
         if first and result.configuration:
             logger.warning(
                 "tracekit: %s refused tracekit's configuration: %s. The traces stay in %s "
@@ -234,6 +275,12 @@ class SpoolingExporter(BaseExporter):
             logger.warning(
                 "tracekit: %s answers again; delivering spooled traces", self.destination
             )
+
+    def _note(self, event: str, n: int) -> None:
+        _stats.note(self._stats + event, n)
+
+    def _count(self, reason: str, n: int) -> None:
+        _stats.count(self._stats + reason, n)
 
     # -- background delivery of the spool ---------------------------------------
 
@@ -341,7 +388,7 @@ class SpoolingExporter(BaseExporter):
         with self._wake:
             ahead = self._busy_ahead  # shutdown may have counted it as spooled meanwhile
         if not result.ok and ahead:  # written ahead, and now it has to wait
-            _stats.note("spooled", len(claim.records))
+            self._note("spooled", len(claim.records))
         if not result.ok and result.undelivered is not None:  # partly delivered
             claim.keep_only(result.undelivered)
             self._failed(result)
@@ -349,12 +396,12 @@ class SpoolingExporter(BaseExporter):
         if result.ok:
             claim.done()
             if len(claim.records) > refused and not ahead:
-                _stats.note("delivered_from_spool", len(claim.records) - refused)
+                self._note("delivered_from_spool", len(claim.records) - refused)
             self._recovered()
             return _DELIVERED
         if result.rejected:  # sending it again cannot help: set it aside
             claim.reject()
-            _stats.count("export_failed", len(claim.records))
+            self._count("export_failed", len(claim.records))
             warn_limited(
                 "spool-rejected",
                 "tracekit: %s refused %d spooled trace(s) (%s); kept aside in %s",
@@ -414,7 +461,7 @@ class SpoolingExporter(BaseExporter):
             self._ahead.clear()
             self._busy_ahead = False
         if left:
-            _stats.note("spooled", left)
+            self._note("spooled", left)
         # Closing the exporter also cuts its retry waits and requests short.
         closer = self._close(deadline)
         if drainer is not None:
