@@ -180,6 +180,10 @@ class _Call:
         """The result with its stream traced: the span ends when the stream does."""
         hide = prepared.hide if prepared else None
         call = StreamCall(self.span, seam.accumulator(self.request), hide)
+        if seam.reads is not None:
+            value = seam.reads.pending(self.span)
+            if value is not None:
+                call.reads = (seam.reads, value)
         stream = seam.take(result) if seam.take is not None else result
         if is_async:
             proxy: Any = TracedAsyncStream(stream, call)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from tracekit._span import Span
     from tracekit.integrations._common import Request
     from tracekit.integrations._engine import Integration
+    from tracekit.integrations._request_seam import RequestSeam
     from tracekit.integrations._streams import Accumulator
 
 RequestMapper = Callable[[Any, Mapping[str, Any]], "Request"]
@@ -62,12 +63,16 @@ class StreamSeam:
         take: the stream inside the result (default: the result is the stream).
         put: the result handed to the caller with the traced stream in place of
             `take(result)` (default: the traced stream itself).
+        reads: the SDK builds the stream's request when the stream is read (after the
+            call returned): the `traceparent` the call remembered through this seam
+            goes on the requests built during its reads.
     """
 
     is_stream: Callable[[Any], bool]
     accumulator: Callable[[Request], Accumulator]
     take: Callable[[Any], Any] | None = None
     put: Callable[[Any, Any], Any] | None = None
+    reads: RequestSeam | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

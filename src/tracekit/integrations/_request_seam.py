@@ -14,12 +14,17 @@ walk every header).
 The builder is a private SDK method, so a provider asks `remember()` first: False
 (the method is missing in this SDK version, or something replaced the patch) means
 the call must carry the header as a call option, as before.
+
+A stream whose SDK builds the request only when it is first read (google-genai's
+generators) takes the remembered value along (`pending()`), and each read of it runs
+with its value entered (`enter()`), so the requests built then (the first, and those of automatic
+continuation or function calling) carry it although the span is no longer current.
 """
 
 from __future__ import annotations
 
 import sys
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any
 
 import wrapt
@@ -59,6 +64,8 @@ class RequestSeam:
         self._outgoing: ContextVar[tuple[Span, str] | None] = ContextVar(
             f"tracekit_{name}_traceparent", default=None
         )
+        # The value of a stream being read in this context (see `enter`).
+        self._reading: ContextVar[str | None] = ContextVar(f"tracekit_{name}_reading", default=None)
 
     def endpoint(self) -> Endpoint:
         """The `raw` endpoint that patches the builder."""
@@ -81,22 +88,41 @@ class RequestSeam:
         self._outgoing.set((span, value))
         return True
 
+    def pending(self, span: Span) -> str | None:
+        """The value `remember()` was given for `span` in this context, if any: a
+        stream whose request is built when it is read keeps it for its reads (`enter()`)."""
+        outgoing = self._outgoing.get()
+        return outgoing[1] if outgoing is not None and outgoing[0] is span else None
+
+    def enter(self, value: str) -> Token[str | None]:
+        """Until `leave(token)`: the requests built in this context carry `value` (the
+        `pending()` value of a stream being read; set and reset around each read)."""
+        return self._reading.set(value)
+
+    def leave(self, token: Token[str | None]) -> None:
+        self._reading.reset(token)
+
     def add_traceparent(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         """The builder's wrapper: the request it built, with the traced call's
         `traceparent` when the headers (the client's and the call's, merged by the SDK)
-        have none. Only while the span that asked for it is current: a stale value
-        (its call has returned) never reaches another request."""
+        have none. Only while the span that asked for it is current, or while its
+        stream is read: a stale value (its call has returned) never reaches another
+        request."""
         request = wrapped(*args, **kwargs)
         outgoing = self._outgoing.get()
-        if outgoing is None or outgoing[0] is not current_span.get():
-            return request
+        if outgoing is not None and outgoing[0] is current_span.get():
+            value: str | None = outgoing[1]  # a traced call being made (also inside a read)
+        else:
+            value = self._reading.get()
+            if value is None:
+                return request
         try:
             headers = request.headers
             if isinstance(headers, dict):  # google-genai: a plain dict, any spelling
                 if header(headers) is None:
-                    headers[TRACEPARENT] = outgoing[1]
+                    headers[TRACEPARENT] = value
             elif headers.get(TRACEPARENT) is None:  # httpx Headers: case-insensitive
-                headers[TRACEPARENT] = outgoing[1]
+                headers[TRACEPARENT] = value
         except Exception as exc:
             internal_error(f"{self.name} traceparent", exc)
         return request

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import wrapt
 
@@ -22,6 +22,9 @@ from tracekit._api import finish
 from tracekit._guard import guard, internal_error
 from tracekit._span import Span
 from tracekit.integrations._common import record_error
+
+if TYPE_CHECKING:
+    from tracekit.integrations._request_seam import RequestSeam
 
 
 class Accumulator(Protocol):
@@ -38,7 +41,16 @@ MAX_PENDING_CHUNKS = 10_000
 class StreamCall:
     """The span of one streamed call and the accumulator of its chunks."""
 
-    __slots__ = ("__weakref__", "accumulator", "chunks", "done", "hide", "pending", "span")
+    __slots__ = (
+        "__weakref__",
+        "accumulator",
+        "chunks",
+        "done",
+        "hide",
+        "pending",
+        "reads",
+        "span",
+    )
 
     def __init__(
         self, span: Span, accumulator: Accumulator, hide: Callable[[Any], bool] | None = None
@@ -48,6 +60,9 @@ class StreamCall:
         self.hide = hide
         self.chunks = 0
         self.done = False
+        # The SDK builds the request when the stream is read: each read runs with the
+        # call's `traceparent` entered on this seam (see `StreamSeam.reads`).
+        self.reads: tuple[RequestSeam, str] | None = None
         # Chunks are kept by reference and folded on the export worker, unless the
         # accumulator must read live SDK state at the end (`immediate`).
         self.pending: list[Any] | None = None if getattr(accumulator, "immediate", False) else []
@@ -160,9 +175,17 @@ class TracedStream(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
 
 def _advance(call: StreamCall, iterator: Any) -> Any:
     """The next chunk the caller sees; the span ends with the iteration."""
+    reads = call.reads
     while True:
         try:
-            item = iterator.__next__()
+            if reads is None:
+                item = iterator.__next__()
+            else:
+                token = reads[0].enter(reads[1])
+                try:
+                    item = iterator.__next__()
+                finally:
+                    reads[0].leave(token)
         except StopIteration:
             call.end(None)
             raise
@@ -202,9 +225,17 @@ class TracedAsyncStream(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
         return self
 
     async def __anext__(self) -> Any:
+        reads = self._self_call.reads
         while True:
             try:
-                item = await self.__wrapped__.__anext__()
+                if reads is None:
+                    item = await self.__wrapped__.__anext__()
+                else:
+                    token = reads[0].enter(reads[1])
+                    try:
+                        item = await self.__wrapped__.__anext__()
+                    finally:
+                        reads[0].leave(token)
             except StopAsyncIteration:
                 self._self_call.end(None)
                 raise

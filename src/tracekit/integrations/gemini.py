@@ -119,12 +119,15 @@ _SEAM = RequestSeam("gemini", _CLIENT, "BaseApiClient._build_request")
 
 
 def _remember(instance: Any, kwargs: dict[str, Any], value: str, outer: str | None) -> None:
-    """Non-streamed calls: the request the SDK builds while this call's span is current
-    carries `value` (`RequestSeam`). Putting it into `config.http_options` instead would
-    make the SDK convert a whole `GenerateContentConfig`: +370 µs on a call without a
-    config (measured with the recorded cassettes), +45 µs with one. Where the builder
-    is missing or was not patched (another google-genai version), and under an
-    unsampled remote caller, the config route is taken instead."""
+    """The request the SDK builds while this call's span is current carries `value`
+    (`RequestSeam`); a stream's, built when the stream is read, too: the traced stream
+    enters the value around its reads (`StreamSeam.reads`). Putting it into
+    `config.http_options` instead would make the SDK convert a whole
+    `GenerateContentConfig`: +370 µs on a call without a config (measured with the
+    recorded cassettes), +45 µs with one, and a stream re-reads its config for every
+    chunk (+0.5 ms on a 12-chunk stream). Where the builder is missing or was not
+    patched (another google-genai version), and under an unsampled remote caller,
+    the config route is taken instead."""
     if not _SEAM.remember(value):
         _inject(instance, kwargs, value, outer)
 
@@ -291,7 +294,7 @@ def _is_stream(result: Any) -> bool:
 def _endpoints() -> list[Endpoint]:
     generate = _request("generate_content", SpanType.CHAT_MODEL)
     model_call = _request("generate_content", SpanType.CHAT_MODEL, outer=False)
-    chunks = StreamSeam(is_stream=_is_stream, accumulator=StreamAccumulator)
+    chunks = StreamSeam(is_stream=_is_stream, accumulator=StreamAccumulator, reads=_SEAM)
     endpoints = []
     for cls, is_async in (("Models", False), ("AsyncModels", True)):
         endpoints += [
@@ -333,13 +336,10 @@ def _endpoints() -> list[Endpoint]:
                 response=_count_response,
             ),
         ]
-    # Every model request carries the caller's trace context (not the local tool calls):
-    # streams in their config (the SDK builds their request later, when the span is no
-    # longer current), the others on the HTTP request the SDK builds during the call.
-    endpoints = [
-        dataclasses.replace(e, inject=_inject if "stream" in e.target else _remember)
-        for e in endpoints
-    ]
+    # Every model request carries the caller's trace context (not the local tool calls),
+    # on the HTTP request the SDK builds: during the call, or for streams when they are
+    # read (the SDK builds their request later, when the span is no longer current).
+    endpoints = [dataclasses.replace(e, inject=_remember) for e in endpoints]
     endpoints.append(_SEAM.endpoint())
     tool = ("args", "function_to_invoke")
     for function, is_async in (
