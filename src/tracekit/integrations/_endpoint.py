@@ -107,7 +107,12 @@ class Endpoint:
         target: `"Class.method"` (or a function name) inside `module`.
         kind: which behaviour the engine gives the patched method.
         is_async: the method returns an awaitable (choose by class, not inspect).
-        request: maps (instance, keyword view of the call) to a `Request`.
+        request: maps (instance, keyword view of the call) to a `Request`; with
+            `head`, on the export worker (from a shallow copy of the call's keyword
+            arguments, see `_call.snapshot`), else on the caller's thread.
+        head: the part of the request the caller needs at once, cheaply: the span's
+            name and type, the stream flag, and attributes read while the call runs
+            (a `Request` without inputs). The rest of `request` is mapped later.
         response: records a non-streamed result on the span (on the export worker).
         stream: how a streamed result is recognised and read (`call` only).
         prepare: an opt-in request change (e.g. asking for stream usage).
@@ -128,6 +133,7 @@ class Endpoint:
     kind: Kind = Kind.CALL
     is_async: bool = False
     request: RequestMapper | None = None
+    head: RequestMapper | None = None
     response: ResponseMapper | None = None
     stream: StreamSeam | None = None
     prepare: Callable[[Mapping[str, Any], dict[str, Any]], Prepared | None] | None = None
@@ -147,6 +153,7 @@ class Endpoint:
         target: str,
         *,
         request: RequestMapper,
+        head: RequestMapper | None = None,
         response: ResponseMapper | None = None,
         stream: StreamSeam | None = None,
         is_async: bool = False,
@@ -162,6 +169,7 @@ class Endpoint:
             target=target,
             is_async=is_async,
             request=request,
+            head=head,
             response=response,
             stream=stream,
             prepare=prepare,
@@ -185,6 +193,7 @@ class Endpoint:
         request: RequestMapper,
         helper: Callable[[Any], Accumulator],
         inject: Injector | None = None,
+        head: RequestMapper | None = None,
     ) -> Endpoint:
         """A context manager that makes the request on enter and yields a helper stream.
 
@@ -197,6 +206,7 @@ class Endpoint:
             target=target,
             kind=Kind.HELPER_STREAM,
             request=request,
+            head=head,
             helper=helper,
             inject=inject,
         )

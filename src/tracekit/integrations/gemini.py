@@ -164,6 +164,29 @@ def _request(operation: str, span_type: str, outer: bool = True) -> Any:
     return request
 
 
+def _head(operation: str, span_type: str, outer: bool = True) -> Any:
+    """What the caller records at once (the rest is `_request`'s, on the export worker):
+    the span's name, and whether the SDK will run Python tools inside this call, which
+    the tool and model calls it makes meanwhile read from the current span."""
+
+    def head(instance: Any, kwargs: Mapping[str, Any]) -> Request:
+        model = _model_name(kwargs.get("model"))
+        name = f"{operation} {model}" if model else operation
+        attributes = {}
+        if outer and operation == "generate_content" and _afc_enabled(kwargs.get("config")):
+            attributes[_AFC] = True
+        return Request(name, span_type, None, attributes)
+
+    return head
+
+
+def _mapped(operation: str, span_type: str, outer: bool = True) -> dict[str, Any]:
+    return {
+        "request": _request(operation, span_type, outer),
+        "head": _head(operation, span_type, outer),
+    }
+
+
 def _finish_reasons(response: Any) -> list[Any]:
     reasons = []
     for candidate in field(response, "candidates") or []:
@@ -292,8 +315,8 @@ def _is_stream(result: Any) -> bool:
 
 
 def _endpoints() -> list[Endpoint]:
-    generate = _request("generate_content", SpanType.CHAT_MODEL)
-    model_call = _request("generate_content", SpanType.CHAT_MODEL, outer=False)
+    generate = _mapped("generate_content", SpanType.CHAT_MODEL)
+    model_call = _mapped("generate_content", SpanType.CHAT_MODEL, outer=False)
     chunks = StreamSeam(is_stream=_is_stream, accumulator=StreamAccumulator, reads=_SEAM)
     endpoints = []
     for cls, is_async in (("Models", False), ("AsyncModels", True)):
@@ -302,14 +325,14 @@ def _endpoints() -> list[Endpoint]:
                 _MODELS,
                 f"{cls}.generate_content",
                 is_async=is_async,
-                request=generate,
+                **generate,
                 response=_generate_response,
             ),
             Endpoint.call(
                 _MODELS,
                 f"{cls}.generate_content_stream",
                 is_async=is_async,
-                request=generate,
+                **generate,
                 stream=chunks,
             ),
             # The model calls inside automatic function calling (and only those).
@@ -317,7 +340,7 @@ def _endpoints() -> list[Endpoint]:
                 _MODELS,
                 f"{cls}._generate_content",
                 is_async=is_async,
-                request=model_call,
+                **model_call,
                 response=_generate_response,
                 when=_in_afc_call,
             ),
@@ -325,14 +348,14 @@ def _endpoints() -> list[Endpoint]:
                 _MODELS,
                 f"{cls}.embed_content",
                 is_async=is_async,
-                request=_request("embeddings", SpanType.EMBEDDING),
+                **_mapped("embeddings", SpanType.EMBEDDING),
                 response=_embed_response,
             ),
             Endpoint.call(
                 _MODELS,
                 f"{cls}.count_tokens",
                 is_async=is_async,
-                request=_request("count_tokens", SpanType.UNKNOWN),
+                **_mapped("count_tokens", SpanType.UNKNOWN),
                 response=_count_response,
             ),
         ]
