@@ -22,7 +22,10 @@ the tracekit/bare ratio. Beside wall time, the calling thread's CPU time
 for the GIL while the export worker runs, so it is the hot path alone.
 
 `--inproc` alternates blocks of bare and traced calls in one process, and a third
-series, the bare call again ("control"), whose ratio to bare is the noise floor.
+series, the bare call again ("control"), whose ratio to bare is the noise floor. A
+second table counts the garbage collector's passes on the calling thread per series
+(`gc.callbacks`): objects tracekit keeps until export make full passes more frequent,
+which the medians leave out and the mean shows.
 On a shared machine wall time is noise: judge by the caller thread's CPU and by
 counts, next to the control column.
 
@@ -313,6 +316,35 @@ def _sdk_pair(clients: Any, case: str) -> tuple[Any, Any]:
     return make(method.__wrapped__), make(method)
 
 
+class GcWatch:
+    """The garbage collector's passes on the calling thread, per series: how many of
+    each generation and their time (a full pass is what a caller feels)."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        import threading
+
+        self.thread = threading.get_ident()
+        self.series = names[0]
+        self.counts = {name: [0, 0, 0] for name in names}
+        self.ns = dict.fromkeys(names, 0)
+        self.started = 0
+        gc.callbacks.append(self.callback)
+
+    def callback(self, phase: str, info: dict[str, Any]) -> None:
+        import threading
+
+        if threading.get_ident() != self.thread:
+            return
+        if phase == "start":
+            self.started = time.perf_counter_ns()
+        else:
+            self.ns[self.series] += time.perf_counter_ns() - self.started
+            self.counts[self.series][info["generation"]] += 1
+
+    def close(self) -> None:
+        gc.callbacks.remove(self.callback)
+
+
 def child_inproc(spec: dict[str, Any]) -> None:
     """Bare and traced samples alternating in blocks, in one tracekit process."""
     _variant, clients = _setup(spec)
@@ -334,22 +366,35 @@ def child_inproc(spec: dict[str, Any]) -> None:
         series = (("bare", bare, off), ("traced", traced, on), ("control", bare, off))
         walls: dict[str, list[float]] = {name: [] for name, _, _ in series}
         cpus: dict[str, list[float]] = {name: [] for name, _, _ in series}
-        for block in range(max(6, n // per)):
+        watch = GcWatch(tuple(name for name, _, _ in series))
+        blocks = max(6, n // per)
+        for block in range(blocks):
             shift = block % len(series)  # each series takes each position in turn
             for name, fn, before in series[shift:] + series[:shift]:
                 if before is not None:  # tracing switched off or on, outside the timing
                     before()
+                watch.series = name
                 t0, c0 = clock(), cpu()
                 for _ in range(per):
                     fn()
                 cpus[name].append((cpu() - c0) / per)
                 walls[name].append((clock() - t0) / per)
+        watch.close()
         if on is not None:
             on()  # tracing left on for the cases after this one
         _flush()
+        calls = blocks * per
         out[case] = {
             "median_ns": {k: statistics.median(v) for k, v in walls.items()},
             "cpu_ns": {k: statistics.median(v) for k, v in cpus.items()},
+            "mean_ns": {k: statistics.fmean(v) for k, v in walls.items()},
+            "gc": {
+                k: {
+                    "per_1000": [c * 1000 / calls for c in watch.counts[k]],
+                    "ns": watch.ns[k] / calls,
+                }
+                for k in watch.counts
+            },
         }
     emit(out)
     os._exit(0)
@@ -605,6 +650,30 @@ def run_inproc(base: dict[str, Any], rounds: int) -> int:
             trace_cpu = cpu_added
     if trace_cpu is not None:
         _trace_target(trace_cpu)
+    print(
+        "\nThe garbage collector on the calling thread (medians above leave out the blocks "
+        "a full pass fell in; the mean does not): passes per 1,000 calls by generation, "
+        "time per call, and the mean latency added\n"
+    )
+    print(
+        "| case | bare: gen 0/1/2 | traced: gen 0/1/2 | GC per call, bare → traced "
+        "| mean added |\n|---|---|---|---|---|"
+    )
+    for case in base["cases"]:
+        rs = [r[case] for r in results]
+
+        def gens(series: str, rs: list[Any] = rs) -> str:
+            per = [statistics.median(r["gc"][series]["per_1000"][g] for r in rs) for g in range(3)]
+            return " / ".join(f"{x:.1f}" for x in per)
+
+        gc_ns = {k: statistics.median(r["gc"][k]["ns"] for r in rs) for k in ("bare", "traced")}
+        mean = statistics.median(r["mean_ns"]["traced"] - r["mean_ns"]["bare"] for r in rs)
+        per = peers.BATCH if case == "openai_async" else 1
+        print(
+            f"| {CASES[case][1]} | {gens('bare')} | {gens('traced')} "
+            f"| {gc_ns['bare'] / US / per:.1f} → {gc_ns['traced'] / US / per:.1f} µs "
+            f"| {mean / US / per:+.1f} µs |"
+        )
     return 0
 
 
