@@ -34,6 +34,8 @@ counts, next to the control column.
 per process: calls made, the rate reached, how far the caller fell behind its
 schedule (lag), traces written to the file store, traces dropped, how long the
 export took to catch up after the last call, RSS and CPU (whole process and the
+calling thread), and the garbage collector's passes during the calls (by
+generation, on every thread; the time of the full passes and of all passes on the
 calling thread).
 
 `--profile` runs one tracekit child under pyinstrument (all threads' time as
@@ -414,6 +416,19 @@ def child_sustained(spec: dict[str, Any]) -> None:
     gc.collect()
     traced = spec["variant"] == "tracekit"
     written_before = _traces_written() if traced else 0
+    watch = GcWatch(("calls",))  # the calling thread's passes
+    everywhere = [0, 0, 0]
+    full_ms: list[float] = []
+
+    def count(phase: str, info: dict[str, Any], started: list[int] = [0]) -> None:  # noqa: B006
+        if phase == "start":
+            started[0] = time.perf_counter_ns()
+            return
+        everywhere[info["generation"]] += 1
+        if info["generation"] == 2:
+            full_ms.append((time.perf_counter_ns() - started[0]) / 1e6)
+
+    gc.callbacks.append(count)
     rss = [rss_mb()]
     lags: list[float] = []
     clock = time.perf_counter
@@ -431,6 +446,8 @@ def child_sustained(spec: dict[str, Any]) -> None:
             rss.append(rss_mb())
     elapsed = clock() - start
     thread_cpu = time.thread_time() - thread0
+    watch.close()
+    gc.callbacks.remove(count)
     rss.append(rss_mb())
     t0 = clock()
     _flush()
@@ -445,6 +462,9 @@ def child_sustained(spec: dict[str, Any]) -> None:
         "rss_mb": rss,
         "process_cpu_s": process_cpu,
         "thread_cpu_s": thread_cpu,
+        "gc_passes": everywhere,
+        "gc_full_ms": sum(full_ms),
+        "gc_caller_ms": watch.ns["calls"] / 1e6,
     }
     if traced:
         import tracekit
@@ -484,8 +504,9 @@ def run_sustained(base: dict[str, Any], calls: int, rate: float) -> int:
     )
     print(
         "| process | calls | rate reached | lag p99 / max | traces written | dropped "
-        "| export catch-up | RSS start → half → end | CPU: process / caller thread |\n"
-        "|---|---|---|---|---|---|---|---|---|"
+        "| export catch-up | RSS start → half → end | CPU: process / caller thread "
+        "| GC passes gen 0/1/2 (full passes' time) | GC on the caller |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|"
     )
     for name, r in results.items():
         rss = " → ".join(f"{m:.1f}" for m in r["rss_mb"])
@@ -493,7 +514,9 @@ def run_sustained(base: dict[str, Any], calls: int, rate: float) -> int:
             f"| {name} | {r['calls']:,} | {r['rate']:,.0f}/s "
             f"| {r['lag_p99_ms']:.1f} / {r['lag_max_ms']:.1f} ms "
             f"| {r.get('written', '–')} | {r.get('dropped', '–')} | {r['catch_up_s']:.2f} s "
-            f"| {rss} MiB | {r['process_cpu_s']:.2f} / {r['thread_cpu_s']:.2f} s |"
+            f"| {rss} MiB | {r['process_cpu_s']:.2f} / {r['thread_cpu_s']:.2f} s "
+            f"| {' / '.join(map(str, r['gc_passes']))} ({r['gc_full_ms']:.0f} ms) "
+            f"| {r['gc_caller_ms']:.0f} ms |"
         )
     bare, traced, control = (results[v] for v in ("bare", "tracekit", "control"))
     print(
