@@ -222,7 +222,7 @@ class _Call:
         if seam.reads is not None:
             value = seam.reads.pending(self.span)
             if value is not None:
-                call.reads = (seam.reads, value)
+                call.reads = (seam.reads.reading, value)
         stream = seam.take(result) if seam.take is not None else result
         if is_async:
             proxy: Any = TracedAsyncStream(stream, call)

@@ -17,14 +17,14 @@ the call must carry the header as a call option, as before.
 
 A stream whose SDK builds the request only when it is first read (google-genai's
 generators) takes the remembered value along (`pending()`), and each read of it runs
-with its value entered (`enter()`), so the requests built then (the first, and those of automatic
+with its value set in `reading`, so the requests built then (the first, and those of automatic
 continuation or function calling) carry it although the span is no longer current.
 """
 
 from __future__ import annotations
 
 import sys
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import wrapt
@@ -64,8 +64,9 @@ class RequestSeam:
         self._outgoing: ContextVar[tuple[Span, str] | None] = ContextVar(
             f"tracekit_{name}_traceparent", default=None
         )
-        # The value of a stream being read in this context (see `enter`).
-        self._reading: ContextVar[str | None] = ContextVar(f"tracekit_{name}_reading", default=None)
+        # The value of a stream being read in this context: a traced stream sets it
+        # around each read (`StreamSeam.reads`; a variable, not a method, per chunk).
+        self.reading: ContextVar[str | None] = ContextVar(f"tracekit_{name}_reading", default=None)
 
     def endpoint(self) -> Endpoint:
         """The `raw` endpoint that patches the builder."""
@@ -90,17 +91,9 @@ class RequestSeam:
 
     def pending(self, span: Span) -> str | None:
         """The value `remember()` was given for `span` in this context, if any: a
-        stream whose request is built when it is read keeps it for its reads (`enter()`)."""
+        stream whose request is built when it is read keeps it for its reads (`reading`)."""
         outgoing = self._outgoing.get()
         return outgoing[1] if outgoing is not None and outgoing[0] is span else None
-
-    def enter(self, value: str) -> Token[str | None]:
-        """Until `leave(token)`: the requests built in this context carry `value` (the
-        `pending()` value of a stream being read; set and reset around each read)."""
-        return self._reading.set(value)
-
-    def leave(self, token: Token[str | None]) -> None:
-        self._reading.reset(token)
 
     def add_traceparent(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         """The builder's wrapper: the request it built, with the traced call's
@@ -113,7 +106,7 @@ class RequestSeam:
         if outgoing is not None and outgoing[0] is current_span.get():
             value: str | None = outgoing[1]  # a traced call being made (also inside a read)
         else:
-            value = self._reading.get()
+            value = self.reading.get()
             if value is None:
                 return request
         try:

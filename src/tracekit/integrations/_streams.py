@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from contextvars import ContextVar
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import wrapt
 
@@ -22,9 +22,6 @@ from tracekit._api import finish
 from tracekit._guard import guard, internal_error
 from tracekit._span import Span
 from tracekit.integrations._common import record_error
-
-if TYPE_CHECKING:
-    from tracekit.integrations._request_seam import RequestSeam
 
 
 class Accumulator(Protocol):
@@ -36,6 +33,7 @@ class Accumulator(Protocol):
 
 
 MAX_PENDING_CHUNKS = 10_000
+_FAST_CHUNKS = MAX_PENDING_CHUNKS - 1  # the last one goes through `chunk()`, which folds
 
 
 class StreamCall:
@@ -61,8 +59,8 @@ class StreamCall:
         self.chunks = 0
         self.done = False
         # The SDK builds the request when the stream is read: each read runs with the
-        # call's `traceparent` entered on this seam (see `StreamSeam.reads`).
-        self.reads: tuple[RequestSeam, str] | None = None
+        # call's `traceparent` set in the request seam's variable (`StreamSeam.reads`).
+        self.reads: tuple[ContextVar[str | None], str] | None = None
         # Chunks are kept by reference and folded on the export worker, unless the
         # accumulator must read live SDK state at the end (`immediate`).
         self.pending: list[Any] | None = None if getattr(accumulator, "immediate", False) else []
@@ -180,18 +178,25 @@ def _advance(call: StreamCall, iterator: Any) -> Any:
         try:
             if reads is None:
                 item = iterator.__next__()
-            else:
-                token = reads[0].enter(reads[1])
+            else:  # the SDK may build a request now: it carries the call's traceparent
+                token = reads[0].set(reads[1])
                 try:
                     item = iterator.__next__()
                 finally:
-                    reads[0].leave(token)
+                    reads[0].reset(token)
         except StopIteration:
             call.end(None)
             raise
         except BaseException as exc:
             call.end(exc)
             raise
+        # The common chunk, inline (it runs per chunk): kept by reference, not the first
+        # (its time is recorded), none hidden, below the cap. Else `chunk()` decides.
+        pending = call.pending
+        if pending is not None and call.hide is None and 0 < call.chunks < _FAST_CHUNKS:
+            pending.append(item)
+            call.chunks += 1
+            return item
         if not call.chunk(item):
             return item
 
@@ -225,24 +230,30 @@ class TracedAsyncStream(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
         return self
 
     async def __anext__(self) -> Any:
-        reads = self._self_call.reads
+        call = self._self_call
+        reads = call.reads
         while True:
             try:
                 if reads is None:
                     item = await self.__wrapped__.__anext__()
                 else:
-                    token = reads[0].enter(reads[1])
+                    token = reads[0].set(reads[1])
                     try:
                         item = await self.__wrapped__.__anext__()
                     finally:
-                        reads[0].leave(token)
+                        reads[0].reset(token)
             except StopAsyncIteration:
-                self._self_call.end(None)
+                call.end(None)
                 raise
             except BaseException as exc:
-                self._self_call.end(exc)
+                call.end(exc)
                 raise
-            if not self._self_call.chunk(item):
+            pending = call.pending  # the common chunk, inline (see `_advance`)
+            if pending is not None and call.hide is None and 0 < call.chunks < _FAST_CHUNKS:
+                pending.append(item)
+                call.chunks += 1
+                return item
+            if not call.chunk(item):
                 return item
 
     async def close(self) -> Any:
