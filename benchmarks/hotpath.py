@@ -5,6 +5,7 @@ Run it (a few minutes on two cores):
     .venv/bin/python benchmarks/hotpath.py [--rounds N] [--only SUBSTRING]
     .venv/bin/python benchmarks/hotpath.py --inproc [--rounds N] [--only SUBSTRING]
     .venv/bin/python benchmarks/hotpath.py --sustained [--calls N] [--rate PER_S]
+        [--export-interval S]
     .venv/bin/python benchmarks/hotpath.py --profile [--only SUBSTRING]
 
 The peer cases, clients and recorded bodies are those of `benchmarks/peers.py` (an
@@ -409,6 +410,10 @@ def child_sustained(spec: dict[str, Any]) -> None:
 
     _variant, own = _setup({**spec, "minimal": True})
     clients = own.clients
+    if spec.get("export_interval") and spec["variant"] == "tracekit":
+        import tracekit
+
+        tracekit.configure(export_interval=spec["export_interval"])
     calls, rate = spec["calls"], spec["rate"]
     for _ in range(200):  # warm-up, not counted
         clients.call("openai_chat")
@@ -491,9 +496,12 @@ def _traces_written() -> int:
     )
 
 
-def run_sustained(base: dict[str, Any], calls: int, rate: float) -> int:
+def run_sustained(
+    base: dict[str, Any], calls: int, rate: float, export_interval: float | None = None
+) -> int:
     load = os.getloadavg()[0]
     spec = {**base, "cases": ["openai_chat"], "calls": calls, "rate": rate}
+    spec["export_interval"] = export_interval
     results = {
         v: run_child("sustained", {**spec, "variant": "bare" if v == "control" else v})
         for v in ("bare", "tracekit", "control")
@@ -556,6 +564,12 @@ def main() -> int:
     )
     parser.add_argument("--calls", type=int, default=20_000, help="--sustained: calls made")
     parser.add_argument("--rate", type=float, default=500.0, help="--sustained: calls per second")
+    parser.add_argument(
+        "--export-interval",
+        type=float,
+        default=None,
+        help="--sustained: tracekit's export interval in seconds (default: its own)",
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -583,7 +597,7 @@ def main() -> int:
     if args.inproc:
         return run_inproc(base, args.rounds)
     if args.sustained:
-        return run_sustained(base, args.calls, args.rate)
+        return run_sustained(base, args.calls, args.rate, args.export_interval)
     load = os.getloadavg()[0]
     started = time.perf_counter()
     rounds: list[dict[str, Any]] = []
