@@ -281,10 +281,11 @@ class ExportPipeline:
         return batch, drained, waiters, self._stopping
 
     def _wait(self, due: float, batch_spans: int) -> list[TraceState]:
-        """Under the lock: wait until a batch is due (returns []), or until traces not
-        yet digested have waited `DIGEST_DELAY` (returns them, oldest first). While
-        traces are queued the worker looks every `DIGEST_DELAY`; idle, it sleeps until
-        the export interval passes or a batch fills."""
+        """Under the lock: wait until a batch is due (returns []) or traces are there
+        to digest (returns those not digested yet, oldest first). While traces are
+        queued the worker looks every `DIGEST_DELAY`; idle, it sleeps until the export
+        interval passes or a batch fills (`enqueue` wakes it only then), and a trace
+        that arrives meanwhile is exported with that batch."""
         while self._queued_spans < batch_spans and not self._waiters and not self._stopping:
             now = time.monotonic()
             remaining = due - now
