@@ -5,6 +5,7 @@ Run it (a few minutes on two cores):
     .venv/bin/python benchmarks/hotpath.py [--rounds N] [--only SUBSTRING]
     .venv/bin/python benchmarks/hotpath.py --inproc [--rounds N] [--only SUBSTRING]
     .venv/bin/python benchmarks/hotpath.py --sustained [--calls N] [--rate PER_S]
+        [--export-interval S]
     .venv/bin/python benchmarks/hotpath.py --profile [--only SUBSTRING]
 
 The peer cases, clients and recorded bodies are those of `benchmarks/peers.py` (an
@@ -22,7 +23,10 @@ the tracekit/bare ratio. Beside wall time, the calling thread's CPU time
 for the GIL while the export worker runs, so it is the hot path alone.
 
 `--inproc` alternates blocks of bare and traced calls in one process, and a third
-series, the bare call again ("control"), whose ratio to bare is the noise floor.
+series, the bare call again ("control"), whose ratio to bare is the noise floor. A
+second table counts the garbage collector's passes on the calling thread per series
+(`gc.callbacks`): objects tracekit keeps until export make full passes more frequent,
+which the medians leave out and the mean shows.
 On a shared machine wall time is noise: judge by the caller thread's CPU and by
 counts, next to the control column.
 
@@ -31,6 +35,8 @@ counts, next to the control column.
 per process: calls made, the rate reached, how far the caller fell behind its
 schedule (lag), traces written to the file store, traces dropped, how long the
 export took to catch up after the last call, RSS and CPU (whole process and the
+calling thread), and the garbage collector's passes during the calls (by
+generation, on every thread; the time of the full passes and of all passes on the
 calling thread).
 
 `--profile` runs one tracekit child under pyinstrument (all threads' time as
@@ -315,6 +321,35 @@ def _sdk_pair(clients: Any, case: str) -> tuple[Any, Any]:
     return make(method.__wrapped__), make(method)
 
 
+class GcWatch:
+    """The garbage collector's passes on the calling thread, per series: how many of
+    each generation and their time (a full pass is what a caller feels)."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        import threading
+
+        self.thread = threading.get_ident()
+        self.series = names[0]
+        self.counts = {name: [0, 0, 0] for name in names}
+        self.ns = dict.fromkeys(names, 0)
+        self.started = 0
+        gc.callbacks.append(self.callback)
+
+    def callback(self, phase: str, info: dict[str, Any]) -> None:
+        import threading
+
+        if threading.get_ident() != self.thread:
+            return
+        if phase == "start":
+            self.started = time.perf_counter_ns()
+        else:
+            self.ns[self.series] += time.perf_counter_ns() - self.started
+            self.counts[self.series][info["generation"]] += 1
+
+    def close(self) -> None:
+        gc.callbacks.remove(self.callback)
+
+
 def child_inproc(spec: dict[str, Any]) -> None:
     """Bare and traced samples alternating in blocks, in one tracekit process."""
     _variant, clients = _setup(spec)
@@ -336,22 +371,35 @@ def child_inproc(spec: dict[str, Any]) -> None:
         series = (("bare", bare, off), ("traced", traced, on), ("control", bare, off))
         walls: dict[str, list[float]] = {name: [] for name, _, _ in series}
         cpus: dict[str, list[float]] = {name: [] for name, _, _ in series}
-        for block in range(max(6, n // per)):
+        watch = GcWatch(tuple(name for name, _, _ in series))
+        blocks = max(6, n // per)
+        for block in range(blocks):
             shift = block % len(series)  # each series takes each position in turn
             for name, fn, before in series[shift:] + series[:shift]:
                 if before is not None:  # tracing switched off or on, outside the timing
                     before()
+                watch.series = name
                 t0, c0 = clock(), cpu()
                 for _ in range(per):
                     fn()
                 cpus[name].append((cpu() - c0) / per)
                 walls[name].append((clock() - t0) / per)
+        watch.close()
         if on is not None:
             on()  # tracing left on for the cases after this one
         _flush()
+        calls = blocks * per
         out[case] = {
             "median_ns": {k: statistics.median(v) for k, v in walls.items()},
             "cpu_ns": {k: statistics.median(v) for k, v in cpus.items()},
+            "mean_ns": {k: statistics.fmean(v) for k, v in walls.items()},
+            "gc": {
+                k: {
+                    "per_1000": [c * 1000 / calls for c in watch.counts[k]],
+                    "ns": watch.ns[k] / calls,
+                }
+                for k in watch.counts
+            },
         }
     emit(out)
     os._exit(0)
@@ -364,6 +412,10 @@ def child_sustained(spec: dict[str, Any]) -> None:
 
     _variant, own = _setup({**spec, "minimal": True})
     clients = own.clients
+    if spec.get("export_interval") and spec["variant"] == "tracekit":
+        import tracekit
+
+        tracekit.configure(export_interval=spec["export_interval"])
     calls, rate = spec["calls"], spec["rate"]
     for _ in range(200):  # warm-up, not counted
         clients.call("openai_chat")
@@ -371,6 +423,19 @@ def child_sustained(spec: dict[str, Any]) -> None:
     gc.collect()
     traced = spec["variant"] == "tracekit"
     written_before = _traces_written() if traced else 0
+    watch = GcWatch(("calls",))  # the calling thread's passes
+    everywhere = [0, 0, 0]
+    full_ms: list[float] = []
+
+    def count(phase: str, info: dict[str, Any], started: list[int] = [0]) -> None:  # noqa: B006
+        if phase == "start":
+            started[0] = time.perf_counter_ns()
+            return
+        everywhere[info["generation"]] += 1
+        if info["generation"] == 2:
+            full_ms.append((time.perf_counter_ns() - started[0]) / 1e6)
+
+    gc.callbacks.append(count)
     rss = [rss_mb()]
     lags: list[float] = []
     clock = time.perf_counter
@@ -388,6 +453,8 @@ def child_sustained(spec: dict[str, Any]) -> None:
             rss.append(rss_mb())
     elapsed = clock() - start
     thread_cpu = time.thread_time() - thread0
+    watch.close()
+    gc.callbacks.remove(count)
     rss.append(rss_mb())
     t0 = clock()
     _flush()
@@ -402,6 +469,9 @@ def child_sustained(spec: dict[str, Any]) -> None:
         "rss_mb": rss,
         "process_cpu_s": process_cpu,
         "thread_cpu_s": thread_cpu,
+        "gc_passes": everywhere,
+        "gc_full_ms": sum(full_ms),
+        "gc_caller_ms": watch.ns["calls"] / 1e6,
     }
     if traced:
         import tracekit
@@ -428,9 +498,12 @@ def _traces_written() -> int:
     )
 
 
-def run_sustained(base: dict[str, Any], calls: int, rate: float) -> int:
+def run_sustained(
+    base: dict[str, Any], calls: int, rate: float, export_interval: float | None = None
+) -> int:
     load = os.getloadavg()[0]
     spec = {**base, "cases": ["openai_chat"], "calls": calls, "rate": rate}
+    spec["export_interval"] = export_interval
     results = {
         v: run_child("sustained", {**spec, "variant": "bare" if v == "control" else v})
         for v in ("bare", "tracekit", "control")
@@ -441,8 +514,9 @@ def run_sustained(base: dict[str, Any], calls: int, rate: float) -> int:
     )
     print(
         "| process | calls | rate reached | lag p99 / max | traces written | dropped "
-        "| export catch-up | RSS start → half → end | CPU: process / caller thread |\n"
-        "|---|---|---|---|---|---|---|---|---|"
+        "| export catch-up | RSS start → half → end | CPU: process / caller thread "
+        "| GC passes gen 0/1/2 (full passes' time) | GC on the caller |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|"
     )
     for name, r in results.items():
         rss = " → ".join(f"{m:.1f}" for m in r["rss_mb"])
@@ -450,7 +524,9 @@ def run_sustained(base: dict[str, Any], calls: int, rate: float) -> int:
             f"| {name} | {r['calls']:,} | {r['rate']:,.0f}/s "
             f"| {r['lag_p99_ms']:.1f} / {r['lag_max_ms']:.1f} ms "
             f"| {r.get('written', '–')} | {r.get('dropped', '–')} | {r['catch_up_s']:.2f} s "
-            f"| {rss} MiB | {r['process_cpu_s']:.2f} / {r['thread_cpu_s']:.2f} s |"
+            f"| {rss} MiB | {r['process_cpu_s']:.2f} / {r['thread_cpu_s']:.2f} s "
+            f"| {' / '.join(map(str, r['gc_passes']))} ({r['gc_full_ms']:.0f} ms) "
+            f"| {r['gc_caller_ms']:.0f} ms |"
         )
     bare, traced, control = (results[v] for v in ("bare", "tracekit", "control"))
     print(
@@ -490,6 +566,12 @@ def main() -> int:
     )
     parser.add_argument("--calls", type=int, default=20_000, help="--sustained: calls made")
     parser.add_argument("--rate", type=float, default=500.0, help="--sustained: calls per second")
+    parser.add_argument(
+        "--export-interval",
+        type=float,
+        default=None,
+        help="--sustained: tracekit's export interval in seconds (default: its own)",
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -517,7 +599,7 @@ def main() -> int:
     if args.inproc:
         return run_inproc(base, args.rounds)
     if args.sustained:
-        return run_sustained(base, args.calls, args.rate)
+        return run_sustained(base, args.calls, args.rate, args.export_interval)
     load = os.getloadavg()[0]
     started = time.perf_counter()
     rounds: list[dict[str, Any]] = []
@@ -607,6 +689,30 @@ def run_inproc(base: dict[str, Any], rounds: int) -> int:
             trace_cpu = cpu_added
     if trace_cpu is not None:
         _trace_target(trace_cpu)
+    print(
+        "\nThe garbage collector on the calling thread (medians above leave out the blocks "
+        "a full pass fell in; the mean does not): passes per 1,000 calls by generation, "
+        "time per call, and the mean latency added\n"
+    )
+    print(
+        "| case | bare: gen 0/1/2 | traced: gen 0/1/2 | GC per call, bare → traced "
+        "| mean added |\n|---|---|---|---|---|"
+    )
+    for case in base["cases"]:
+        rs = [r[case] for r in results]
+
+        def gens(series: str, rs: list[Any] = rs) -> str:
+            per = [statistics.median(r["gc"][series]["per_1000"][g] for r in rs) for g in range(3)]
+            return " / ".join(f"{x:.1f}" for x in per)
+
+        gc_ns = {k: statistics.median(r["gc"][k]["ns"] for r in rs) for k in ("bare", "traced")}
+        mean = statistics.median(r["mean_ns"]["traced"] - r["mean_ns"]["bare"] for r in rs)
+        per = peers.BATCH if case == "openai_async" else 1
+        print(
+            f"| {CASES[case][1]} | {gens('bare')} | {gens('traced')} "
+            f"| {gc_ns['bare'] / US / per:.1f} → {gc_ns['traced'] / US / per:.1f} µs "
+            f"| {mean / US / per:+.1f} µs |"
+        )
     return 0
 
 

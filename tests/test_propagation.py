@@ -604,6 +604,49 @@ def test_gemini_requests_carry_the_llm_span(captured: Capture, server: FakeProvi
         assert "http_options" not in json.dumps(span["inputs"]).replace('"http_options": null', "")
 
 
+def test_gemini_streams_carry_their_span_when_read(
+    captured: Capture, server: FakeProviderServer
+) -> None:
+    """A Gemini stream's request is built when the stream is read, after the call
+    returned: it still carries the stream's span (sync and async, read in another
+    order than made), and its config is left as the caller gave it."""
+    pytest.importorskip("google.genai")
+    import asyncio
+
+    from google import genai
+    from google.genai import types
+
+    from tracekit.integrations.gemini import integration
+
+    tracekit.gemini.autolog()
+    config: dict[str, Any] = {"seed": 1}
+    try:
+        client = genai.Client(
+            api_key="k",
+            http_options=types.HttpOptions(base_url=server.base_url, api_version="v1beta"),
+        )
+        server.requests.clear()
+        first = client.models.generate_content_stream(model="g", contents="hi", config=config)
+        second = client.models.generate_content_stream(model="g", contents="hi")
+        with tracekit.start_span("between"):
+            list(second)
+        list(first)
+
+        async def read() -> None:
+            stream = await client.aio.models.generate_content_stream(model="g", contents="hi")
+            async for _chunk in stream:
+                pass
+
+        asyncio.run(read())
+        headers = sent(server)
+    finally:
+        integration.revert()
+    expected = llm_headers(captured)
+    assert len(expected) == 3
+    assert sorted(h or "" for h in headers) == sorted(expected)
+    assert config == {"seed": 1}
+
+
 def test_gemini_without_the_request_hook_uses_the_config(
     captured: Capture, server: FakeProviderServer
 ) -> None:

@@ -273,6 +273,9 @@ def reproduce(meta: dict[str, Any]) -> list[str]:
         f"once). A full run takes {FULL_RUN_TIME}; this page's run took "
         f"{meta['elapsed_s'] / 60:.1f} minutes. Run it on a quiet machine: other work skews "
         "every figure, which the control column shows.",
+        "",
+        "tracekit's own overhead per call measured paired in one process, the start-up "
+        "figures and where the microseconds go: [overhead.md](overhead.md).",
     ]
 
 

@@ -40,6 +40,7 @@ class TraceState:
         "metadata",
         "open",
         "orphan_timeout",
+        "record",
         "root",
         "root_ended",
         "spans",
@@ -64,6 +65,9 @@ class TraceState:
         self.max_spans = config.max_spans_per_trace
         self.orphan_timeout = config.orphan_timeout
         self.deadline = 0.0
+        # Its export record, made by the export worker soon after the trace finished
+        # (`digested`), while the trace waits in the queue for its batch.
+        self.record: dict[str, Any] | None = None
 
     def add(self, span: Span) -> bool:
         """Register a started span; False when the trace is closed or full."""
@@ -139,6 +143,20 @@ class TraceState:
         if forced:
             self.metadata["tracekit.incomplete"] = f"{forced} span(s) force-ended: {reason}"
         return forced
+
+    def digested(self, record: dict[str, Any]) -> None:
+        """Keep the trace's record and let go of what its spans referenced (the SDK's
+        request and response objects, a stream's chunks) while it waits for its batch.
+
+        Kept until the export, those objects would outlive two young-generation passes
+        of the garbage collector and be promoted to the old one, whose growth is what
+        triggers full passes on whichever thread allocates next: usually a caller. The
+        spans stay in the list (the queue counts them), emptied of their content."""
+        self.record = record
+        for span in self.spans:
+            span.inputs = span.outputs = span.attributes = None
+            span.events = span.deferred = None
+            span.token_usage = None
 
     def release(self) -> None:
         """Drop the span list once serialized or dropped.

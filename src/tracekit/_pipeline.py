@@ -32,6 +32,13 @@ from tracekit.exporters.base import SUCCESS, Exporter, ExportResult, TraceRecord
 
 SPILL_BUILD_WAIT_S = 2.0  # an overflowing caller waits this long for the exporter's build
 
+# How long a finished trace waits before the worker turns it into its record and lets
+# go of the SDK objects it holds (`TraceState.digested`): short enough that they die
+# young (the garbage collector's old generation never sees them), long enough that the
+# worker wakes for a few traces at a time rather than for each.
+DIGEST_DELAY = 0.02
+_FAILED: TraceRecord = {}  # the record of a trace that could not be serialized
+
 
 class ExportPipeline:
     """Moves finished traces from the buffer to an exporter, off the caller's thread."""
@@ -287,24 +294,12 @@ class ExportPipeline:
         due = time.monotonic() + interval
         while True:
             with self._cond:
-                while self._queued_spans < batch_spans and not self._waiters and not self._stopping:
-                    remaining = due - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._cond.wait(remaining)
-                batch: list[TraceState] = []
-                spans = 0
-                while self._queue and spans < batch_spans:
-                    trace = self._queue.popleft()
-                    batch.append(trace)
-                    spans += len(trace.spans)
-                self._queued_spans -= spans
-                self._exporting = len(batch)
-                drained = not self._queue
-                waiters = self._waiters if drained else []
-                if drained:
-                    self._waiters = []
-                stopping = self._stopping
+                fresh = self._wait(due, batch_spans)
+                if not fresh:
+                    batch, drained, waiters, stopping = self._take(batch_spans)
+            if fresh:
+                self._digest(fresh)
+                continue
             if time.monotonic() >= due:
                 due = time.monotonic() + interval
                 with guard("sweep"):
@@ -319,6 +314,64 @@ class ExportPipeline:
                     waiter.set()
             if stopping and drained:
                 return
+
+    def _take(self, batch_spans: int) -> tuple[list[TraceState], bool, list[threading.Event], bool]:
+        """Under the lock: the next batch, whether it empties the queue, the flushes
+        it completes, and whether the pipeline is stopping."""
+        batch: list[TraceState] = []
+        spans = 0
+        while self._queue and spans < batch_spans:
+            trace = self._queue.popleft()
+            batch.append(trace)
+            spans += len(trace.spans)
+        self._queued_spans -= spans
+        self._exporting = len(batch)
+        drained = not self._queue
+        waiters = self._waiters if drained else []
+        if drained:
+            self._waiters = []
+        return batch, drained, waiters, self._stopping
+
+    def _wait(self, due: float, batch_spans: int) -> list[TraceState]:
+        """Under the lock: wait until a batch is due (returns []) or traces are there
+        to digest (returns those not digested yet, oldest first). While traces are
+        queued the worker looks every `DIGEST_DELAY`; idle, it sleeps until the export
+        interval passes or a batch fills (`enqueue` wakes it only then), and a trace
+        that arrives meanwhile is exported with that batch."""
+        while self._queued_spans < batch_spans and not self._waiters and not self._stopping:
+            now = time.monotonic()
+            remaining = due - now
+            if remaining <= 0:
+                return []
+            if not self._queue:
+                self._cond.wait(remaining)
+                continue
+            if self._queue[-1].record is None:  # the undigested are the newest
+                fresh = []
+                for trace in reversed(self._queue):
+                    if trace.record is not None:
+                        break
+                    fresh.append(trace)
+                fresh.reverse()
+                return fresh
+            self._cond.wait(min(remaining, DIGEST_DELAY))
+        return []
+
+    def _digest(self, traces: list[TraceState]) -> None:
+        """Make the records of traces waiting for their batch (`TraceState.digested`),
+        giving the GIL up between traces: a caller never waits behind the whole group."""
+        for trace in traces:
+            if trace.record is None and trace.spans:  # not dropped (released) meanwhile
+                try:
+                    record = self._record(trace)
+                except Exception as exc:
+                    if trace.spans:  # else dropped while serialized: counted as such
+                        trace.digested(_FAILED)
+                        _stats.count("serialize_failed")
+                        internal_error("serialize", exc)
+                else:
+                    trace.digested(record)
+            time.sleep(0)
 
     def _export(self, batch: list[TraceState]) -> None:
         # Built before serializing: the build imports (under a fork guard) what
@@ -346,7 +399,11 @@ class ExportPipeline:
         """Append the trace's record to `into`; a trace that cannot be serialized is
         counted as dropped (and reported), never silently skipped."""
         try:
-            into.append(self._record(trace))
+            record = trace.record
+            if record is None:
+                into.append(self._record(trace))
+            elif record is not _FAILED:  # digested already (failures were counted then)
+                into.append(record)
         except Exception as exc:
             _stats.count("serialize_failed")
             internal_error("serialize", exc)

@@ -81,10 +81,16 @@ class _Walk:
         return s if s.isascii() else _valid_unicode(s)
 
     def _compound(self, v: Any, t: type, depth: int) -> Any:
-        if t is dict:
-            return self._enter(v, lambda: self._mapping(v, depth))
-        if t is list:
-            return self._enter(v, lambda: self._sequence(v, depth))
+        if t is dict or t is list:  # the common containers: `_enter` inline, no closure
+            key = id(v)
+            path = self.path
+            if key in path:
+                return marker("circular reference")
+            path.add(key)
+            try:
+                return self._mapping(v, depth) if t is dict else self._sequence(v, depth)
+            finally:
+                path.discard(key)
         if isinstance(v, Mapping):
             return self._enter(v, lambda: self._mapping(v, depth))
         if isinstance(v, tuple) and hasattr(v, "_asdict"):  # namedtuple

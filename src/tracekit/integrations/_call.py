@@ -38,6 +38,29 @@ def named(endpoint: Endpoint, args: Any, kwargs: Any) -> Any:
     return {**dict(zip(endpoint.positional, args, strict=False)), **kwargs}
 
 
+def snapshot(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """What a request mapper run later reads of a call's keyword arguments: a copy of
+    the dict, and of each list or dict in it (one level).
+
+    How we decide what to copy: the caller may change what it passed once the call
+    returned, and the mapping runs later, on the export worker. What is commonly
+    changed is a container passed at the top level: `messages.append(reply)` right
+    after the call, a `config` dict reused with one key changed. Those are copied
+    (shallowly, as `Span.set_inputs` does). Deeper objects (a message dict edited in
+    place, an SDK model) are kept by reference, as `set_inputs` keeps them: copying
+    them deeply would cost the call what mapping later saves."""
+    return {k: (v.copy() if type(v) in (list, dict) else v) for k, v in kwargs.items()}
+
+
+def _map_request(endpoint: Endpoint, instance: Any, kwargs: dict[str, Any], span: Span) -> None:
+    """The request's inputs and attributes, mapped on the export worker (`Span.defer`)."""
+    assert endpoint.request is not None
+    request = endpoint.request(instance, kwargs)
+    if span._trace.capture_content:  # its own copy already: no second snapshot
+        span.inputs = request.inputs
+    span.set_attributes(request.attributes)
+
+
 def unrecorded(endpoint: Endpoint, instance: Any, kwargs: Any) -> Any:
     """The kwargs of a call that is not recorded: under a remote caller that did not
     record its span (flags 00), its `traceparent` goes on, so that a gateway that
@@ -75,7 +98,23 @@ class _Call:
 
     @classmethod
     def begin(cls, endpoint: Endpoint, instance: Any, kwargs: Any) -> _Call | None:
+        """Start the call's span. With a `head` mapper the caller only records: the
+        span's name, the stream flag and what must be read during the call; the
+        request's inputs and attributes are mapped on the export worker, from a
+        `snapshot` of the keyword arguments, before the response is."""
         try:
+            head = endpoint.head
+            if head is not None:
+                request = head(instance, kwargs)
+                span = _api.start(request.name, request.span_type)
+                if span is NON_RECORDING:
+                    return None
+                if request.attributes:
+                    span.set_attributes(request.attributes)
+                span.defer(
+                    functools.partial(_map_request, endpoint, instance, snapshot(kwargs), span)
+                )
+                return cls(endpoint, request, span, kwargs)
             assert endpoint.request is not None
             request = endpoint.request(instance, kwargs)
             span = _api.start(request.name, request.span_type)
@@ -180,6 +219,10 @@ class _Call:
         """The result with its stream traced: the span ends when the stream does."""
         hide = prepared.hide if prepared else None
         call = StreamCall(self.span, seam.accumulator(self.request), hide)
+        if seam.reads is not None:
+            value = seam.reads.pending(self.span)
+            if value is not None:
+                call.reads = (seam.reads.reading, value)
         stream = seam.take(result) if seam.take is not None else result
         if is_async:
             proxy: Any = TracedAsyncStream(stream, call)

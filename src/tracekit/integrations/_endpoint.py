@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from tracekit._span import Span
     from tracekit.integrations._common import Request
     from tracekit.integrations._engine import Integration
+    from tracekit.integrations._request_seam import RequestSeam
     from tracekit.integrations._streams import Accumulator
 
 RequestMapper = Callable[[Any, Mapping[str, Any]], "Request"]
@@ -62,12 +63,16 @@ class StreamSeam:
         take: the stream inside the result (default: the result is the stream).
         put: the result handed to the caller with the traced stream in place of
             `take(result)` (default: the traced stream itself).
+        reads: the SDK builds the stream's request when the stream is read (after the
+            call returned): the `traceparent` the call remembered through this seam
+            goes on the requests built during its reads.
     """
 
     is_stream: Callable[[Any], bool]
     accumulator: Callable[[Request], Accumulator]
     take: Callable[[Any], Any] | None = None
     put: Callable[[Any, Any], Any] | None = None
+    reads: RequestSeam | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,7 +107,12 @@ class Endpoint:
         target: `"Class.method"` (or a function name) inside `module`.
         kind: which behaviour the engine gives the patched method.
         is_async: the method returns an awaitable (choose by class, not inspect).
-        request: maps (instance, keyword view of the call) to a `Request`.
+        request: maps (instance, keyword view of the call) to a `Request`; with
+            `head`, on the export worker (from a shallow copy of the call's keyword
+            arguments, see `_call.snapshot`), else on the caller's thread.
+        head: the part of the request the caller needs at once, cheaply: the span's
+            name and type, the stream flag, and attributes read while the call runs
+            (a `Request` without inputs). The rest of `request` is mapped later.
         response: records a non-streamed result on the span (on the export worker).
         stream: how a streamed result is recognised and read (`call` only).
         prepare: an opt-in request change (e.g. asking for stream usage).
@@ -123,6 +133,7 @@ class Endpoint:
     kind: Kind = Kind.CALL
     is_async: bool = False
     request: RequestMapper | None = None
+    head: RequestMapper | None = None
     response: ResponseMapper | None = None
     stream: StreamSeam | None = None
     prepare: Callable[[Mapping[str, Any], dict[str, Any]], Prepared | None] | None = None
@@ -142,6 +153,7 @@ class Endpoint:
         target: str,
         *,
         request: RequestMapper,
+        head: RequestMapper | None = None,
         response: ResponseMapper | None = None,
         stream: StreamSeam | None = None,
         is_async: bool = False,
@@ -157,6 +169,7 @@ class Endpoint:
             target=target,
             is_async=is_async,
             request=request,
+            head=head,
             response=response,
             stream=stream,
             prepare=prepare,
@@ -180,6 +193,7 @@ class Endpoint:
         request: RequestMapper,
         helper: Callable[[Any], Accumulator],
         inject: Injector | None = None,
+        head: RequestMapper | None = None,
     ) -> Endpoint:
         """A context manager that makes the request on enter and yields a helper stream.
 
@@ -192,6 +206,7 @@ class Endpoint:
             target=target,
             kind=Kind.HELPER_STREAM,
             request=request,
+            head=head,
             helper=helper,
             inject=inject,
         )

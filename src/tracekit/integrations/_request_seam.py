@@ -14,6 +14,11 @@ walk every header).
 The builder is a private SDK method, so a provider asks `remember()` first: False
 (the method is missing in this SDK version, or something replaced the patch) means
 the call must carry the header as a call option, as before.
+
+A stream whose SDK builds the request only when it is first read (google-genai's
+generators) takes the remembered value along (`pending()`), and each read of it runs
+with its value set in `reading`, so the requests built then (the first, and those of automatic
+continuation or function calling) carry it although the span is no longer current.
 """
 
 from __future__ import annotations
@@ -59,6 +64,9 @@ class RequestSeam:
         self._outgoing: ContextVar[tuple[Span, str] | None] = ContextVar(
             f"tracekit_{name}_traceparent", default=None
         )
+        # The value of a stream being read in this context: a traced stream sets it
+        # around each read (`StreamSeam.reads`; a variable, not a method, per chunk).
+        self.reading: ContextVar[str | None] = ContextVar(f"tracekit_{name}_reading", default=None)
 
     def endpoint(self) -> Endpoint:
         """The `raw` endpoint that patches the builder."""
@@ -81,22 +89,33 @@ class RequestSeam:
         self._outgoing.set((span, value))
         return True
 
+    def pending(self, span: Span) -> str | None:
+        """The value `remember()` was given for `span` in this context, if any: a
+        stream whose request is built when it is read keeps it for its reads (`reading`)."""
+        outgoing = self._outgoing.get()
+        return outgoing[1] if outgoing is not None and outgoing[0] is span else None
+
     def add_traceparent(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         """The builder's wrapper: the request it built, with the traced call's
         `traceparent` when the headers (the client's and the call's, merged by the SDK)
-        have none. Only while the span that asked for it is current: a stale value
-        (its call has returned) never reaches another request."""
+        have none. Only while the span that asked for it is current, or while its
+        stream is read: a stale value (its call has returned) never reaches another
+        request."""
         request = wrapped(*args, **kwargs)
         outgoing = self._outgoing.get()
-        if outgoing is None or outgoing[0] is not current_span.get():
-            return request
+        if outgoing is not None and outgoing[0] is current_span.get():
+            value: str | None = outgoing[1]  # a traced call being made (also inside a read)
+        else:
+            value = self.reading.get()
+            if value is None:
+                return request
         try:
             headers = request.headers
             if isinstance(headers, dict):  # google-genai: a plain dict, any spelling
                 if header(headers) is None:
-                    headers[TRACEPARENT] = outgoing[1]
+                    headers[TRACEPARENT] = value
             elif headers.get(TRACEPARENT) is None:  # httpx Headers: case-insensitive
-                headers[TRACEPARENT] = outgoing[1]
+                headers[TRACEPARENT] = value
         except Exception as exc:
             internal_error(f"{self.name} traceparent", exc)
         return request

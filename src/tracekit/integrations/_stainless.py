@@ -86,6 +86,24 @@ def stainless_request(
     return request
 
 
+def stainless_head(operation: str, span_type: str) -> Callable[[Any, Mapping[str, Any]], Request]:
+    """What the caller records of a Stainless SDK's request at once (the rest is
+    `stainless_request`'s, on the export worker): the span's name and the stream flag,
+    read as `stainless_request` reads them."""
+
+    def head(instance: Any, kwargs: Mapping[str, Any]) -> Request:
+        model = kwargs.get("model")
+        if model is not None and type(model).__name__ in ("NotGiven", "Omit"):
+            model = None
+        stream = kwargs.get("stream")
+        if stream is not None and type(stream).__name__ in ("NotGiven", "Omit"):
+            stream = None
+        name = f"{operation} {model}" if model else operation
+        return Request(name, span_type, None, {}, stream=bool(stream))
+
+    return head
+
+
 def _custom_headers(client: Any) -> Any:
     """The headers the caller gave the client (`default_headers=`). The SDK rebuilds
     its `default_headers` property on every access (about 2 µs), adding only its own

@@ -33,12 +33,22 @@ class Accumulator(Protocol):
 
 
 MAX_PENDING_CHUNKS = 10_000
+_FAST_CHUNKS = MAX_PENDING_CHUNKS - 1  # the last one goes through `chunk()`, which folds
 
 
 class StreamCall:
     """The span of one streamed call and the accumulator of its chunks."""
 
-    __slots__ = ("__weakref__", "accumulator", "chunks", "done", "hide", "pending", "span")
+    __slots__ = (
+        "__weakref__",
+        "accumulator",
+        "chunks",
+        "done",
+        "hide",
+        "pending",
+        "reads",
+        "span",
+    )
 
     def __init__(
         self, span: Span, accumulator: Accumulator, hide: Callable[[Any], bool] | None = None
@@ -48,6 +58,9 @@ class StreamCall:
         self.hide = hide
         self.chunks = 0
         self.done = False
+        # The SDK builds the request when the stream is read: each read runs with the
+        # call's `traceparent` set in the request seam's variable (`StreamSeam.reads`).
+        self.reads: tuple[ContextVar[str | None], str] | None = None
         # Chunks are kept by reference and folded on the export worker, unless the
         # accumulator must read live SDK state at the end (`immediate`).
         self.pending: list[Any] | None = None if getattr(accumulator, "immediate", False) else []
@@ -160,15 +173,30 @@ class TracedStream(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
 
 def _advance(call: StreamCall, iterator: Any) -> Any:
     """The next chunk the caller sees; the span ends with the iteration."""
+    reads = call.reads
     while True:
         try:
-            item = iterator.__next__()
+            if reads is None:
+                item = iterator.__next__()
+            else:  # the SDK may build a request now: it carries the call's traceparent
+                token = reads[0].set(reads[1])
+                try:
+                    item = iterator.__next__()
+                finally:
+                    reads[0].reset(token)
         except StopIteration:
             call.end(None)
             raise
         except BaseException as exc:
             call.end(exc)
             raise
+        # The common chunk, inline (it runs per chunk): kept by reference, not the first
+        # (its time is recorded), none hidden, below the cap. Else `chunk()` decides.
+        pending = call.pending
+        if pending is not None and call.hide is None and 0 < call.chunks < _FAST_CHUNKS:
+            pending.append(item)
+            call.chunks += 1
+            return item
         if not call.chunk(item):
             return item
 
@@ -202,16 +230,30 @@ class TracedAsyncStream(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
         return self
 
     async def __anext__(self) -> Any:
+        call = self._self_call
+        reads = call.reads
         while True:
             try:
-                item = await self.__wrapped__.__anext__()
+                if reads is None:
+                    item = await self.__wrapped__.__anext__()
+                else:
+                    token = reads[0].set(reads[1])
+                    try:
+                        item = await self.__wrapped__.__anext__()
+                    finally:
+                        reads[0].reset(token)
             except StopAsyncIteration:
-                self._self_call.end(None)
+                call.end(None)
                 raise
             except BaseException as exc:
-                self._self_call.end(exc)
+                call.end(exc)
                 raise
-            if not self._self_call.chunk(item):
+            pending = call.pending  # the common chunk, inline (see `_advance`)
+            if pending is not None and call.hide is None and 0 < call.chunks < _FAST_CHUNKS:
+                pending.append(item)
+                call.chunks += 1
+                return item
+            if not call.chunk(item):
                 return item
 
     async def close(self) -> Any:

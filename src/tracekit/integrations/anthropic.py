@@ -21,6 +21,7 @@ from tracekit.integrations._stainless import (
     client_of,
     request_seam,
     stainless,
+    stainless_head,
     stainless_request,
 )
 from tracekit.integrations._usage import field
@@ -48,6 +49,15 @@ def _provider(client: Any) -> str:
 
 def _request(operation: str, span_type: str) -> Any:
     return stainless_request(_provider, operation, span_type, _PARAMS)
+
+
+def _mapped(operation: str, span_type: str) -> dict[str, Any]:
+    """The request mappers of an endpoint: its name and stream flag on the caller, the
+    rest on the export worker."""
+    return {
+        "request": _request(operation, span_type),
+        "head": stainless_head(operation, span_type),
+    }
 
 
 def _message(span: Span, message: Any) -> None:
@@ -219,8 +229,8 @@ def _quiet_resource(instance: Any) -> Any:
 
 
 def _endpoints() -> list[Endpoint]:
-    chat = _request("chat", SpanType.CHAT_MODEL)
-    count = _request("count_tokens", SpanType.UNKNOWN)
+    chat = _mapped("chat", SpanType.CHAT_MODEL)
+    count = _mapped("count_tokens", SpanType.UNKNOWN)
     events = StreamSeam(is_stream=_is_stream, accumulator=EventAccumulator)
     endpoints = []
     for module in (_MESSAGES, _BETA):
@@ -230,23 +240,19 @@ def _endpoints() -> list[Endpoint]:
                     module,
                     f"{cls}.create",
                     is_async=is_async,
-                    request=chat,
+                    **chat,
                     response=_message,
                     stream=events,
                 ),
-                Endpoint.call(
-                    module, f"{cls}.parse", is_async=is_async, request=chat, response=_message
-                ),
+                Endpoint.call(module, f"{cls}.parse", is_async=is_async, response=_message, **chat),
                 Endpoint.call(
                     module,
                     f"{cls}.count_tokens",
                     is_async=is_async,
-                    request=count,
+                    **count,
                     response=_count_tokens,
                 ),
-                Endpoint.helper_stream(
-                    module, f"{cls}.stream", request=chat, helper=SnapshotAccumulator
-                ),
+                Endpoint.helper_stream(module, f"{cls}.stream", **chat, helper=SnapshotAccumulator),
             ]
     # Every request these methods send carries the caller's trace context, added to the
     # HTTP request the client builds (the SDK's own tracing, when kept, replaces it later).

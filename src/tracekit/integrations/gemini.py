@@ -119,12 +119,15 @@ _SEAM = RequestSeam("gemini", _CLIENT, "BaseApiClient._build_request")
 
 
 def _remember(instance: Any, kwargs: dict[str, Any], value: str, outer: str | None) -> None:
-    """Non-streamed calls: the request the SDK builds while this call's span is current
-    carries `value` (`RequestSeam`). Putting it into `config.http_options` instead would
-    make the SDK convert a whole `GenerateContentConfig`: +370 µs on a call without a
-    config (measured with the recorded cassettes), +45 µs with one. Where the builder
-    is missing or was not patched (another google-genai version), and under an
-    unsampled remote caller, the config route is taken instead."""
+    """The request the SDK builds while this call's span is current carries `value`
+    (`RequestSeam`); a stream's, built when the stream is read, too: the traced stream
+    enters the value around its reads (`StreamSeam.reads`). Putting it into
+    `config.http_options` instead would make the SDK convert a whole
+    `GenerateContentConfig`: +370 µs on a call without a config (measured with the
+    recorded cassettes), +45 µs with one, and a stream re-reads its config for every
+    chunk (+0.5 ms on a 12-chunk stream). Where the builder is missing or was not
+    patched (another google-genai version), and under an unsampled remote caller,
+    the config route is taken instead."""
     if not _SEAM.remember(value):
         _inject(instance, kwargs, value, outer)
 
@@ -159,6 +162,29 @@ def _request(operation: str, span_type: str, outer: bool = True) -> Any:
         return Request(name, span_type, inputs, attributes)
 
     return request
+
+
+def _head(operation: str, span_type: str, outer: bool = True) -> Any:
+    """What the caller records at once (the rest is `_request`'s, on the export worker):
+    the span's name, and whether the SDK will run Python tools inside this call, which
+    the tool and model calls it makes meanwhile read from the current span."""
+
+    def head(instance: Any, kwargs: Mapping[str, Any]) -> Request:
+        model = _model_name(kwargs.get("model"))
+        name = f"{operation} {model}" if model else operation
+        attributes = {}
+        if outer and operation == "generate_content" and _afc_enabled(kwargs.get("config")):
+            attributes[_AFC] = True
+        return Request(name, span_type, None, attributes)
+
+    return head
+
+
+def _mapped(operation: str, span_type: str, outer: bool = True) -> dict[str, Any]:
+    return {
+        "request": _request(operation, span_type, outer),
+        "head": _head(operation, span_type, outer),
+    }
 
 
 def _finish_reasons(response: Any) -> list[Any]:
@@ -289,9 +315,9 @@ def _is_stream(result: Any) -> bool:
 
 
 def _endpoints() -> list[Endpoint]:
-    generate = _request("generate_content", SpanType.CHAT_MODEL)
-    model_call = _request("generate_content", SpanType.CHAT_MODEL, outer=False)
-    chunks = StreamSeam(is_stream=_is_stream, accumulator=StreamAccumulator)
+    generate = _mapped("generate_content", SpanType.CHAT_MODEL)
+    model_call = _mapped("generate_content", SpanType.CHAT_MODEL, outer=False)
+    chunks = StreamSeam(is_stream=_is_stream, accumulator=StreamAccumulator, reads=_SEAM)
     endpoints = []
     for cls, is_async in (("Models", False), ("AsyncModels", True)):
         endpoints += [
@@ -299,14 +325,14 @@ def _endpoints() -> list[Endpoint]:
                 _MODELS,
                 f"{cls}.generate_content",
                 is_async=is_async,
-                request=generate,
+                **generate,
                 response=_generate_response,
             ),
             Endpoint.call(
                 _MODELS,
                 f"{cls}.generate_content_stream",
                 is_async=is_async,
-                request=generate,
+                **generate,
                 stream=chunks,
             ),
             # The model calls inside automatic function calling (and only those).
@@ -314,7 +340,7 @@ def _endpoints() -> list[Endpoint]:
                 _MODELS,
                 f"{cls}._generate_content",
                 is_async=is_async,
-                request=model_call,
+                **model_call,
                 response=_generate_response,
                 when=_in_afc_call,
             ),
@@ -322,24 +348,21 @@ def _endpoints() -> list[Endpoint]:
                 _MODELS,
                 f"{cls}.embed_content",
                 is_async=is_async,
-                request=_request("embeddings", SpanType.EMBEDDING),
+                **_mapped("embeddings", SpanType.EMBEDDING),
                 response=_embed_response,
             ),
             Endpoint.call(
                 _MODELS,
                 f"{cls}.count_tokens",
                 is_async=is_async,
-                request=_request("count_tokens", SpanType.UNKNOWN),
+                **_mapped("count_tokens", SpanType.UNKNOWN),
                 response=_count_response,
             ),
         ]
-    # Every model request carries the caller's trace context (not the local tool calls):
-    # streams in their config (the SDK builds their request later, when the span is no
-    # longer current), the others on the HTTP request the SDK builds during the call.
-    endpoints = [
-        dataclasses.replace(e, inject=_inject if "stream" in e.target else _remember)
-        for e in endpoints
-    ]
+    # Every model request carries the caller's trace context (not the local tool calls),
+    # on the HTTP request the SDK builds: during the call, or for streams when they are
+    # read (the SDK builds their request later, when the span is no longer current).
+    endpoints = [dataclasses.replace(e, inject=_remember) for e in endpoints]
     endpoints.append(_SEAM.endpoint())
     tool = ("args", "function_to_invoke")
     for function, is_async in (

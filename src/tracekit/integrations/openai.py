@@ -16,7 +16,12 @@ from tracekit.integrations import _usage
 from tracekit.integrations._common import Request, record_response
 from tracekit.integrations._engine import Endpoint, Integration, Prepared, StreamSeam
 from tracekit.integrations._registry import spec
-from tracekit.integrations._stainless import request_seam, stainless, stainless_request
+from tracekit.integrations._stainless import (
+    request_seam,
+    stainless,
+    stainless_head,
+    stainless_request,
+)
 from tracekit.integrations._usage import field
 
 _CHAT = "openai.resources.chat.completions.completions"
@@ -47,6 +52,15 @@ def _provider(client: Any) -> str:
 
 def _request(operation: str, span_type: str) -> Any:
     return stainless_request(_provider, operation, span_type, _PARAMS)
+
+
+def _mapped(operation: str, span_type: str) -> dict[str, Any]:
+    """The request mappers of an endpoint: its name and stream flag on the caller, the
+    rest on the export worker."""
+    return {
+        "request": _request(operation, span_type),
+        "head": stainless_head(operation, span_type),
+    }
 
 
 def _chat_response(span: Span, response: Any) -> None:
@@ -214,9 +228,9 @@ def _is_stream(result: Any) -> bool:
 
 
 def _endpoints() -> list[Endpoint]:
-    chat = _request("chat", SpanType.CHAT_MODEL)
-    text = _request("text_completion", SpanType.LLM)
-    embeddings = _request("embeddings", SpanType.EMBEDDING)
+    chat = _mapped("chat", SpanType.CHAT_MODEL)
+    text = _mapped("text_completion", SpanType.LLM)
+    embeddings = _mapped("embeddings", SpanType.EMBEDDING)
     chat_stream = StreamSeam(is_stream=_is_stream, accumulator=ChatAccumulator)
     responses_stream = StreamSeam(is_stream=_is_stream, accumulator=ResponsesAccumulator)
     endpoints = []
@@ -226,20 +240,20 @@ def _endpoints() -> list[Endpoint]:
                 _CHAT,
                 f"{cls}.create",
                 is_async=is_async,
-                request=chat,
+                **chat,
                 response=_chat_response,
                 stream=chat_stream,
                 prepare=_ask_stream_usage,
             ),
             Endpoint.call(
-                _CHAT, f"{cls}.parse", is_async=is_async, request=chat, response=_chat_response
+                _CHAT, f"{cls}.parse", is_async=is_async, **chat, response=_chat_response
             ),
             Endpoint.stream_manager(_CHAT, f"{cls}.stream"),
             Endpoint.call(
                 _COMPLETIONS,
                 f"{cls}.create",
                 is_async=is_async,
-                request=text,
+                **text,
                 response=_chat_response,
                 stream=chat_stream,
             ),
@@ -250,7 +264,7 @@ def _endpoints() -> list[Endpoint]:
                 _RESPONSES,
                 f"{cls}.create",
                 is_async=is_async,
-                request=chat,
+                **chat,
                 response=_responses_response,
                 stream=responses_stream,
             ),
@@ -258,7 +272,7 @@ def _endpoints() -> list[Endpoint]:
                 _RESPONSES,
                 f"{cls}.parse",
                 is_async=is_async,
-                request=chat,
+                **chat,
                 response=_responses_response,
             ),
             Endpoint.stream_manager(_RESPONSES, f"{cls}.stream"),
@@ -269,7 +283,7 @@ def _endpoints() -> list[Endpoint]:
                 _EMBEDDINGS,
                 f"{cls}.create",
                 is_async=is_async,
-                request=embeddings,
+                **embeddings,
                 response=_embeddings_response,
             )
         )
