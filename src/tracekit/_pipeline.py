@@ -359,7 +359,11 @@ class ExportPipeline:
 
     def _digest(self, traces: list[TraceState]) -> None:
         """Make the records of traces waiting for their batch (`TraceState.digested`),
-        giving the GIL up between traces: a caller never waits behind the whole group."""
+        giving the GIL up between traces: a caller never waits behind the whole group.
+
+        The exporter is built first: its build imports, under the fork guard, what
+        making a record needs (`exporters.prepare`), so nothing is imported unguarded."""
+        self._built(None)
         for trace in traces:
             if trace.record is None and trace.spans:  # not dropped (released) meanwhile
                 try:
