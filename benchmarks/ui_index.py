@@ -1,7 +1,7 @@
 """How fast `tracekit ui` lists a big file store: its SQLite index.
 
     .venv/bin/python benchmarks/ui_index.py                    # 20,000 and 1,000 traces
-    .venv/bin/python benchmarks/ui_index.py --traces 100000    # the issue's size (~7 min)
+    .venv/bin/python benchmarks/ui_index.py --traces 100000    # the issue's size (about a minute)
 
 Writes synthetic stores (demo-shaped traces: an agent, three retrievals, two chat
 calls with messages and usage, a tool; ~4 KB a line) through the file exporter
