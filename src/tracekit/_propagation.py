@@ -144,13 +144,24 @@ def _reset(var: ContextVar[Any], token: Token[Any]) -> None:
         var.set(None)
 
 
+def _no_recording_spans(otel: Any) -> bool:
+    """OpenTelemetry's API is loaded (anthropic 2.x imports it) but nothing in the
+    process can start a recording span: no TracerProvider is registered and the SDK,
+    whose providers record even unregistered, is not loaded. Then the lookup of its
+    current span (five calls into cold code on every root span) is skipped."""
+    return (
+        getattr(otel, "_TRACER_PROVIDER", True) is None
+        and "opentelemetry.sdk.trace" not in sys.modules
+    )
+
+
 def incoming(config: Config) -> tuple[str, str] | None:
     """The remote parent of a new root span: `continue_trace`'s, else OpenTelemetry's."""
     remote = remote_parent.get()
     if remote is not None or not config.otel_context:
         return remote
     otel = sys.modules.get("opentelemetry.trace")  # never imported by tracekit
-    if otel is None:
+    if otel is None or _no_recording_spans(otel):
         return None
     try:
         span = otel.get_current_span()
