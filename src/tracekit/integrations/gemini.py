@@ -242,6 +242,8 @@ class StreamAccumulator:
     """Gemini stream chunks: text and function calls appended, usage taken from the
     last chunk that has it (it is cumulative: never summed)."""
 
+    fold_now = True  # each chunk (~25 pydantic objects) folded as it arrives, not kept
+
     def __init__(self, request: Request) -> None:
         self.parts: list[dict[str, Any]] = []
         self.usage: Any = None
