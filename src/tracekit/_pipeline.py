@@ -403,7 +403,7 @@ class ExportPipeline:
         """Append the trace's record to `into`; a trace that cannot be serialized is
         counted as dropped (and reported), never silently skipped."""
         try:
-            record = trace.record
+            record = trace.take_record()
             if record is None:
                 into.append(self._record(trace))
             elif record is not _FAILED:  # digested already (failures were counted then)
