@@ -188,7 +188,9 @@ class TraceState:
     def take_record(self) -> dict[str, Any] | None:
         """The record `digested` kept (unpacked), or None when there is none."""
         record = self.record
-        return unpack(record) if type(record) is bytes else record
+        if isinstance(record, bytes):
+            return unpack(record)
+        return record
 
     def release(self) -> None:
         """Drop the span list once serialized or dropped.
