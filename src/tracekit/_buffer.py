@@ -20,10 +20,10 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from tracekit import _runtime, _stats
+from tracekit._span import Span
 
 if TYPE_CHECKING:
     from tracekit._config import Config
-    from tracekit._span import Span
 
 
 def pack(record: dict[str, Any]) -> dict[str, Any] | bytes:
@@ -230,6 +230,30 @@ class TraceBuffer:
             _stats.count("in_flight_traces")
             return None
         return trace
+
+    def start_root(
+        self, trace_id: str, span_id: str, name: str, span_type: str, config: Config
+    ) -> Span | None:
+        """A new trace with its root span started now, in one step (the common root:
+        no remote parent). Nothing else sees the trace before it is in flight, so the
+        root is added without the trace's lock. None when too many traces are in
+        flight, or no span fits in one (counted)."""
+        if config.max_spans_per_trace < 1:
+            _stats.count("spans_per_trace")
+            return None
+        trace = TraceState(self, trace_id, config)
+        span = Span(trace, span_id, None, name, span_type, _runtime.clock())
+        trace.spans.append(span)
+        trace.open = 1
+        trace.root = span
+        with self._lock:
+            full = len(self._in_flight) >= config.max_in_flight_traces
+            if not full:
+                self._in_flight[id(trace)] = trace
+        if full:
+            _stats.count("in_flight_traces")
+            return None
+        return span
 
     def add_to_fragment(self, span: Span, config: Config) -> bool:
         """Record `span`, which its parent's trace refused, in a new fragment of that

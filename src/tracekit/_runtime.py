@@ -22,6 +22,10 @@ class IdGenerator(Protocol):
     def span_id(self) -> str: ...
 
 
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
+
+
 class RandomIdGenerator:
     """128-bit trace ids and 64-bit span ids as lowercase hex (W3C compatible)."""
 
@@ -42,6 +46,14 @@ class RandomIdGenerator:
             bits = self._rng.getrandbits(64)
         return f"{bits:016x}"
 
+    def root_ids(self) -> tuple[str, str]:
+        """A trace id and a span id from one draw (a new trace's root: one call fewer)."""
+        text = f"{self._rng.getrandbits(192):048x}"
+        trace_id, span_id = text[:32], text[32:]
+        if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:  # invalid in W3C: draw again
+            return self.trace_id(), self.span_id()
+        return trace_id, span_id
+
     def random(self) -> float:
         return self._rng.random()
 
@@ -50,6 +62,15 @@ class RandomIdGenerator:
 
 
 _random = RandomIdGenerator()
+
+
+def root_ids() -> tuple[str, str]:
+    """The ids of a new trace and its root span, from `ids` (replaceable)."""
+    if ids is _random:
+        return _random.root_ids()
+    return ids.trace_id(), ids.span_id()
+
+
 ids: IdGenerator = _random
 clock: Callable[[], int] = time.time_ns
 # Sampling uses the private generator as well: `random.seed()` must not make

@@ -40,11 +40,12 @@ def start_span(name: str, span_type: str, parent: Span | None, config: Config) -
         if remote is None:
             if config.sampling_ratio < 1.0 and _runtime.sample() >= config.sampling_ratio:
                 return NON_RECORDING
-            trace = buffer.new_trace(_runtime.ids.trace_id(), config)
-            parent_id = None
-        else:  # a fragment of a trace started in another process
-            trace = buffer.new_trace(remote[0], config)
-            parent_id = remote[1]
+            trace_id, span_id = _runtime.root_ids()
+            root = buffer.start_root(trace_id, span_id, name, span_type, config)
+            return NON_RECORDING if root is None else root
+        # a fragment of a trace started in another process
+        trace = buffer.new_trace(remote[0], config)
+        parent_id = remote[1]
         if trace is None:
             return NON_RECORDING
     elif not parent.is_recording:
