@@ -162,14 +162,15 @@ class Integration(BaseIntegration):
             call = _Call.begin(endpoint, instance, named(endpoint, args, kwargs))
             if call is None:
                 return wrapped(*args, **unrecorded(endpoint, instance, kwargs))
-            prepared = call.prepare(self.options)
+            # `prepare` and `parse_raw` only where they can act: every call runs this.
+            prepared = call.prepare(self.options) if self.options else None
             sent = call.propagate(instance, prepared.kwargs if prepared else kwargs)
             try:
                 result = _through(endpoint, wrapped, instance)(*args, **sent)
             except BaseException as exc:
                 call.fail(exc)
                 raise
-            parsed = call.parse_raw(result)
+            parsed = call.parse_raw(result) if call.raw is not None else None
             return call.succeed(result, is_async=False, prepared=prepared, parsed=parsed)
 
         return wrapper
@@ -181,14 +182,14 @@ class Integration(BaseIntegration):
             call = _Call.begin(endpoint, instance, named(endpoint, args, kwargs))
             if call is None:
                 return await wrapped(*args, **unrecorded(endpoint, instance, kwargs))
-            prepared = call.prepare(self.options)
+            prepared = call.prepare(self.options) if self.options else None
             sent = call.propagate(instance, prepared.kwargs if prepared else kwargs)
             try:
                 result = await _through(endpoint, wrapped, instance)(*args, **sent)
             except BaseException as exc:
                 call.fail(exc)
                 raise
-            parsed = call.parse_raw(result)
+            parsed = call.parse_raw(result) if call.raw is not None else None
             if inspect.isawaitable(parsed):  # async raw responses parse with a coroutine
                 try:
                     parsed = await parsed

@@ -57,6 +57,7 @@ class RequestSeam:
         self.module = module
         self.target = target
         self._owner, _, self._method = target.rpartition(".")
+        self._owner_class: Any = None
         # The span of the traced call being made in this context, and its value. Not
         # reset when the call returns (a retry builds its request again): the wrapper
         # only uses it while that very span is current, which it never is again once its
@@ -75,7 +76,12 @@ class RequestSeam:
     def installed(self) -> bool:
         """Whether the builder is wrapped (by tracekit, perhaps under another wrapt
         wrapper): False for an SDK version without it, or after `revert()`."""
-        owner = getattr(sys.modules.get(self.module), self._owner, None)
+        owner = self._owner_class  # looked up once found: this runs on every traced call
+        if owner is None:
+            owner = getattr(sys.modules.get(self.module), self._owner, None)
+            if owner is None:
+                return False
+            self._owner_class = owner
         method = getattr(owner, "__dict__", {}).get(self._method)
         return isinstance(method, wrapt.FunctionWrapper)
 

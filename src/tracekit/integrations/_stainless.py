@@ -57,6 +57,8 @@ _RAW_HEADER = "X-Stainless-Raw-Response"  # set by the SDKs' with_raw_response f
 def raw_mode(kwargs: Mapping[str, Any]) -> str | None:
     """The `with_raw_response` / `with_streaming_response` mode of a call, or None."""
     headers = kwargs.get("extra_headers")
+    if headers is None:  # the common case: no ABC check (microseconds when cold)
+        return None
     if isinstance(headers, Mapping):
         value = headers.get(_RAW_HEADER)
         return str(value) if value is not None else None
@@ -127,7 +129,7 @@ def stainless_inject(
     headers = kwargs.get("extra_headers")
     if headers is not None and not isinstance(headers, Mapping):
         return  # NotGiven or something else we do not understand: leave it
-    existing = header(headers)
+    existing = None if headers is None else header(headers)
     if existing is not None and existing != outer:
         return  # the caller's own
     if existing is None:
