@@ -222,14 +222,7 @@ class TraceBuffer:
     def new_trace(self, trace_id: str, config: Config) -> TraceState | None:
         """A new trace (or fragment) in flight; None when too many are (counted)."""
         trace = TraceState(self, trace_id, config)
-        with self._lock:
-            full = len(self._in_flight) >= config.max_in_flight_traces
-            if not full:
-                self._in_flight[id(trace)] = trace
-        if full:
-            _stats.count("in_flight_traces")
-            return None
-        return trace
+        return trace if self._admit(trace, config) else None
 
     def start_root(
         self, trace_id: str, span_id: str, name: str, span_type: str, config: Config
@@ -246,14 +239,18 @@ class TraceBuffer:
         trace.spans.append(span)
         trace.open = 1
         trace.root = span
+        return span if self._admit(trace, config) else None
+
+    def _admit(self, trace: TraceState, config: Config) -> bool:
+        """Put `trace` in flight; False when too many are (counted)."""
         with self._lock:
             full = len(self._in_flight) >= config.max_in_flight_traces
             if not full:
                 self._in_flight[id(trace)] = trace
         if full:
             _stats.count("in_flight_traces")
-            return None
-        return span
+            return False
+        return True
 
     def add_to_fragment(self, span: Span, config: Config) -> bool:
         """Record `span`, which its parent's trace refused, in a new fragment of that
