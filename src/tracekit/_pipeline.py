@@ -38,6 +38,30 @@ SPILL_BUILD_WAIT_S = 2.0  # an overflowing caller waits this long for the export
 # worker wakes for a few traces at a time rather than for each.
 DIGEST_DELAY = 0.02
 _FAILED: TraceRecord = {}  # the record of a trace that could not be serialized
+_NO_PRICES: dict[str, Any] = {}  # read only
+
+
+class _WorkerModules:
+    """What making a record needs beyond `_serialize`, imported once, on the worker (the
+    exporter's build imported them under the fork guard): an `import` statement per
+    trace costs microseconds (`from package import name` runs importlib's Python)."""
+
+    def __init__(self) -> None:
+        from tracekit._chat import add_chats
+        from tracekit._cost import user_prices
+
+        self.add_chats = add_chats
+        self.user_prices = user_prices
+
+
+_modules: _WorkerModules | None = None
+
+
+def _worker_modules() -> _WorkerModules:
+    global _modules
+    if _modules is None:
+        _modules = _WorkerModules()
+    return _modules
 
 
 class ExportPipeline:
@@ -426,16 +450,15 @@ class ExportPipeline:
         if config.span_processors:
             record["spans"] = [self._process(span) for span in record["spans"]]
         if trace.capture_content:  # the normalized messages, read from what processors left
-            from tracekit._chat import add_chats
-
-            add_chats(record["spans"])
+            _worker_modules().add_chats(record["spans"])
         return record
 
     def _prices(self) -> dict[str, Any]:
         """The user's prices (a TRACEKIT_PRICES file is read again when it changes)."""
-        from tracekit._cost import user_prices
-
-        return user_prices(self._config.prices, self._config.prices_file)
+        config = self._config
+        if not config.prices and not config.prices_file:
+            return _NO_PRICES
+        return _worker_modules().user_prices(config.prices, config.prices_file)
 
     def _process(self, span: dict[str, Any]) -> dict[str, Any]:
         for processor in self._config.span_processors:
