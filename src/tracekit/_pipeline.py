@@ -28,7 +28,14 @@ from tracekit._buffer import TraceState
 from tracekit._config import Config
 from tracekit._guard import guard, internal_error, warn_limited
 from tracekit._serialize import trace_record
-from tracekit.exporters.base import SUCCESS, Exporter, ExportResult, TraceRecord, _safe_export
+from tracekit.exporters.base import (
+    SUCCESS,
+    Encoding,
+    Exporter,
+    ExportResult,
+    TraceRecord,
+    _safe_export,
+)
 
 SPILL_BUILD_WAIT_S = 2.0  # an overflowing caller waits this long for the exporter's build
 
@@ -385,13 +392,20 @@ class ExportPipeline:
         """Make the records of traces waiting for their batch (`TraceState.digested`),
         giving the GIL up between traces: a caller never waits behind the whole group.
 
+        An exporter that writes JSON lines (`Encoding`: the file store) gets each record
+        encoded at once: kept as one object until its batch goes, not as the dozens of
+        dicts and lists whose number sets off the garbage collector on the callers.
+
         The exporter is built first: its build imports, under the fork guard, what
         making a record needs (`exporters.prepare`), so nothing is imported unguarded."""
-        self._built(None)
+        exporter = self._built(None)
+        encoded = exporter.encoded if isinstance(exporter, Encoding) else None
         for trace in traces:
             if trace.record is None and trace.spans:  # not dropped (released) meanwhile
                 try:
                     record = self._record(trace)
+                    if encoded is not None:
+                        record = encoded(record)
                 except Exception as exc:
                     if trace.spans:  # else dropped while serialized: counted as such
                         trace.digested(_FAILED)

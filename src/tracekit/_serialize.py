@@ -170,7 +170,7 @@ class _Walk:
             return self._enter(v, lambda: self._mapping(v, depth))
         if kind == _TUPLE and hasattr(v, "_asdict"):  # namedtuple
             return self._enter(v, lambda: self._mapping(v._asdict(), depth))
-        if kind == _TUPLE or kind == _SEQUENCE:
+        if kind in (_TUPLE, _SEQUENCE):
             return self._enter(v, lambda: self._sequence(v, depth))
         if kind == _ENUM:
             return self.value(v.value, depth)

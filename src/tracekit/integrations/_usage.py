@@ -7,7 +7,7 @@ the result only when the provider sent it: zeros are never invented.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 
@@ -18,19 +18,75 @@ def field(obj: Any, name: str) -> Any:
     pydantic model raises inside pydantic's `__getattr__` (microseconds), and an
     ABC `isinstance` check costs more than the lookup itself.
     """
-    if obj is None:
-        return None
     if type(obj) is dict:
         return obj.get(name)
+    if obj is None:
+        return None
     values = getattr(obj, "__dict__", None)
-    if values is not None and name in values:
-        return values[name]
-    if hasattr(type(obj), "__pydantic_fields__"):
+    if values is not None:
+        found = values.get(name, _MISSING)
+        if found is not _MISSING:
+            return found
+    if _is_model(type(obj)):
         extra = obj.__pydantic_extra__  # fields an OpenAI-compatible server added
         return extra.get(name) if extra else None
     if isinstance(obj, Mapping):
         return obj.get(name)
     return getattr(obj, name, None)
+
+
+_MISSING: Any = object()
+_NO_FIELDS: Mapping[str, Any] = {}
+_MODELS: dict[type, bool] = {}  # type -> is a pydantic (v2) model
+
+
+def _is_model(cls: type) -> bool:
+    """Whether `cls` is a pydantic model, remembered per type (a class attribute
+    lookup through pydantic's metaclass costs more than the field read)."""
+    known = _MODELS.get(cls)
+    if known is None:
+        if len(_MODELS) >= 1_000:  # classes made at run time: start again
+            _MODELS.clear()
+        known = _MODELS[cls] = hasattr(cls, "__pydantic_fields__")
+    return known
+
+
+def fields(obj: Any) -> Mapping[str, Any]:
+    """Every field of `obj` at once, to read several: `fields(x).get(name)` is
+    `field(x, name)`, with one look at the object instead of one per name (a stream's
+    chunks are read this way, each on the export worker)."""
+    if type(obj) is dict:
+        return obj
+    if obj is None:
+        return _NO_FIELDS
+    if _is_model(type(obj)):
+        values = getattr(obj, "__dict__", None)
+        if type(values) is dict:
+            extra = obj.__pydantic_extra__  # fields an OpenAI-compatible server added
+            return {**values, **extra} if extra else values
+    return _Fields(obj)
+
+
+class _Fields(Mapping[str, Any]):
+    """`field()` per name, for objects that are neither dicts nor pydantic models."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = field(self.obj, key)
+        return default if value is None else value
+
+    def __getitem__(self, key: str) -> Any:
+        return field(self.obj, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
 
 
 def _int(value: Any) -> int | None:
