@@ -44,6 +44,9 @@ SPILL_BUILD_WAIT_S = 2.0  # an overflowing caller waits this long for the export
 # young (the garbage collector's old generation never sees them), long enough that the
 # worker wakes for a few traces at a time rather than for each.
 DIGEST_DELAY = 0.02
+# How long the worker makes records before it gives the GIL up: well under the switch
+# interval (5 ms), which is how long a caller would otherwise wait behind it.
+DIGEST_SLICE = 0.001
 _FAILED: TraceRecord = {}  # the record of a trace that could not be serialized
 _NO_PRICES: dict[str, Any] = {}  # read only
 
@@ -108,6 +111,7 @@ class ExportPipeline:
         self._max_queued_spans = config.max_queued_spans
         self._batch_spans = config.export_batch_spans
         self._spill_pause = 0.0  # until then an overflow is dropped, not spilled (see _spill)
+        self._busy_until = 0.0  # traces arrived lately: the worker looks for more (`_wait`)
 
     @property
     def exporter(self) -> Exporter:
@@ -366,17 +370,24 @@ class ExportPipeline:
     def _wait(self, due: float, batch_spans: int) -> list[TraceState]:
         """Under the lock: wait until a batch is due (returns []) or traces are there
         to digest (returns those not digested yet, oldest first). While traces are
-        queued the worker looks every `DIGEST_DELAY`; idle, it sleeps until the export
-        interval passes or a batch fills (`enqueue` wakes it only then), and a trace
-        that arrives meanwhile is exported with that batch."""
+        queued, or were in the last export interval, the worker looks every
+        `DIGEST_DELAY`; idle longer, it sleeps until the export interval passes or a
+        batch fills (`enqueue` wakes it only then), and a trace that arrives meanwhile
+        is exported with that batch.
+
+        (Sleeping through the interval whenever the queue was empty left every trace of
+        a steady load waiting up to the interval with its SDK objects, which then
+        reached the old generation of the garbage collector.)"""
         while self._queued_spans < batch_spans and not self._waiters and not self._stopping:
             now = time.monotonic()
             remaining = due - now
             if remaining <= 0:
                 return []
             if not self._queue:
-                self._cond.wait(remaining)
+                busy = now < self._busy_until
+                self._cond.wait(min(remaining, DIGEST_DELAY) if busy else remaining)
                 continue
+            self._busy_until = now + self._config.export_interval
             if self._queue[-1].record is None:  # the undigested are the newest
                 fresh = []
                 for trace in reversed(self._queue):
@@ -390,7 +401,10 @@ class ExportPipeline:
 
     def _digest(self, traces: list[TraceState]) -> None:
         """Make the records of traces waiting for their batch (`TraceState.digested`),
-        giving the GIL up between traces: a caller never waits behind the whole group.
+        giving the GIL up every `DIGEST_SLICE`: a caller never waits behind the whole
+        group, and the worker, which gets the GIL back only after a busy caller's switch
+        interval, makes more than one record per turn (one per turn fell behind a caller
+        that runs Python all the time, and the traces waited for the batch's export).
 
         An exporter that writes JSON lines (`Encoding`: the file store) gets each record
         encoded at once: kept as one object until its batch goes, not as the dozens of
@@ -400,6 +414,8 @@ class ExportPipeline:
         making a record needs (`exporters.prepare`), so nothing is imported unguarded."""
         exporter = self._built(None)
         encoded = exporter.encoded if isinstance(exporter, Encoding) else None
+        clock = time.perf_counter
+        turn = clock() + DIGEST_SLICE
         for trace in traces:
             if trace.record is None and trace.spans:  # not dropped (released) meanwhile
                 try:
@@ -413,7 +429,9 @@ class ExportPipeline:
                         internal_error("serialize", exc)
                 else:
                     trace.digested(record)
-            time.sleep(0)
+            if clock() >= turn:
+                time.sleep(0)  # the callers' turn
+                turn = clock() + DIGEST_SLICE
 
     def _export(self, batch: list[TraceState]) -> None:
         # Built before serializing: the build imports (under a fork guard) what
