@@ -437,6 +437,10 @@ class ExportPipeline:
         # Built before serializing: the build imports (under a fork guard) what
         # serializing needs too, so that nothing is imported unguarded here.
         exporter = self.exporter
+        # What a worker behind a busy caller did not digest yet is digested here the same
+        # way, giving the GIL up every DIGEST_SLICE: a batch of 512 traces serialized in
+        # one go held it for tens of milliseconds, a switch interval at a time.
+        self._digest(batch)
         records: list[TraceRecord] = []
         for trace in batch:
             self._serialize(trace, records)
