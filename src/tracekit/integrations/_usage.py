@@ -90,28 +90,48 @@ class _Fields(Mapping[str, Any]):
 
 
 def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return value if type(value) is int or _is_int(value) else None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _openai(usage: Any, prefix_in: str, prefix_out: str) -> dict[str, int] | None:
     if usage is None:
         return None
+    values = fields(usage)
+    names = _OPENAI_NAMES.get((prefix_in, prefix_out)) or _openai_names(prefix_in, prefix_out)
     out: dict[str, int] = {}
-    for key, source in (
-        ("input_tokens", f"{prefix_in}_tokens"),
-        ("output_tokens", f"{prefix_out}_tokens"),
-        ("total_tokens", "total_tokens"),
-    ):
-        value = _int(field(usage, source))
+    for key, source in names[0]:
+        value = _int(values.get(source))
         if value is not None:
             out[key] = value
-    cached = _int(field(field(usage, f"{prefix_in}_tokens_details"), "cached_tokens"))
+    cached = _int(field(values.get(names[1]), "cached_tokens"))
     if cached is not None:
         out["cache_read_input_tokens"] = cached
-    reasoning = _int(field(field(usage, f"{prefix_out}_tokens_details"), "reasoning_tokens"))
+    reasoning = _int(field(values.get(names[2]), "reasoning_tokens"))
     if reasoning is not None:
         out["reasoning_tokens"] = reasoning
     return _with_total(out)
+
+
+_Names = tuple[tuple[tuple[str, str], ...], str, str]
+_OPENAI_NAMES: dict[tuple[str, str], _Names] = {}
+
+
+def _openai_names(prefix_in: str, prefix_out: str) -> _Names:
+    """The field names of an OpenAI usage dialect, spelled once (not per response)."""
+    names = _OPENAI_NAMES[prefix_in, prefix_out] = (
+        (
+            ("input_tokens", f"{prefix_in}_tokens"),
+            ("output_tokens", f"{prefix_out}_tokens"),
+            ("total_tokens", "total_tokens"),
+        ),
+        f"{prefix_in}_tokens_details",
+        f"{prefix_out}_tokens_details",
+    )
+    return names
 
 
 def openai_chat(usage: Any) -> dict[str, int] | None:
