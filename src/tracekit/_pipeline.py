@@ -361,6 +361,8 @@ class ExportPipeline:
             spans += len(trace.spans)
         self._queued_spans -= spans
         self._exporting = len(batch)
+        if batch:  # traces are coming: look for the next ones every DIGEST_DELAY (`_wait`)
+            self._busy_until = time.monotonic() + self._config.export_interval
         drained = not self._queue
         waiters = self._waiters if drained else []
         if drained:

@@ -15,6 +15,7 @@ import enum
 import json
 import math
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from pathlib import PurePath
@@ -61,8 +62,11 @@ def marker(text: str) -> str:
     _PYDANTIC_V1,
     _OTHER,
 ) = range(17)
-_KINDS: dict[type, int] = {}
-_MAX_KINDS = 1_000  # types seen; beyond that the table starts again (classes made at run time)
+# id(type) -> (a weak reference to it, its kind): a class made at run time (a pydantic
+# model per request, say) is not kept alive by this table, nor mistaken for another
+# that later gets its id.
+_KINDS: dict[int, tuple[weakref.ref[type], int]] = {}
+_MAX_KINDS = 1_000  # types seen; beyond that the table starts again
 
 
 def _kind_of(t: type) -> int:
@@ -105,7 +109,7 @@ def _kind_of(t: type) -> int:
         kind = _PYDANTIC_V1
     if len(_KINDS) >= _MAX_KINDS:
         _KINDS.clear()
-    _KINDS[t] = kind
+    _KINDS[id(t)] = (weakref.ref(t), kind)  # every class takes weak references
     return kind
 
 
@@ -161,9 +165,8 @@ class _Walk:
                 return self._mapping(v, depth) if t is dict else self._sequence(v, depth)
             finally:
                 path.discard(key)
-        kind = _KINDS.get(t)
-        if kind is None:
-            kind = _kind_of(t)
+        known = _KINDS.get(id(t))
+        kind = known[1] if known is not None and known[0]() is t else _kind_of(t)
         if kind == _MODEL:
             return self._model(v, depth)
         if kind == _MAPPING:

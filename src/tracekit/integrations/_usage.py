@@ -7,6 +7,7 @@ the result only when the provider sent it: zeros are never invented.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -37,18 +38,22 @@ def field(obj: Any, name: str) -> Any:
 
 _MISSING: Any = object()
 _NO_FIELDS: Mapping[str, Any] = {}
-_MODELS: dict[type, bool] = {}  # type -> is a pydantic (v2) model
+# id(type) -> (a weak reference to it, whether it is a pydantic (v2) model): classes made
+# at run time are neither kept alive nor mistaken for another that later gets their id.
+_MODELS: dict[int, tuple[weakref.ref[type], bool]] = {}
 
 
 def _is_model(cls: type) -> bool:
     """Whether `cls` is a pydantic model, remembered per type (a class attribute
     lookup through pydantic's metaclass costs more than the field read)."""
-    known = _MODELS.get(cls)
-    if known is None:
-        if len(_MODELS) >= 1_000:  # classes made at run time: start again
-            _MODELS.clear()
-        known = _MODELS[cls] = hasattr(cls, "__pydantic_fields__")
-    return known
+    known = _MODELS.get(id(cls))
+    if known is not None and known[0]() is cls:
+        return known[1]
+    model = hasattr(cls, "__pydantic_fields__")
+    if len(_MODELS) >= 1_000:  # classes made at run time: start again
+        _MODELS.clear()
+    _MODELS[id(cls)] = (weakref.ref(cls), model)  # every class takes weak references
+    return model
 
 
 def fields(obj: Any) -> Mapping[str, Any]:
