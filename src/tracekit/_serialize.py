@@ -425,11 +425,12 @@ def span_record(span: Span, walk: _Walk) -> dict[str, Any]:
         "status": {"code": span.status, "message": span.status_message},
         "inputs": walk.value(span.inputs),
         "outputs": walk.value(span.outputs),
-        "attributes": walk.value(dict(span.attributes)) if span.attributes else {},
-        "events": walk.value(list(span.events)) if span.events else [],
+        # No copies first: the walk takes its own snapshot of every container it reads.
+        "attributes": walk.value(span.attributes) if span.attributes else {},
+        "events": walk.value(span.events) if span.events else [],
     }
     if span.token_usage:
-        record["token_usage"] = walk.value(dict(span.token_usage))
+        record["token_usage"] = walk.value(span.token_usage)
     return record
 
 
