@@ -59,7 +59,7 @@ def test_the_file_store_writes_an_early_encoded_record_as_the_record_itself(tmp_
     record = {"schema": "tracekit.trace/1", "trace_id": "1" * 32, "spans": [], "n": "é \ud83d"}
     exporter = FileExporter(tmp_path / "a")
     assert isinstance(exporter, Encoding)
-    kept = exporter.encoded(record)
+    kept = exporter.encoded_record(record)
     assert type(kept) is EncodedRecord  # one object...
     assert not kept  # ...with no dict content
     assert exporter.export([kept]).ok

@@ -415,7 +415,7 @@ class ExportPipeline:
         The exporter is built first: its build imports, under the fork guard, what
         making a record needs (`exporters.prepare`), so nothing is imported unguarded."""
         exporter = self._built(None)
-        encoded = exporter.encoded if isinstance(exporter, Encoding) else None
+        encoded = exporter.encoded_record if isinstance(exporter, Encoding) else None
         clock = time.perf_counter
         turn = clock() + DIGEST_SLICE
         for trace in traces:
@@ -423,7 +423,7 @@ class ExportPipeline:
                 try:
                     record = self._record(trace)
                     if encoded is not None:
-                        record = encoded(record)
+                        record = self._encode(encoded, record)
                 except Exception as exc:
                     if trace.spans:  # else dropped while serialized: counted as such
                         trace.digested(_FAILED)
@@ -434,6 +434,16 @@ class ExportPipeline:
             if clock() >= turn:
                 time.sleep(0)  # the callers' turn
                 turn = clock() + DIGEST_SLICE
+
+    @staticmethod
+    def _encode(encoded: Callable[[TraceRecord], TraceRecord], record: TraceRecord) -> TraceRecord:
+        """The record as the exporter keeps it; the record itself if that fails (the
+        exporter then gets the record, as exporters that do not encode early do)."""
+        try:
+            return encoded(record)
+        except Exception as exc:
+            internal_error("encode", exc)
+            return record
 
     def _export(self, batch: list[TraceState]) -> None:
         # Built before serializing: the build imports (under a fork guard) what

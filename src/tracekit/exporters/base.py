@@ -98,7 +98,7 @@ class Exporter(Protocol):
 
 
 class EncodedRecord(dict[str, Any]):
-    """A record already written as its JSON line (`Encoding.encoded`), empty as a dict.
+    """A record already written as its JSON line (`Encoding.encoded_record`), empty as a dict.
 
     The export worker makes a trace's record soon after the trace ends, and the record
     then waits up to the export interval for its batch: as one line of bytes it is one
@@ -117,10 +117,10 @@ class EncodedRecord(dict[str, Any]):
 @runtime_checkable
 class Encoding(Protocol):
     """An exporter that writes records as JSON lines and takes them encoded early:
-    the pipeline keeps `encoded(record)` (an `EncodedRecord`) in place of the record
+    the pipeline keeps `encoded_record(record)` (an `EncodedRecord`) in place of the record
     while it waits for its batch, and `export()` gets those."""
 
-    def encoded(self, record: TraceRecord) -> TraceRecord:
+    def encoded_record(self, record: TraceRecord) -> TraceRecord:
         """The record in the form the exporter's `export` takes and the pipeline keeps."""
         ...
 

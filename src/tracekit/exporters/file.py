@@ -118,7 +118,7 @@ class FileExporter(BaseExporter):
             )
         return SUCCESS
 
-    def encoded(self, record: TraceRecord) -> TraceRecord:
+    def encoded_record(self, record: TraceRecord) -> TraceRecord:
         """The record as its line, which is all `export` needs (`base.Encoding`)."""
         return EncodedRecord(encode(record))
 
