@@ -201,15 +201,18 @@ class _Database:
         model: str,
         provider: str | None,
         address: str | None,
-        when: datetime,
+        start_ns: Any,
     ) -> dict[str, float] | None:
-        gp = self.load()
-        if gp is None:
-            return None
+        """The cost of `usage` (normalized, ints only) with `model`, priced as of the
+        span's start (`start_ns`, epoch nanoseconds; the date is made only when a
+        price is looked up, not for a flat rate already known)."""
         key = (model, provider, address)
-        if key not in self.models:
-            self.models[key] = self._find(gp, model, provider, address, when)
-        found = self.models[key]
+        found = self.models.get(key, _UNSEEN)
+        if found is _UNSEEN:
+            gp = self.load()
+            if gp is None:
+                return None
+            found = self.models[key] = self._find(gp, model, provider, address, _when(start_ns))
         if found is None:
             return None
         lookup, rates = found
@@ -229,6 +232,8 @@ class _Database:
             if write:
                 cost["cache_write_cost"] = write * rates["cache_write"]
             return cost
+        gp = self.module
+        when = _when(start_ns)
         calc = gp.calc_price(gp.Usage(**tokens), model, genai_request_timestamp=when, **lookup)
         cost = {
             "input_cost": float(calc.input_price),
@@ -242,6 +247,13 @@ class _Database:
                 calc = gp.calc_price(only, model, genai_request_timestamp=when, **lookup)
                 cost[part + "_cost"] = float(calc.input_price)
         return cost
+
+
+_UNSEEN: Any = object()
+
+
+def _when(start_ns: Any) -> datetime:
+    return datetime.fromtimestamp(start_ns / 1e9 if start_ns else 0, timezone.utc)
 
 
 def _lookups(provider: str | None, address: str | None) -> Iterator[dict[str, str]]:
@@ -292,48 +304,53 @@ database = _Database()
 def span_cost(span: Mapping[str, Any], prices: Mapping[str, _Price]) -> dict[str, float] | None:
     """The estimated cost of one span record, or None (no usage, no model, no price)."""
     usage = span.get("token_usage")
-    attributes = span.get("attributes") or {}
     if not usage or not isinstance(usage, Mapping):
         return None
-    usage = {k: n for k, n in usage.items() if isinstance(n, int) and not isinstance(n, bool)}
-    models = [
-        m
-        for m in (attributes.get("gen_ai.request.model"), attributes.get("gen_ai.response.model"))
-        if isinstance(m, str) and m
-    ]
-    for model in models:  # the name the user called (an endpoint) first
-        if model in prices:
-            return _user_cost(usage, prices[model])
+    attributes = span.get("attributes") or {}
+    # Runs for every LLM span on the export worker: no more than the lookups it needs.
+    usage = {k: n for k, n in usage.items() if type(n) is int or _is_int(n)}
+    requested = attributes.get("gen_ai.request.model")
+    answered = attributes.get("gen_ai.response.model")
+    models = [m for m in (requested, answered) if isinstance(m, str) and m]
+    if prices:
+        for model in models:  # the name the user called (an endpoint) first
+            if model in prices:
+                return _user_cost(usage, prices[model])
     provider = attributes.get("gen_ai.provider.name") or attributes.get("gen_ai.system")
     address = attributes.get("server.address")
     start = span.get("start_time_ns")
-    when = datetime.fromtimestamp(start / 1e9 if start else 0, timezone.utc)
     for model in reversed(models):  # the dated name the provider answered with first
         cost = database.price(
             usage,
             model,
             provider if isinstance(provider, str) else None,
             address if isinstance(address, str) else None,
-            when,
+            start,
         )
         if cost is not None:
             return cost
     return None
 
 
+def _is_int(n: Any) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool)
+
+
 def add_costs(record: dict[str, Any], prices: Mapping[str, _Price]) -> None:
     """Set `cost` on each priced span of a trace record and the trace's total, in which
     a span whose ancestor already carries a cost is not counted again."""
     spans = record.get("spans") or []
-    by_id = {s.get("span_id"): s for s in spans}
-    total: dict[str, float] = {}
+    priced = []
     for span in spans:
         cost = span_cost(span, prices)
         if cost is not None:
             span["cost"] = _rounded(cost)
-    for span in spans:
-        if "cost" not in span:
-            continue
+            priced.append(span)
+    if not priced:
+        return
+    by_id = {s.get("span_id"): s for s in spans} if len(priced) > 1 else {}
+    total: dict[str, float] = {}
+    for span in priced:
         parent = by_id.get(span.get("parent_id"))
         seen = {id(span)}
         while parent is not None and "cost" not in parent and id(parent) not in seen:

@@ -28,7 +28,14 @@ from tracekit._buffer import TraceState
 from tracekit._config import Config
 from tracekit._guard import guard, internal_error, warn_limited
 from tracekit._serialize import trace_record
-from tracekit.exporters.base import SUCCESS, Exporter, ExportResult, TraceRecord, _safe_export
+from tracekit.exporters.base import (
+    SUCCESS,
+    Encoding,
+    Exporter,
+    ExportResult,
+    TraceRecord,
+    _safe_export,
+)
 
 SPILL_BUILD_WAIT_S = 2.0  # an overflowing caller waits this long for the exporter's build
 
@@ -37,7 +44,34 @@ SPILL_BUILD_WAIT_S = 2.0  # an overflowing caller waits this long for the export
 # young (the garbage collector's old generation never sees them), long enough that the
 # worker wakes for a few traces at a time rather than for each.
 DIGEST_DELAY = 0.02
+# How long the worker makes records before it gives the GIL up: well under the switch
+# interval (5 ms), which is how long a caller would otherwise wait behind it.
+DIGEST_SLICE = 0.001
 _FAILED: TraceRecord = {}  # the record of a trace that could not be serialized
+_NO_PRICES: dict[str, Any] = {}  # read only
+
+
+class _WorkerModules:
+    """What making a record needs beyond `_serialize`, imported once, on the worker (the
+    exporter's build imported them under the fork guard): an `import` statement per
+    trace costs microseconds (`from package import name` runs importlib's Python)."""
+
+    def __init__(self) -> None:
+        from tracekit._chat import add_chats
+        from tracekit._cost import user_prices
+
+        self.add_chats = add_chats
+        self.user_prices = user_prices
+
+
+_modules: _WorkerModules | None = None
+
+
+def _worker_modules() -> _WorkerModules:
+    global _modules
+    if _modules is None:
+        _modules = _WorkerModules()
+    return _modules
 
 
 class ExportPipeline:
@@ -77,6 +111,7 @@ class ExportPipeline:
         self._max_queued_spans = config.max_queued_spans
         self._batch_spans = config.export_batch_spans
         self._spill_pause = 0.0  # until then an overflow is dropped, not spilled (see _spill)
+        self._busy_until = 0.0  # traces arrived lately: the worker looks for more (`_wait`)
 
     @property
     def exporter(self) -> Exporter:
@@ -326,6 +361,8 @@ class ExportPipeline:
             spans += len(trace.spans)
         self._queued_spans -= spans
         self._exporting = len(batch)
+        if batch:  # traces are coming: look for the next ones every DIGEST_DELAY (`_wait`)
+            self._busy_until = time.monotonic() + self._config.export_interval
         drained = not self._queue
         waiters = self._waiters if drained else []
         if drained:
@@ -335,17 +372,24 @@ class ExportPipeline:
     def _wait(self, due: float, batch_spans: int) -> list[TraceState]:
         """Under the lock: wait until a batch is due (returns []) or traces are there
         to digest (returns those not digested yet, oldest first). While traces are
-        queued the worker looks every `DIGEST_DELAY`; idle, it sleeps until the export
-        interval passes or a batch fills (`enqueue` wakes it only then), and a trace
-        that arrives meanwhile is exported with that batch."""
+        queued, or were in the last export interval, the worker looks every
+        `DIGEST_DELAY`; idle longer, it sleeps until the export interval passes or a
+        batch fills (`enqueue` wakes it only then), and a trace that arrives meanwhile
+        is exported with that batch.
+
+        (Sleeping through the interval whenever the queue was empty left every trace of
+        a steady load waiting up to the interval with its SDK objects, which then
+        reached the old generation of the garbage collector.)"""
         while self._queued_spans < batch_spans and not self._waiters and not self._stopping:
             now = time.monotonic()
             remaining = due - now
             if remaining <= 0:
                 return []
             if not self._queue:
-                self._cond.wait(remaining)
+                busy = now < self._busy_until
+                self._cond.wait(min(remaining, DIGEST_DELAY) if busy else remaining)
                 continue
+            self._busy_until = now + self._config.export_interval
             if self._queue[-1].record is None:  # the undigested are the newest
                 fresh = []
                 for trace in reversed(self._queue):
@@ -359,15 +403,27 @@ class ExportPipeline:
 
     def _digest(self, traces: list[TraceState]) -> None:
         """Make the records of traces waiting for their batch (`TraceState.digested`),
-        giving the GIL up between traces: a caller never waits behind the whole group.
+        giving the GIL up every `DIGEST_SLICE`: a caller never waits behind the whole
+        group, and the worker, which gets the GIL back only after a busy caller's switch
+        interval, makes more than one record per turn (one per turn fell behind a caller
+        that runs Python all the time, and the traces waited for the batch's export).
+
+        An exporter that writes JSON lines (`Encoding`: the file store) gets each record
+        encoded at once: kept as one object until its batch goes, not as the dozens of
+        dicts and lists whose number sets off the garbage collector on the callers.
 
         The exporter is built first: its build imports, under the fork guard, what
         making a record needs (`exporters.prepare`), so nothing is imported unguarded."""
-        self._built(None)
+        exporter = self._built(None)
+        encoded = exporter.encoded_record if isinstance(exporter, Encoding) else None
+        clock = time.perf_counter
+        turn = clock() + DIGEST_SLICE
         for trace in traces:
             if trace.record is None and trace.spans:  # not dropped (released) meanwhile
                 try:
                     record = self._record(trace)
+                    if encoded is not None:
+                        record = self._encode(encoded, record)
                 except Exception as exc:
                     if trace.spans:  # else dropped while serialized: counted as such
                         trace.digested(_FAILED)
@@ -375,12 +431,28 @@ class ExportPipeline:
                         internal_error("serialize", exc)
                 else:
                     trace.digested(record)
-            time.sleep(0)
+            if clock() >= turn:
+                time.sleep(0)  # the callers' turn
+                turn = clock() + DIGEST_SLICE
+
+    @staticmethod
+    def _encode(encoded: Callable[[TraceRecord], TraceRecord], record: TraceRecord) -> TraceRecord:
+        """The record as the exporter keeps it; the record itself if that fails (the
+        exporter then gets the record, as exporters that do not encode early do)."""
+        try:
+            return encoded(record)
+        except Exception as exc:
+            internal_error("encode", exc)
+            return record
 
     def _export(self, batch: list[TraceState]) -> None:
         # Built before serializing: the build imports (under a fork guard) what
         # serializing needs too, so that nothing is imported unguarded here.
         exporter = self.exporter
+        # What a worker behind a busy caller did not digest yet is digested here the same
+        # way, giving the GIL up every DIGEST_SLICE: a batch of 512 traces serialized in
+        # one go held it for tens of milliseconds, a switch interval at a time.
+        self._digest(batch)
         records: list[TraceRecord] = []
         for trace in batch:
             self._serialize(trace, records)
@@ -426,16 +498,15 @@ class ExportPipeline:
         if config.span_processors:
             record["spans"] = [self._process(span) for span in record["spans"]]
         if trace.capture_content:  # the normalized messages, read from what processors left
-            from tracekit._chat import add_chats
-
-            add_chats(record["spans"])
+            _worker_modules().add_chats(record["spans"])
         return record
 
     def _prices(self) -> dict[str, Any]:
         """The user's prices (a TRACEKIT_PRICES file is read again when it changes)."""
-        from tracekit._cost import user_prices
-
-        return user_prices(self._config.prices, self._config.prices_file)
+        config = self._config
+        if not config.prices and not config.prices_file:
+            return _NO_PRICES
+        return _worker_modules().user_prices(config.prices, config.prices_file)
 
     def _process(self, span: dict[str, Any]) -> dict[str, Any]:
         for processor in self._config.span_processors:

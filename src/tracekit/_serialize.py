@@ -15,6 +15,7 @@ import enum
 import json
 import math
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from pathlib import PurePath
@@ -37,6 +38,79 @@ MAX_INT_BITS = 4_000 * 3  # json cannot print integers of more than 4,300 digits
 def marker(text: str) -> str:
     """The form of every placeholder tracekit writes into a payload."""
     return f"[tracekit: {text}]"
+
+
+# What `_Walk._compound` does with a value, decided once per type (`_kind_of`): the
+# chain of `isinstance` checks (several of them against ABCs) costs more than the
+# serialization of a small value itself.
+(
+    _MODEL,
+    _MAPPING,
+    _TUPLE,
+    _SEQUENCE,
+    _ENUM,
+    _ISOFORMAT,
+    _TIMEDELTA,
+    _BYTES,
+    _STR,
+    _EXCEPTION,
+    _INT,
+    _FLOAT,
+    _STR_SUBCLASS,
+    _TYPE,
+    _DATACLASS,
+    _PYDANTIC_V1,
+    _OTHER,
+) = range(17)
+# id(type) -> (a weak reference to it, its kind): a class made at run time (a pydantic
+# model per request, say) is not kept alive by this table, nor mistaken for another
+# that later gets its id.
+_KINDS: dict[int, tuple[weakref.ref[type], int]] = {}
+_MAX_KINDS = 1_000  # types seen; beyond that the table starts again
+
+
+def _kind_of(t: type) -> int:
+    """The `_compound` branch for values of type `t` (the order of the checks matters:
+    an IntEnum member is an enum before it is an int)."""
+    kind = _OTHER
+    if issubclass(t, Mapping):
+        kind = _MAPPING
+    elif issubclass(t, tuple):
+        kind = _TUPLE  # a namedtuple if it has `_asdict`
+    elif issubclass(t, (list, set, frozenset)) or t.__name__ == "deque":
+        kind = _SEQUENCE
+    elif issubclass(t, enum.Enum):
+        kind = _ENUM
+    elif issubclass(t, (datetime.datetime, datetime.date, datetime.time)):
+        kind = _ISOFORMAT
+    elif issubclass(t, datetime.timedelta):
+        kind = _TIMEDELTA
+    elif issubclass(t, (bytes, bytearray, memoryview)):
+        kind = _BYTES
+    elif issubclass(t, (uuid.UUID, Decimal, PurePath)):
+        kind = _STR
+    elif issubclass(t, BaseException):
+        kind = _EXCEPTION
+    elif issubclass(t, int):
+        kind = _INT
+    elif issubclass(t, float):
+        kind = _FLOAT
+    elif issubclass(t, str):
+        kind = _STR_SUBCLASS
+    elif issubclass(t, type):
+        kind = _TYPE
+    # Look the method up on the class: instance __getattr__ (mocks, proxies) must not
+    # fool us into calling something that is not there.
+    elif callable(getattr(t, "model_dump", None)):
+        kind = _MODEL  # pydantic v2
+    elif dataclasses.is_dataclass(t):
+        kind = _DATACLASS
+    elif callable(getattr(t, "dict", None)) and hasattr(t, "__fields__"):  # pydantic v1
+        kind = _PYDANTIC_V1
+    if len(_KINDS) >= _MAX_KINDS:
+        _KINDS.clear()
+    _KINDS[id(t)] = (weakref.ref(t), kind)  # every class takes weak references
+    return kind
 
 
 class _Walk:
@@ -91,60 +165,64 @@ class _Walk:
                 return self._mapping(v, depth) if t is dict else self._sequence(v, depth)
             finally:
                 path.discard(key)
-        if isinstance(v, Mapping):
+        known = _KINDS.get(id(t))
+        kind = known[1] if known is not None and known[0]() is t else _kind_of(t)
+        if kind == _MODEL:
+            return self._model(v, depth)
+        if kind == _MAPPING:
             return self._enter(v, lambda: self._mapping(v, depth))
-        if isinstance(v, tuple) and hasattr(v, "_asdict"):  # namedtuple
+        if kind == _TUPLE and hasattr(v, "_asdict"):  # namedtuple
             return self._enter(v, lambda: self._mapping(v._asdict(), depth))
-        if isinstance(v, (list, tuple, set, frozenset)) or t.__name__ == "deque":
+        if kind in (_TUPLE, _SEQUENCE):
             return self._enter(v, lambda: self._sequence(v, depth))
-        if isinstance(v, enum.Enum):
+        if kind == _ENUM:
             return self.value(v.value, depth)
-        if isinstance(v, (datetime.datetime, datetime.date, datetime.time)):
+        if kind == _ISOFORMAT:
             return v.isoformat()
-        if isinstance(v, datetime.timedelta):
+        if kind == _TIMEDELTA:
             return v.total_seconds()
-        if isinstance(v, (bytes, bytearray, memoryview)):
+        if kind == _BYTES:
             return self.text(bytes(v).decode("utf-8", "backslashreplace"))
-        if isinstance(v, (uuid.UUID, Decimal, PurePath)):
+        if kind == _STR:  # uuid, Decimal, paths
             return str(v)
-        if isinstance(v, BaseException):
+        if kind == _EXCEPTION:
             return self.text(f"{type(v).__name__}: {v}")
-        if isinstance(v, int):  # int subclasses such as IntFlag members
+        if kind == _INT:  # int subclasses such as IntFlag members
             return self.value(int(v), depth)
-        if isinstance(v, float):
+        if kind == _FLOAT:
             return self.value(float(v), depth)
-        if isinstance(v, str):
+        if kind == _STR_SUBCLASS:
             return self.text(str(v))
-        if isinstance(v, type):
+        if kind == _TYPE:
             schema = getattr(v, "model_json_schema", None)  # a pydantic model class
             if callable(schema):
                 return self._enter(v, lambda: self.value(schema(), depth))
             return f"{v.__module__}.{v.__qualname__}"
-        # Look the method up on the class: instance __getattr__ (mocks, proxies)
-        # must not fool us into calling something that is not there.
-        if callable(getattr(t, "model_dump", None)):  # pydantic v2
-            return self._enter(v, lambda: self._model(v, depth))
-        if dataclasses.is_dataclass(v):
+        if kind == _DATACLASS:
             return self._enter(
                 v,
                 lambda: self._mapping(
                     {f.name: getattr(v, f.name) for f in dataclasses.fields(v)}, depth
                 ),
             )
-        if callable(getattr(t, "dict", None)) and hasattr(t, "__fields__"):  # pydantic v1
+        if kind == _PYDANTIC_V1:
             return self._enter(v, lambda: self.value(v.dict(), depth))
         return self._repr(v)
 
     def _model(self, v: Any, depth: int) -> Any:
         """A pydantic model: pydantic's own (compiled) JSON dump, parsed back (both in
         C), walked only when it is large enough to need truncating. Models holding
-        arbitrary types take the slow path."""
+        arbitrary types (or a cycle, which pydantic refuses) take the slow path."""
         try:
             # serialize_as_any: a subclass stored in a field typed as its base (LangChain's
             # ChatGeneration in LLMResult.generations) keeps its own fields.
-            text = v.model_dump_json(warnings=False, serialize_as_any=True)
+            serializer = getattr(type(v), "__pydantic_serializer__", None)
+            if serializer is None:  # something else with a `model_dump` (a v1 shim, say)
+                text: str | bytes = v.model_dump_json(warnings=False, serialize_as_any=True)
+            else:  # the same dump, without `model_dump_json`'s call to `bytes.decode`
+                text = serializer.to_json(v, warnings=False, serialize_as_any=True)
         except Exception:
-            return self.value(v.model_dump(warnings=False), depth)
+            return self._enter(v, lambda: self.value(v.model_dump(warnings=False), depth))
         if len(text) <= self.max_chars and len(text) < self.budget:
             # No string inside can be longer than the whole: nothing to truncate.
             self.budget -= len(text)
@@ -193,15 +271,27 @@ class _Walk:
     def _mapping(self, m: Mapping[Any, Any], depth: int) -> dict[str, Any]:
         items = list(m.items())  # one C-level snapshot, safe if another thread writes
         if len(items) <= MAX_ITEMS:
-            to_key, value = self._key, self.value
+            to_key, value, short = self._key, self.value, self.short
             self.budget -= 8 * len(items)  # keys, roughly
-            return {
-                (k if type(k) is str and len(k) <= 64 and k.isascii() else to_key(k)): value(
-                    x, depth
-                )
-                for k, x in items
-            }
-        out: dict[str, Any] = {}
+            out: dict[str, Any] = {}
+            for k, x in items:
+                if type(k) is not str or len(k) > 64 or not k.isascii():
+                    k = to_key(k)
+                # `value`'s common cases inline (short strings, None, booleans, ints):
+                # one call fewer per item of every dict the worker serializes.
+                t = type(x)
+                if t is str:
+                    n = len(x)
+                    if n <= short and n < self.budget and x.isascii():
+                        self.budget -= n
+                        out[k] = x
+                        continue
+                elif x is None or t is bool or (t is int and x.bit_length() <= MAX_INT_BITS):
+                    out[k] = x
+                    continue
+                out[k] = value(x, depth)
+            return out
+        out = {}
         for i, (k, x) in enumerate(items):
             if i >= MAX_ITEMS:
                 out[marker("truncated")] = f"{len(items) - i} more items"
@@ -245,14 +335,14 @@ class _Walk:
             return marker(f"unserializable {name}")
 
 
-_from_json: Callable[[str], Any]
+_from_json: Callable[[str | bytes], Any]
 try:  # installed with pydantic, whose models are the only callers of `_loads`
     from pydantic_core import from_json as _from_json
 except ImportError:  # pragma: no cover - pydantic v1
     _from_json = json.loads
 
 
-def _loads(text: str) -> Any:
+def _loads(text: str | bytes) -> Any:
     """Parse pydantic's JSON: with pydantic-core's parser (about twice as fast as
     `json.loads`, and the export worker holds the GIL meanwhile) when it can."""
     try:
@@ -335,11 +425,12 @@ def span_record(span: Span, walk: _Walk) -> dict[str, Any]:
         "status": {"code": span.status, "message": span.status_message},
         "inputs": walk.value(span.inputs),
         "outputs": walk.value(span.outputs),
-        "attributes": walk.value(dict(span.attributes)) if span.attributes else {},
-        "events": walk.value(list(span.events)) if span.events else [],
+        # No copies first: the walk takes its own snapshot of every container it reads.
+        "attributes": walk.value(span.attributes) if span.attributes else {},
+        "events": walk.value(span.events) if span.events else [],
     }
     if span.token_usage:
-        record["token_usage"] = walk.value(dict(span.token_usage))
+        record["token_usage"] = walk.value(span.token_usage)
     return record
 
 
@@ -383,7 +474,19 @@ def trace_record(
     record["resource"] = dict(resource)
     record["spans"] = [span_record(span, walk) for span in spans]
     with guard("cost"):  # estimated from the usage, like the usage counted once
-        from tracekit import _cost
-
-        _cost.add_costs(record, prices or {})
+        _add_costs()(record, prices or {})
     return record
+
+
+_add_costs_fn: Callable[[dict[str, Any], Mapping[str, Any]], None] | None = None
+
+
+def _add_costs() -> Callable[[dict[str, Any], Mapping[str, Any]], None]:
+    """`_cost.add_costs`, imported on first use (not at `import tracekit`), then kept: an
+    `import` statement per trace costs microseconds."""
+    global _add_costs_fn
+    if _add_costs_fn is None:
+        from tracekit._cost import add_costs
+
+        _add_costs_fn = add_costs
+    return _add_costs_fn

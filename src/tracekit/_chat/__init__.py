@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tracekit._chat import anthropic, gemini, langchain, openai
+from tracekit._chat._parts import MAPS
 from tracekit._guard import internal_error
 
 # The span types whose calls are chats (MLflow's names; LLM covers text completions).
@@ -48,11 +49,11 @@ def _chat(record: Mapping[str, Any]) -> dict[str, Any] | None:
     inputs = record.get("inputs")
     outputs = record.get("outputs")
     attributes = record.get("attributes")
-    attributes = attributes if isinstance(attributes, Mapping) else {}
-    if not isinstance(inputs, Mapping):
+    attributes = attributes if isinstance(attributes, MAPS) else {}
+    if not isinstance(inputs, MAPS):
         return None
     status = record.get("status")
-    code = str(status.get("code")) if isinstance(status, Mapping) else str(status)
+    code = str(status.get("code")) if isinstance(status, MAPS) else str(status)
     chat = _dialect(inputs, outputs, attributes, code)
     if chat is None:
         return None
@@ -90,6 +91,6 @@ def _dialect(
 
 
 def _anthropic_reply(outputs: Any) -> bool:
-    return isinstance(outputs, Mapping) and (
+    return isinstance(outputs, MAPS) and (
         outputs.get("type") == "message" or "stop_reason" in outputs
     )

@@ -24,6 +24,9 @@ from tracekit._serialize import marker
 
 Part = dict[str, Any]
 Message = dict[str, Any]
+# `isinstance(value, MAPS)`: a record's dicts are told at once, without asking the ABC
+# (the mappers run for every LLM span on the export worker).
+MAPS = (dict, Mapping)
 
 # Base64 payloads (images, audio, documents) keep this many characters in "content".
 PREVIEW_CHARS = 64
@@ -37,7 +40,7 @@ def get(value: Any, *keys: str) -> Any:
     """The first of `keys` set (not None) in a mapping; None for anything else.
 
     Several keys cover one field spelled two ways (`mime_type`/`mimeType`)."""
-    if isinstance(value, Mapping):
+    if isinstance(value, MAPS):
         for key in keys:
             found = value.get(key)
             if found is not None:
@@ -171,7 +174,7 @@ def _media(block: Mapping[str, Any], kind: str) -> Part | None:
         return _source(block, kind)
     for key in ("url", "image_url", "file_url"):
         value = block.get(key)
-        if isinstance(value, Mapping):
+        if isinstance(value, MAPS):
             return url_part(value.get("url"), mime, kind)
         if isinstance(value, str):
             return url_part(value, mime, kind)
@@ -212,7 +215,7 @@ def block_parts(block: Any) -> list[Part]:
     """The parts of one content block (OpenAI chat/Responses, Anthropic, LangChain)."""
     if isinstance(block, str):
         return [p for p in (text(block),) if p]
-    if not isinstance(block, Mapping):
+    if not isinstance(block, MAPS):
         return []
     kind = block.get("type")
     part: Part | None = None
@@ -319,7 +322,7 @@ def tool_definitions(tools: Any) -> list[dict[str, Any]]:
             if found:
                 out.append({"type": "function", "name": found.group(1).rsplit(".", 1)[-1]})
             continue
-        if not isinstance(tool, Mapping):
+        if not isinstance(tool, MAPS):
             continue
         declarations = get(tool, "function_declarations", "functionDeclarations")
         if isinstance(declarations, list):  # Gemini
@@ -330,7 +333,7 @@ def tool_definitions(tools: Any) -> list[dict[str, Any]]:
                 out.append(_function(get(d, "name"), get(d, "description"), schema))
             continue
         function = tool.get("function")
-        if isinstance(function, Mapping):  # OpenAI chat (and LangChain's bound tools)
+        if isinstance(function, MAPS):  # OpenAI chat (and LangChain's bound tools)
             out.append(
                 _function(
                     function.get("name"), function.get("description"), get(function, "parameters")
@@ -353,7 +356,7 @@ def _function(name: Any, description: Any, parameters: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"type": "function", "name": name if isinstance(name, str) else ""}
     if isinstance(description, str) and description:
         out["description"] = description
-    if isinstance(parameters, Mapping):
+    if isinstance(parameters, MAPS):
         out["parameters"] = parameters
     return out
 
@@ -363,13 +366,13 @@ def gemini_schema(schema: Any) -> Any:
     types) as the JSON Schema it stands for."""
     if isinstance(schema, list):
         return [gemini_schema(x) for x in schema]
-    if not isinstance(schema, Mapping):
+    if not isinstance(schema, MAPS):
         return schema
     out: dict[str, Any] = {}
     for key, value in schema.items():
         if value is None:
             continue
-        if key in ("properties", "defs") and isinstance(value, Mapping):
+        if key in ("properties", "defs") and isinstance(value, MAPS):
             # property names are the user's: only their schemas are converted
             out["$defs" if key == "defs" else key] = {k: gemini_schema(v) for k, v in value.items()}
         elif key == "type" and isinstance(value, str):

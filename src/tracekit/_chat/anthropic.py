@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tracekit._chat._parts import (
+    MAPS,
     Message,
     Part,
     content_parts,
@@ -23,7 +24,7 @@ from tracekit._chat._parts import (
 def _messages(msg: Any) -> list[Message]:
     """One Anthropic message; its `tool_result` blocks become a `tool` message first
     (the conventions put tool responses in messages of their own)."""
-    if not isinstance(msg, Mapping):
+    if not isinstance(msg, MAPS):
         return []
     role = "assistant" if msg.get("role") == "assistant" else "user"
     parts = content_parts(msg.get("content"))
@@ -42,7 +43,7 @@ def chat(inputs: Mapping[str, Any], outputs: Any, status: str) -> dict[str, Any]
     result["input_messages"] = non_empty(
         [m for msg in items(inputs.get("messages")) for m in _messages(msg)]
     )
-    if isinstance(outputs, Mapping) and ("content" in outputs or "stop_reason" in outputs):
+    if isinstance(outputs, MAPS) and ("content" in outputs or "stop_reason" in outputs):
         default = "error" if status == "ERROR" else "stop"
         result["output_messages"] = [
             {

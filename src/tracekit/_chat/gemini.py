@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tracekit._chat._parts import (
+    MAPS,
     Message,
     Part,
     blob,
@@ -32,7 +33,7 @@ def part(value: Any) -> Part | None:
     """One Gemini `Part` (or a bare string)."""
     if isinstance(value, str):
         return text(value)
-    if not isinstance(value, Mapping):
+    if not isinstance(value, MAPS):
         return None
     if isinstance(value.get("text"), str):
         return reasoning(value["text"]) if value.get("thought") else text(value["text"])
@@ -72,7 +73,7 @@ def _parts(values: Any) -> list[Part]:
 
 
 def _is_content(value: Any) -> bool:
-    return isinstance(value, Mapping) and ("parts" in value or "role" in value)
+    return isinstance(value, MAPS) and ("parts" in value or "role" in value)
 
 
 def content(value: Any) -> Message:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tracekit._chat._parts import (
+    MAPS,
     Message,
     Part,
     content_parts,
@@ -60,7 +61,7 @@ def _tool_calls(msg: Mapping[str, Any]) -> list[Part]:
 def _message(msg: Any) -> Message | None:
     if isinstance(msg, str):
         return message("user", [p for p in (text(msg),) if p])
-    if not isinstance(msg, Mapping):
+    if not isinstance(msg, MAPS):
         return None
     role = _role(msg)
     if role == "tool":
@@ -81,10 +82,10 @@ def _message(msg: Any) -> Message | None:
 
 
 def _generation(generation: Any) -> dict[str, Any] | None:
-    if not isinstance(generation, Mapping):
+    if not isinstance(generation, MAPS):
         return None
     msg = generation.get("message")
-    if isinstance(msg, Mapping):
+    if isinstance(msg, MAPS):
         mapped = _message({**msg, "type": "ai"})
         parts = mapped["parts"] if mapped else []
         metadata = msg.get("response_metadata")

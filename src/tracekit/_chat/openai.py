@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tracekit._chat._parts import (
+    MAPS,
     Message,
     Part,
     blob,
@@ -36,13 +37,13 @@ def _tool_calls(msg: Mapping[str, Any]) -> list[Part]:
         args = get(function, "arguments", "input")
         parts.append(tool_call(get(call, "id"), get(function, "name"), args))
     legacy = msg.get("function_call")
-    if isinstance(legacy, Mapping):
+    if isinstance(legacy, MAPS):
         parts.append(tool_call(None, legacy.get("name"), legacy.get("arguments")))
     return parts
 
 
 def _chat_message(msg: Any) -> Message | None:
-    if not isinstance(msg, Mapping):
+    if not isinstance(msg, MAPS):
         return None
     role = msg.get("role")
     role = _ROLES.get(role, role) if isinstance(role, str) else "user"
@@ -61,7 +62,7 @@ def _chat_message(msg: Any) -> Message | None:
     if refusal:
         parts.append(refusal)
     audio = msg.get("audio")
-    if isinstance(audio, Mapping):  # an audio answer: its transcript (the audio is huge)
+    if isinstance(audio, MAPS):  # an audio answer: its transcript (the audio is huge)
         transcript = text(audio.get("transcript"))
         if transcript:
             parts.append(transcript)
@@ -81,7 +82,7 @@ def chat(inputs: Mapping[str, Any], outputs: Any, status: str) -> dict[str, Any]
     out = []
     for choice in items(get(outputs, "choices")):
         msg = get(choice, "message")
-        if isinstance(msg, Mapping):
+        if isinstance(msg, MAPS):
             mapped = _chat_message({**msg, "role": "assistant"})
             parts = mapped["parts"] if mapped else []
         else:
@@ -139,11 +140,11 @@ def _items(value: Any) -> list[Message]:
     for item in items(value):
         if isinstance(item, str):
             role, parts = "user", [p for p in (text(item),) if p]
-        elif isinstance(item, Mapping):
+        elif isinstance(item, MAPS):
             role, parts = _item_parts(item)
         else:
             continue
-        is_message = isinstance(item, Mapping) and (item.get("type") == "message" or "role" in item)
+        is_message = isinstance(item, MAPS) and (item.get("type") == "message" or "role" in item)
         if messages and messages[-1]["role"] == role and role != "tool" and not is_message:
             messages[-1]["parts"] += parts
         else:
@@ -169,7 +170,7 @@ def responses(inputs: Mapping[str, Any], outputs: Any, status: str) -> dict[str,
     if system:
         result["system_instructions"] = [p for m in system for p in m["parts"]]
     result["input_messages"] = _items(inputs.get("input"))
-    if isinstance(outputs, Mapping):
+    if isinstance(outputs, MAPS):
         if isinstance(outputs.get("output"), list):
             parts = [p for m in _items(outputs["output"]) for p in m["parts"]]
         else:  # a stream ended before `response.completed`: the text that arrived

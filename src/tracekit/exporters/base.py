@@ -97,6 +97,34 @@ class Exporter(Protocol):
         ...
 
 
+class EncodedRecord(dict[str, Any]):
+    """A record already written as its JSON line (`Encoding.encoded_record`), empty as a dict.
+
+    The export worker makes a trace's record soon after the trace ends, and the record
+    then waits up to the export interval for its batch: as one line of bytes it is one
+    object the garbage collector tracks, not dozens of dicts and lists, whose number
+    would set off collections (and promote them to the old generation) on whichever
+    thread allocates next, usually a traced call.
+    """
+
+    __slots__ = ("line",)
+
+    def __init__(self, line: bytes) -> None:
+        super().__init__()
+        self.line = line
+
+
+@runtime_checkable
+class Encoding(Protocol):
+    """An exporter that writes records as JSON lines and takes them encoded early:
+    the pipeline keeps `encoded_record(record)` (an `EncodedRecord`) in place of the record
+    while it waits for its batch, and `export()` gets those."""
+
+    def encoded_record(self, record: TraceRecord) -> TraceRecord:
+        """The record in the form the exporter's `export` takes and the pipeline keeps."""
+        ...
+
+
 class BaseExporter:
     """Convenience base with no-op `force_flush` and `shutdown`."""
 

@@ -18,7 +18,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tracekit.exporters.base import SUCCESS, BaseExporter, ExportResult, TraceRecord
+from tracekit.exporters.base import (
+    SUCCESS,
+    BaseExporter,
+    EncodedRecord,
+    ExportResult,
+    TraceRecord,
+)
 
 try:
     import fcntl
@@ -49,13 +55,15 @@ except ImportError:  # pragma: no cover - exercised only without pydantic
 
 
 def encode(record: TraceRecord) -> bytes:
-    """One JSON line for a record.
+    """One JSON line for a record (an `EncodedRecord` is one already).
 
     Records are JSON-native data (`_serialize` made them so), which pydantic-core
     writes three times faster than `json.dumps`, and the export worker holds the
     GIL for every microsecond of it. What it cannot write as `json.dumps` would
     (a lone surrogate, an object a span processor added) takes the slow path.
     """
+    if type(record) is EncodedRecord:
+        return record.line
     if _to_json is not None:
         try:
             return _to_json(record, fallback=_strict, inf_nan_mode="constants") + b"\n"
@@ -109,6 +117,10 @@ class FileExporter(BaseExporter):
                 undelivered=traces[whole:] if whole else None,
             )
         return SUCCESS
+
+    def encoded_record(self, record: TraceRecord) -> TraceRecord:
+        """The record as its line, which is all `export` needs (`base.Encoding`)."""
+        return EncodedRecord(encode(record))
 
     def keep(self, traces: Sequence[TraceRecord]) -> ExportResult:
         """At exit, what the worker did not reach: the store is local, so write it."""

@@ -7,7 +7,8 @@ the result only when the provider sent it: zeros are never invented.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import weakref
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 
@@ -18,14 +19,16 @@ def field(obj: Any, name: str) -> Any:
     pydantic model raises inside pydantic's `__getattr__` (microseconds), and an
     ABC `isinstance` check costs more than the lookup itself.
     """
-    if obj is None:
-        return None
     if type(obj) is dict:
         return obj.get(name)
+    if obj is None:
+        return None
     values = getattr(obj, "__dict__", None)
-    if values is not None and name in values:
-        return values[name]
-    if hasattr(type(obj), "__pydantic_fields__"):
+    if values is not None:
+        found = values.get(name, _MISSING)
+        if found is not _MISSING:
+            return found
+    if _is_model(type(obj)):
         extra = obj.__pydantic_extra__  # fields an OpenAI-compatible server added
         return extra.get(name) if extra else None
     if isinstance(obj, Mapping):
@@ -33,29 +36,107 @@ def field(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
+_MISSING: Any = object()
+_NO_FIELDS: Mapping[str, Any] = {}
+# id(type) -> (a weak reference to it, whether it is a pydantic (v2) model): classes made
+# at run time are neither kept alive nor mistaken for another that later gets their id.
+_MODELS: dict[int, tuple[weakref.ref[type], bool]] = {}
+
+
+def _is_model(cls: type) -> bool:
+    """Whether `cls` is a pydantic model, remembered per type (a class attribute
+    lookup through pydantic's metaclass costs more than the field read)."""
+    known = _MODELS.get(id(cls))
+    if known is not None and known[0]() is cls:
+        return known[1]
+    model = hasattr(cls, "__pydantic_fields__")
+    if len(_MODELS) >= 1_000:  # classes made at run time: start again
+        _MODELS.clear()
+    _MODELS[id(cls)] = (weakref.ref(cls), model)  # every class takes weak references
+    return model
+
+
+def fields(obj: Any) -> Mapping[str, Any]:
+    """Every field of `obj` at once, to read several: `fields(x).get(name)` is
+    `field(x, name)`, with one look at the object instead of one per name (a stream's
+    chunks are read this way, each on the export worker)."""
+    if type(obj) is dict:
+        return obj
+    if obj is None:
+        return _NO_FIELDS
+    if _is_model(type(obj)):
+        values = getattr(obj, "__dict__", None)
+        if type(values) is dict:
+            extra = obj.__pydantic_extra__  # fields an OpenAI-compatible server added
+            return {**values, **extra} if extra else values
+    return _Fields(obj)
+
+
+class _Fields(Mapping[str, Any]):
+    """`field()` per name, for objects that are neither dicts nor pydantic models."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = field(self.obj, key)
+        return default if value is None else value
+
+    def __getitem__(self, key: str) -> Any:
+        return field(self.obj, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
 def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return value if type(value) is int or _is_int(value) else None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _openai(usage: Any, prefix_in: str, prefix_out: str) -> dict[str, int] | None:
     if usage is None:
         return None
+    values = fields(usage)
+    names = _OPENAI_NAMES.get((prefix_in, prefix_out)) or _openai_names(prefix_in, prefix_out)
     out: dict[str, int] = {}
-    for key, source in (
-        ("input_tokens", f"{prefix_in}_tokens"),
-        ("output_tokens", f"{prefix_out}_tokens"),
-        ("total_tokens", "total_tokens"),
-    ):
-        value = _int(field(usage, source))
+    for key, source in names[0]:
+        value = _int(values.get(source))
         if value is not None:
             out[key] = value
-    cached = _int(field(field(usage, f"{prefix_in}_tokens_details"), "cached_tokens"))
+    cached = _int(field(values.get(names[1]), "cached_tokens"))
     if cached is not None:
         out["cache_read_input_tokens"] = cached
-    reasoning = _int(field(field(usage, f"{prefix_out}_tokens_details"), "reasoning_tokens"))
+    reasoning = _int(field(values.get(names[2]), "reasoning_tokens"))
     if reasoning is not None:
         out["reasoning_tokens"] = reasoning
     return _with_total(out)
+
+
+_Names = tuple[tuple[tuple[str, str], ...], str, str]
+_OPENAI_NAMES: dict[tuple[str, str], _Names] = {}
+
+
+def _openai_names(prefix_in: str, prefix_out: str) -> _Names:
+    """The field names of an OpenAI usage dialect, spelled once (not per response)."""
+    names = _OPENAI_NAMES[prefix_in, prefix_out] = (
+        (
+            ("input_tokens", f"{prefix_in}_tokens"),
+            ("output_tokens", f"{prefix_out}_tokens"),
+            ("total_tokens", "total_tokens"),
+        ),
+        f"{prefix_in}_tokens_details",
+        f"{prefix_out}_tokens_details",
+    )
+    return names
 
 
 def openai_chat(usage: Any) -> dict[str, int] | None:

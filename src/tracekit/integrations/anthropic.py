@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import weakref
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
@@ -24,7 +25,7 @@ from tracekit.integrations._stainless import (
     stainless_head,
     stainless_request,
 )
-from tracekit.integrations._usage import field
+from tracekit.integrations._usage import field, fields
 
 _MESSAGES = "anthropic.resources.messages.messages"
 _BETA = "anthropic.resources.beta.messages.messages"
@@ -84,40 +85,42 @@ class EventAccumulator:
         self.json: dict[int, list[str]] = {}
 
     def add(self, event: Any) -> None:
-        kind = field(event, "type")
-        if kind == "message_start":
-            message = field(event, "message")
+        # One look at each object (`fields`), not one per name: this runs per event.
+        values = fields(event)
+        kind = values.get("type")
+        if kind == "content_block_delta":
+            index = values.get("index")
+            self._delta(self._block(index), index, fields(values.get("delta")))
+        elif kind == "message_start":
+            message = fields(values.get("message"))
             for key in ("id", "model", "role"):
-                if field(message, key) is not None:
-                    self.message[key] = field(message, key)
-            self._usage(field(message, "usage"))
+                if message.get(key) is not None:
+                    self.message[key] = message.get(key)
+            self._usage(message.get("usage"))
         elif kind == "content_block_start":
-            block = field(event, "content_block")
+            block: Any = values.get("content_block")
             dumped = block.model_dump() if hasattr(block, "model_dump") else dict(block or {})
-            self._block(field(event, "index")).update(dumped)
-        elif kind == "content_block_delta":
-            self._delta(
-                self._block(field(event, "index")), field(event, "index"), field(event, "delta")
-            )
+            self._block(values.get("index")).update(dumped)
         elif kind == "content_block_stop":
-            self._close_json(field(event, "index"))
+            self._close_json(values.get("index"))
         elif kind == "message_delta":
-            delta = field(event, "delta")
+            delta = fields(values.get("delta"))
             for key in ("stop_reason", "stop_sequence"):
-                if field(delta, key) is not None:
-                    self.message[key] = field(delta, key)
-            self._usage(field(event, "usage"))
+                if delta.get(key) is not None:
+                    self.message[key] = delta.get(key)
+            self._usage(values.get("usage"))
 
     def _usage(self, usage: Any) -> None:
         # message_start has input and cache fields; message_delta the cumulative
         # output (and, in newer API versions, the input fields again).
+        values = fields(usage)
         for key in (
             "input_tokens",
             "output_tokens",
             "cache_read_input_tokens",
             "cache_creation_input_tokens",
         ):
-            value = field(usage, key)
+            value = values.get(key)
             if value is not None:
                 self.usage[key] = value
 
@@ -129,18 +132,18 @@ class EventAccumulator:
         block: dict[str, Any] = content[i]
         return block
 
-    def _delta(self, block: dict[str, Any], index: Any, delta: Any) -> None:
-        kind = field(delta, "type")
+    def _delta(self, block: dict[str, Any], index: Any, delta: Mapping[str, Any]) -> None:
+        kind = delta.get("type")
         if kind == "text_delta":
-            block["text"] = block.get("text", "") + (field(delta, "text") or "")
+            block["text"] = block.get("text", "") + (delta.get("text") or "")
         elif kind == "thinking_delta":
-            block["thinking"] = block.get("thinking", "") + (field(delta, "thinking") or "")
+            block["thinking"] = block.get("thinking", "") + (delta.get("thinking") or "")
         elif kind == "signature_delta":
-            block["signature"] = field(delta, "signature")
+            block["signature"] = delta.get("signature")
         elif kind == "input_json_delta":
-            self.json.setdefault(index, []).append(field(delta, "partial_json") or "")
+            self.json.setdefault(index, []).append(delta.get("partial_json") or "")
         elif kind == "citations_delta":
-            block.setdefault("citations", []).append(field(delta, "citation"))
+            block.setdefault("citations", []).append(delta.get("citation"))
 
     def _close_json(self, index: Any) -> None:
         parts = self.json.pop(index, None)

@@ -26,7 +26,7 @@ from tracekit.integrations._common import (
 from tracekit.integrations._engine import Endpoint, Integration, StreamSeam
 from tracekit.integrations._registry import spec
 from tracekit.integrations._request_seam import RequestSeam
-from tracekit.integrations._usage import field
+from tracekit.integrations._usage import field, fields
 
 _MODELS = "google.genai.models"
 _CLIENT = "google.genai._api_client"
@@ -251,23 +251,31 @@ class StreamAccumulator:
         self.ids: dict[str, Any] = {}
 
     def add(self, chunk: Any) -> None:
-        for key, value in _ids(chunk).items():
+        # One look at each object (`fields`), not one per name: this runs per chunk.
+        values = fields(chunk)
+        for key, source in (("id", "response_id"), ("model", "model_version")):
+            value = values.get(source)
             if value is not None:
                 self.ids[key] = value
-        usage = field(chunk, "usage_metadata")
+        usage = values.get("usage_metadata")
         if usage is not None:
             self.usage = usage
-        reasons = _finish_reasons(chunk)
+        candidates = values.get("candidates") or []
+        reasons = []
+        for candidate in candidates:
+            reason = field(candidate, "finish_reason")
+            if reason is not None:
+                reasons.append(getattr(reason, "value", reason))
         if reasons:
             self.finish_reasons = reasons
-        candidates = field(chunk, "candidates") or []
         content = field(candidates[0], "content") if candidates else None
         for part in field(content, "parts") or []:
             self._part(part)
 
     def _part(self, part: Any) -> None:
-        text = field(part, "text")
-        thought = bool(field(part, "thought"))
+        values = fields(part)
+        text = values.get("text")
+        thought = bool(values.get("thought"))
         last = self.parts[-1] if self.parts else None
         if text is not None:
             if last is not None and "text" in last and last.get("thought", False) == thought:

@@ -22,7 +22,7 @@ from tracekit.integrations._stainless import (
     stainless_head,
     stainless_request,
 )
-from tracekit.integrations._usage import field
+from tracekit.integrations._usage import field, fields
 
 _CHAT = "openai.resources.chat.completions.completions"
 _RESPONSES = "openai.resources.responses.responses"
@@ -102,37 +102,42 @@ class ChatAccumulator:
         self.choices: dict[int, dict[str, Any]] = {}
 
     def add(self, chunk: Any) -> None:
-        self.id = field(chunk, "id") or self.id
-        self.model = field(chunk, "model") or self.model
-        usage = field(chunk, "usage")
+        # One look at each object (`fields`), not one per name: this runs per chunk.
+        values = fields(chunk)
+        self.id = values.get("id") or self.id
+        self.model = values.get("model") or self.model
+        usage = values.get("usage")
         if usage is not None:
             self.usage = usage  # the last report is cumulative
-        for choice in field(chunk, "choices") or []:
-            index = field(choice, "index") or 0
-            state = self.choices.setdefault(index, {"index": index, "parts": [], "tools": {}})
-            reason = field(choice, "finish_reason")
+        for choice in values.get("choices") or []:
+            choice = fields(choice)
+            index = choice.get("index") or 0
+            state = self.choices.get(index)
+            if state is None:
+                state = self.choices[index] = {"index": index, "parts": [], "tools": {}}
+            reason = choice.get("finish_reason")
             if reason:
                 state["finish_reason"] = reason
-            text = field(choice, "text")  # legacy completions
+            text = choice.get("text")  # legacy completions
             if text:
                 state["parts"].append(text)
-            delta = field(choice, "delta")
+            delta = choice.get("delta")
             if delta is None:
                 continue
-            self._delta(state, delta)
+            self._delta(state, fields(delta))
 
-    def _delta(self, state: dict[str, Any], delta: Any) -> None:
-        role = field(delta, "role")
+    def _delta(self, state: dict[str, Any], delta: Mapping[str, Any]) -> None:
+        role = delta.get("role")
         if role:
             state["role"] = role
-        content = field(delta, "content")
+        content = delta.get("content")
         if content:
             state["parts"].append(content)
         for key in ("reasoning", "reasoning_content", "refusal"):  # compatible servers
-            value = field(delta, key)
+            value = delta.get(key)
             if isinstance(value, str) and value:
                 state.setdefault(key, []).append(value)
-        for call in field(delta, "tool_calls") or []:
+        for call in delta.get("tool_calls") or []:
             slot = state["tools"].setdefault(
                 field(call, "index") or 0, {"id": None, "type": "function", "name": "", "args": []}
             )
