@@ -198,3 +198,49 @@ def test_what_keep_refuses_is_counted_and_spilling_pauses() -> None:
     # After a refusal the overflow is dropped for a second without serializing it (the
     # burst of ~90 overflows takes milliseconds).
     assert destination.keep_calls <= 2, destination.keep_calls
+
+
+def test_a_trace_the_worker_is_digesting_is_spilled_with_the_workers_record() -> None:
+    """An overflow can take a trace whose record the worker is making: the spilling
+    caller waits for that record instead of making a second one from spans the digest
+    is emptying. Span processors see each span once, and every trace arrives once."""
+    destination = _Stalled()
+    destination.release.set()  # exports go through at once
+    seen: list[int] = []
+    digesting = threading.Event()
+    resume = threading.Event()
+
+    def processor(span: dict[str, Any]) -> dict[str, Any]:
+        seen.append(span["inputs"]["i"])
+        if span["inputs"]["i"] == -1 and not digesting.is_set():
+            digesting.set()
+            resume.wait(30)  # the worker, in the middle of the first trace's record
+        return span
+
+    _state.reset()
+    tracekit.configure(
+        exporter=destination,
+        max_queued_spans=4,
+        export_batch_spans=1000,
+        export_interval=3600,
+        span_processors=[processor],
+    )
+    timer = threading.Timer(0.5, resume.set)
+    try:
+        with tracekit.start_span("first", inputs={"i": -1}):
+            pass
+        assert digesting.wait(10)
+        timer.start()  # a spill that waits for the worker is let go by this, not a deadlock
+        for i in range(10):
+            with tracekit.start_span("step", inputs={"i": i}):
+                pass
+        assert tracekit.flush(10)
+        stats = tracekit.get_stats()
+    finally:
+        resume.set()
+        timer.cancel()
+        _state.reset()
+    assert seen.count(-1) == 1, seen
+    assert sorted(destination.exported + destination.kept) == list(range(-1, 10))
+    assert -1 in destination.kept  # spilled, with the worker's record (its inputs)
+    assert stats["spilled"] == len(destination.kept)

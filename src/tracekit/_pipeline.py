@@ -112,6 +112,10 @@ class ExportPipeline:
         self._batch_spans = config.export_batch_spans
         self._spill_pause = 0.0  # until then an overflow is dropped, not spilled (see _spill)
         self._busy_until = 0.0  # traces arrived lately: the worker looks for more (`_wait`)
+        # Held while a trace's record is made (`_digest_one`, `_serialize`): the worker
+        # and a spilling caller never make the same record at once. Reentrant: a span
+        # processor may itself finish a trace whose enqueue spills.
+        self._making = threading.RLock()
 
     @property
     def exporter(self) -> Exporter:
@@ -419,21 +423,27 @@ class ExportPipeline:
         clock = time.perf_counter
         turn = clock() + DIGEST_SLICE
         for trace in traces:
-            if trace.record is None and trace.spans:  # not dropped (released) meanwhile
-                try:
-                    record = self._record(trace)
-                    if encoded is not None:
-                        record = self._encode(encoded, record)
-                except Exception as exc:
-                    if trace.spans:  # else dropped while serialized: counted as such
-                        trace.digested(_FAILED)
-                        _stats.count("serialize_failed")
-                        internal_error("serialize", exc)
-                else:
-                    trace.digested(record)
+            with self._making:
+                self._digest_one(trace, encoded)
             if clock() >= turn:
                 time.sleep(0)  # the callers' turn
                 turn = clock() + DIGEST_SLICE
+
+    def _digest_one(
+        self, trace: TraceState, encoded: Callable[[TraceRecord], TraceRecord] | None
+    ) -> None:
+        if trace.record is None and trace.spans:  # not dropped (released) meanwhile
+            try:
+                record = self._record(trace)
+                if encoded is not None:
+                    record = self._encode(encoded, record)
+            except Exception as exc:
+                if trace.spans:  # else dropped while serialized: counted as such
+                    trace.digested(_FAILED)
+                    _stats.count("serialize_failed")
+                    internal_error("serialize", exc)
+            else:
+                trace.digested(record)
 
     @staticmethod
     def _encode(encoded: Callable[[TraceRecord], TraceRecord], record: TraceRecord) -> TraceRecord:
@@ -473,18 +483,23 @@ class ExportPipeline:
 
     def _serialize(self, trace: TraceState, into: list[TraceRecord]) -> None:
         """Append the trace's record to `into`; a trace that cannot be serialized is
-        counted as dropped (and reported), never silently skipped."""
-        try:
-            record = trace.take_record()
-            if record is None:
-                into.append(self._record(trace))
-            elif record is not _FAILED:  # digested already (failures were counted then)
-                into.append(record)
-        except Exception as exc:
-            _stats.count("serialize_failed")
-            internal_error("serialize", exc)
-        finally:
-            trace.release()
+        counted as dropped (and reported), never silently skipped.
+
+        Under `_making`, like the worker's digest: a caller spilling an overflow may
+        take a trace whose record the worker is making, and waits for that record
+        rather than making a second one from spans the digest is emptying."""
+        with self._making:
+            try:
+                record = trace.take_record()
+                if record is None:
+                    into.append(self._record(trace))
+                elif record is not _FAILED:  # digested already (failures were counted then)
+                    into.append(record)
+            except Exception as exc:
+                _stats.count("serialize_failed")
+                internal_error("serialize", exc)
+            finally:
+                trace.release()
 
     def _record(self, trace: TraceState) -> TraceRecord:
         config = self._config
