@@ -33,8 +33,10 @@ class Accumulator(Protocol):
     only valid then); `fold_now = True` folds each chunk as it arrives but finishes on
     the worker. `fold_now` suits SDKs whose chunks are big object graphs: kept until
     the worker runs, they survive young garbage-collector passes (Gemini: ~25 tracked
-    objects a chunk, 372 young passes per 1,000 streams against 30 folded now, the
-    mean call 250-360 µs faster), while `add` only takes a few fields of each.
+    objects a chunk, 350 young passes per 1,000 streams against 8-32 folded now),
+    while `add` only takes a few fields of each. Where `add` costs more on the caller
+    than the collector saves (OpenAI's and Anthropic's small chunks, measured with
+    `benchmarks/hotpath.py --inproc`), chunks are kept for the worker.
     """
 
     def add(self, chunk: Any) -> None: ...

@@ -77,8 +77,6 @@ def _count_tokens(span: Span, result: Any) -> None:
 class EventAccumulator:
     """Assembles a raw event stream (`create(stream=True)`) into one message."""
 
-    fold_now = True  # each event folded as it arrives: kept, they would outlive young GC passes
-
     def __init__(self, request: Request) -> None:
         self.message: dict[str, Any] = {"role": "assistant", "content": []}
         self.usage: dict[str, Any] = {}
