@@ -2,9 +2,9 @@
 
 The traced call only appends a finished trace to the queue. The worker,
 started on first use, wakes when a batch is full, when the export interval
-passes, or on flush/shutdown; it serializes traces (`_serialize`), lets span
-processors see each span, and hands the batch to the exporter, all with
-instrumentation suppressed. When the queue is full the oldest traces are
+passes, or on flush/shutdown; it turns traces into their records soon after
+they end (`_records.RecordMaker`: serialized, seen by the span processors) and
+hands each batch to the exporter, all with instrumentation suppressed. When the queue is full the oldest traces are
 written to disk by the caller that overflowed it (`_spill`), or dropped and
 counted when the destination cannot keep them.
 
@@ -26,8 +26,8 @@ from typing import Any
 from tracekit import _context, _stats
 from tracekit._buffer import TraceState
 from tracekit._config import Config
-from tracekit._guard import guard, internal_error, warn_limited
-from tracekit._serialize import trace_record
+from tracekit._guard import guard, warn_limited
+from tracekit._records import RecordMaker
 from tracekit.exporters.base import (
     SUCCESS,
     Encoding,
@@ -47,31 +47,6 @@ DIGEST_DELAY = 0.02
 # How long the worker makes records before it gives the GIL up: well under the switch
 # interval (5 ms), which is how long a caller would otherwise wait behind it.
 DIGEST_SLICE = 0.001
-_FAILED: TraceRecord = {}  # the record of a trace that could not be serialized
-_NO_PRICES: dict[str, Any] = {}  # read only
-
-
-class _WorkerModules:
-    """What making a record needs beyond `_serialize`, imported once, on the worker (the
-    exporter's build imported them under the fork guard): an `import` statement per
-    trace costs microseconds (`from package import name` runs importlib's Python)."""
-
-    def __init__(self) -> None:
-        from tracekit._chat import add_chats
-        from tracekit._cost import user_prices
-
-        self.add_chats = add_chats
-        self.user_prices = user_prices
-
-
-_modules: _WorkerModules | None = None
-
-
-def _worker_modules() -> _WorkerModules:
-    global _modules
-    if _modules is None:
-        _modules = _WorkerModules()
-    return _modules
 
 
 class ExportPipeline:
@@ -95,7 +70,7 @@ class ExportPipeline:
             self._factory = exporter
         self._build_lock = threading.Lock()
         self._config = config
-        self._resource = dict(resource)
+        self._records = RecordMaker(config, resource)
         self._sweep = sweep
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -112,10 +87,6 @@ class ExportPipeline:
         self._batch_spans = config.export_batch_spans
         self._spill_pause = 0.0  # until then an overflow is dropped, not spilled (see _spill)
         self._busy_until = 0.0  # traces arrived lately: the worker looks for more (`_wait`)
-        # Held while a trace's record is made (`_digest_one`, `_serialize`): the worker
-        # and a spilling caller never make the same record at once. Reentrant: a span
-        # processor may itself finish a trace whose enqueue spills.
-        self._making = threading.RLock()
 
     @property
     def exporter(self) -> Exporter:
@@ -200,7 +171,7 @@ class ExportPipeline:
             keep = getattr(self._built(SPILL_BUILD_WAIT_S), "keep", None) if spill else None
             if callable(keep):
                 for trace in traces:
-                    self._serialize(trace, records)  # releases the trace
+                    self._records.take(trace, records)  # releases the trace
                 result = keep(records) if records else SUCCESS
         if not callable(keep):  # not to spill, no build in time, or a destination without keep
             _stats.count("queue_full", len(traces))
@@ -288,7 +259,7 @@ class ExportPipeline:
         records: list[TraceRecord] = []
         while traces and time.monotonic() < deadline:
             trace = traces.pop(0)
-            self._serialize(trace, records)
+            self._records.take(trace, records)
         kept = False
         if records:
             with guard("keep"):
@@ -423,37 +394,10 @@ class ExportPipeline:
         clock = time.perf_counter
         turn = clock() + DIGEST_SLICE
         for trace in traces:
-            with self._making:
-                self._digest_one(trace, encoded)
+            self._records.digest(trace, encoded)
             if clock() >= turn:
                 time.sleep(0)  # the callers' turn
                 turn = clock() + DIGEST_SLICE
-
-    def _digest_one(
-        self, trace: TraceState, encoded: Callable[[TraceRecord], TraceRecord] | None
-    ) -> None:
-        if trace.record is None and trace.spans:  # not dropped (released) meanwhile
-            try:
-                record = self._record(trace)
-                if encoded is not None:
-                    record = self._encode(encoded, record)
-            except Exception as exc:
-                if trace.spans:  # else dropped while serialized: counted as such
-                    trace.digested(_FAILED)
-                    _stats.count("serialize_failed")
-                    internal_error("serialize", exc)
-            else:
-                trace.digested(record)
-
-    @staticmethod
-    def _encode(encoded: Callable[[TraceRecord], TraceRecord], record: TraceRecord) -> TraceRecord:
-        """The record as the exporter keeps it; the record itself if that fails (the
-        exporter then gets the record, as exporters that do not encode early do)."""
-        try:
-            return encoded(record)
-        except Exception as exc:
-            internal_error("encode", exc)
-            return record
 
     def _export(self, batch: list[TraceState]) -> None:
         # Built before serializing: the build imports (under a fork guard) what
@@ -465,7 +409,7 @@ class ExportPipeline:
         self._digest(batch)
         records: list[TraceRecord] = []
         for trace in batch:
-            self._serialize(trace, records)
+            self._records.take(trace, records)
         if not records:
             return
         self._handed = True
@@ -480,67 +424,3 @@ class ExportPipeline:
                 type(exporter).__name__,
                 result.message,
             )
-
-    def _serialize(self, trace: TraceState, into: list[TraceRecord]) -> None:
-        """Append the trace's record to `into`; a trace that cannot be serialized is
-        counted as dropped (and reported), never silently skipped.
-
-        Under `_making`, like the worker's digest: a caller spilling an overflow may
-        take a trace whose record the worker is making, and waits for that record
-        rather than making a second one from spans the digest is emptying."""
-        with self._making:
-            try:
-                record = trace.take_record()
-                if record is None:
-                    into.append(self._record(trace))
-                elif record is not _FAILED:  # digested already (failures were counted then)
-                    into.append(record)
-            except Exception as exc:
-                _stats.count("serialize_failed")
-                internal_error("serialize", exc)
-            finally:
-                trace.release()
-
-    def _record(self, trace: TraceState) -> TraceRecord:
-        config = self._config
-        record = trace_record(
-            trace,
-            self._resource,
-            config.max_value_chars,
-            config.max_trace_chars,
-            self._prices(),
-        )
-        if config.span_processors:
-            record["spans"] = [self._process(span) for span in record["spans"]]
-        if trace.capture_content:  # the normalized messages, read from what processors left
-            _worker_modules().add_chats(record["spans"])
-        return record
-
-    def _prices(self) -> dict[str, Any]:
-        """The user's prices (a TRACEKIT_PRICES file is read again when it changes)."""
-        config = self._config
-        if not config.prices and not config.prices_file:
-            return _NO_PRICES
-        return _worker_modules().user_prices(config.prices, config.prices_file)
-
-    def _process(self, span: dict[str, Any]) -> dict[str, Any]:
-        for processor in self._config.span_processors:
-            try:
-                replaced = processor(span)
-            except Exception as exc:
-                # A failing processor may be the one that redacts secrets:
-                # export the span without its content rather than unredacted.
-                warn_limited(
-                    "processor:" + getattr(processor, "__qualname__", repr(processor)),
-                    "tracekit: span processor %r failed (%s: %s); exporting span %r without "
-                    "inputs and outputs",
-                    processor,
-                    type(exc).__name__,
-                    exc,
-                    span.get("name"),
-                )
-                span["inputs"] = span["outputs"] = "[tracekit: removed, a span processor failed]"
-                continue
-            if isinstance(replaced, dict):
-                span = replaced
-        return span
