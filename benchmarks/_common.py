@@ -330,3 +330,15 @@ def print_report(
             print(f"- {failure}")
         return 1
     return 0
+
+
+def print_profile(prof: Any, sort: str, title: str, *restrictions: Any) -> None:
+    """A cProfile's table, sorted by `sort` and cut by `restrictions` (as
+    `pstats.Stats.print_stats` takes them), under a `### title` heading."""
+    import io
+    import pstats
+
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats(sort).print_stats(*restrictions)
+    print(f"\n### {title}\n", flush=True)
+    print(text.getvalue(), flush=True)

@@ -59,7 +59,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import peerbench as peers  # the shared cases, clients and cassettes
-from _common import emit, revision, rotated
+from _common import emit, print_profile, revision, rotated
 from _common import fmt_us as _us
 from _common import run_child as run_child_results
 from _common import spread as _control
@@ -235,33 +235,33 @@ def child_latency(spec: dict[str, Any]) -> None:
 
 def child_profile(spec: dict[str, Any]) -> None:
     import cProfile
-    import io
-    import pstats
 
-    from pyinstrument import Profiler
+    try:  # not in the dev group: the cProfile table is printed without it
+        from pyinstrument import Profiler
+    except ImportError:
+        Profiler = None  # noqa: N806
+        print("(pyinstrument is not installed: cProfile only)", flush=True)
 
     _variant, clients = _setup(spec)
     for case in spec["cases"]:
         n = spec["sizes"][case][0] // (10 if case == "openai_async" else 2)
         _timed(clients, case, max(2, n // 10))
         _flush()
-        profiler = Profiler(interval=0.0001)
-        profiler.start()
-        _timed(clients, case, n)
-        profiler.stop()
-        _flush()
-        print(f"\n### pyinstrument, {case}, {n} samples\n", flush=True)
-        print(profiler.output_text(unicode=False, color=False, show_all=False), flush=True)
+        if Profiler is not None:
+            profiler = Profiler(interval=0.0001)
+            profiler.start()
+            _timed(clients, case, n)
+            profiler.stop()
+            _flush()
+            print(f"\n### pyinstrument, {case}, {n} samples\n", flush=True)
+            print(profiler.output_text(unicode=False, color=False, show_all=False), flush=True)
         prof = cProfile.Profile()
         prof.enable()
         _timed(clients, case, n)
         prof.disable()
         _flush()
-        text = io.StringIO()
-        stats = pstats.Stats(prof, stream=text)
-        stats.sort_stats("tottime").print_stats(r"tracekit|wrapt|weakref|contextvars", 25)
-        print(f"\n### cProfile (caller thread, self time), {case}\n", flush=True)
-        print(text.getvalue(), flush=True)
+        title = f"cProfile (caller thread, self time), {case}"
+        print_profile(prof, "tottime", title, r"tracekit|wrapt|weakref|contextvars", 25)
     emit({"done": True})
 
 

@@ -45,7 +45,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import peerbench as peers  # the shared cases, clients and cassettes
-from _common import emit, revision
+from _common import emit, print_profile, revision
 from _common import run_child as run_child_results
 
 CASES = [c for c in peers.CASES if c != "openai_async"]
@@ -160,8 +160,6 @@ def _direct(clients: Any, case: str, calls: int, profile: Any) -> list[float]:
 
 def child_profile(spec: dict[str, Any]) -> None:
     import cProfile
-    import io
-    import pstats
 
     _variant, clients = peers.setup({**spec, "variant": "tracekit"})
     for case in spec["cases"]:
@@ -169,16 +167,12 @@ def child_profile(spec: dict[str, Any]) -> None:
             clients.call(case)
         prof = cProfile.Profile()
         per = statistics.median(_direct(clients, case, spec["calls"], prof))
-        text = io.StringIO()
-        stats = pstats.Stats(prof, stream=text)
-        stats.sort_stats("tottime").print_stats(30)
-        print(f"\n### {case}: worker steps, {per:.1f} µs/trace under cProfile\n", flush=True)
-        print(text.getvalue(), flush=True)
-        text = io.StringIO()
-        stats = pstats.Stats(prof, stream=text)
-        stats.sort_stats("cumulative").print_stats(r"tracekit", 30)
-        print(f"\n### {case}: cumulative, tracekit's functions\n", flush=True)
-        print(text.getvalue(), flush=True)
+        print_profile(
+            prof, "tottime", f"{case}: worker steps, {per:.1f} µs/trace under cProfile", 30
+        )
+        print_profile(
+            prof, "cumulative", f"{case}: cumulative, tracekit's functions", "tracekit", 30
+        )
     emit({"done": True})
 
 
