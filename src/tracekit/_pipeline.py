@@ -4,9 +4,9 @@ The traced call only appends a finished trace to the queue. The worker,
 started on first use, wakes when a batch is full, when the export interval
 passes, or on flush/shutdown; it turns traces into their records soon after
 they end (`_records.RecordMaker`: serialized, seen by the span processors) and
-hands each batch to the exporter, all with instrumentation suppressed. When the queue is full the oldest traces are
-written to disk by the caller that overflowed it (`_spill`), or dropped and
-counted when the destination cannot keep them.
+hands each batch to the exporter, all with instrumentation suppressed. When the
+queue is full the oldest traces are written to disk by the caller that overflowed
+it (`_spill`), or dropped and counted when the destination cannot keep them.
 
 Before its first batch the worker builds the exporter, which imports what
 serializing and exporting need (`tracekit.exporters.build`) under a lock
