@@ -40,6 +40,29 @@ sys.meta_path.insert(0, _Watch())
 """
 
 
+# Waits for forked children: each must exit 0; those still running after `timeout`
+# seconds are killed and counted (a hang).
+REAP = """
+import os, time
+
+def reap(children, timeout=30):
+    hung = 0
+    deadline = time.monotonic() + timeout
+    for pid in children:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                assert os.waitstatus_to_exitcode(status) == 0
+                break
+            if time.monotonic() > deadline:
+                hung += 1
+                os.kill(pid, 9)
+                break
+            time.sleep(0.01)
+    return hung
+"""
+
+
 def run_script(
     script: str, tmp_path: Path, env: dict[str, str] | None = None, timeout: float = 90
 ) -> subprocess.CompletedProcess[str]:
@@ -133,8 +156,9 @@ def test_fork_during_the_first_export_neither_hangs_nor_loses(tmp_path: Path) ->
     first batch (gunicorn --preload, Celery): every child exits in time and delivers."""
     store = tmp_path / "store"
     out = run(
-        """
-        import time
+        REAP
+        + textwrap.dedent(
+            """
         tracekit.configure(export_interval=0.01)
         children = []
         work("parent", 0)                  # the worker starts and builds its exporter now
@@ -147,21 +171,9 @@ def test_fork_during_the_first_export_neither_hangs_nor_loses(tmp_path: Path) ->
                 sys.exit(0)
             children.append(pid)
             time.sleep(0.001 * (i % 4))
-        hung = []
-        deadline = time.monotonic() + 30
-        for pid in children:
-            while True:
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    assert os.waitstatus_to_exitcode(status) == 0
-                    break
-                if time.monotonic() > deadline:
-                    hung.append(pid)
-                    os.kill(pid, 9)
-                    break
-                time.sleep(0.01)
-        emit(who="parent", hung=len(hung))
-        """,
+        emit(who="parent", hung=reap(children))
+        """
+        ),
         store,
     )
     assert {"who": "parent", "hung": 0} in out
@@ -253,24 +265,11 @@ def test_a_fork_while_the_worker_imports_waits_for_the_import(tmp_path: Path, ur
                 emit(who=i, flushed=tracekit.flush(10))
                 sys.exit(0)
             children.append(pid)
-        hung = []
-        deadline = time.monotonic() + 30
-        for pid in children:
-            while True:
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    assert os.waitstatus_to_exitcode(status) == 0
-                    break
-                if time.monotonic() > deadline:
-                    hung.append(pid)
-                    os.kill(pid, 9)
-                    break
-                time.sleep(0.01)
-        emit(who="parent", hung=len(hung), flushed=tracekit.flush(10))
+        emit(who="parent", hung=reap(children), flushed=tracekit.flush(10))
         emit(who="imported off main", names=_off_main)
     """
     proc = run_script(
-        PRELUDE + SLOW_IMPORTS + textwrap.dedent(code),
+        PRELUDE + SLOW_IMPORTS + REAP + textwrap.dedent(code),
         tmp_path,
         env={
             "TRACEKIT_TRACKING_URI": uri.format(store=store),

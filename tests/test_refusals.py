@@ -112,16 +112,19 @@ def create_experiment(server_url: str, name: str) -> str:
         return str(json.loads(response.read())["experiment_id"])
 
 
-def test_a_bad_experiment_id_keeps_the_traces_with_one_clear_message(
-    remote: Remote, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _kept_with_one_message(
+    remote: Remote, caplog: pytest.LogCaptureFixture, **config: str
+) -> tuple[list[str], str]:
+    """Traces sent under a configuration the server refuses, in two bursts a few
+    seconds apart (the spool's delivery tries again meanwhile): all of them wait in
+    the spool and tracekit says so once. Returns their ids and that one message."""
     caplog.set_level(logging.WARNING, logger="tracekit")
     _state.reset()
     tracekit.configure(
         tracking_uri=remote.proxy.url,
-        experiment_id="abc",
         spool_dir=str(remote.spool_dir),
         export_interval=0.05,
+        **config,
     )
     ids, _ = traced_calls(6)
     assert tracekit.flush(20)
@@ -130,16 +133,23 @@ def test_a_bad_experiment_id_keeps_the_traces_with_one_clear_message(
     assert tracekit.flush(20)
     messages = [r.getMessage() for r in caplog.records if r.name == "tracekit"]
     assert len(messages) == 1, messages
-    assert "experiment id 'abc' is not usable" in messages[0]
-    assert "set TRACEKIT_EXPERIMENT_ID" in messages[0]
     _state.reset()
     assert sorted(remote.spooled_ids()) == sorted(ids + more)
+    return ids + more, messages[0]
+
+
+def test_a_bad_experiment_id_keeps_the_traces_with_one_clear_message(
+    remote: Remote, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids, message = _kept_with_one_message(remote, caplog, experiment_id="abc")
+    assert "experiment id 'abc' is not usable" in message
+    assert "set TRACEKIT_EXPERIMENT_ID" in message
     assert "export_failed" not in _stats.snapshot()
 
     # Fixed: `tracekit upload` delivers them.
     monkeypatch.setenv("TRACEKIT_EXPERIMENT_ID", create_experiment(remote.server.url, remote.name))
     assert cli.main(["upload", "--spool", str(remote.spool_dir)]) == 0
-    assert_once_each(remote.wait_for(ids + more), ids + more)
+    assert_once_each(remote.wait_for(ids), ids)
     assert remote.spooled_ids() == []
 
 
@@ -148,34 +158,18 @@ def test_an_experiment_name_the_server_refuses_keeps_the_traces_with_one_clear_m
 ) -> None:
     """MLflow refuses to create an experiment whose name is longer than 500 characters
     (HTTP 400): the traces wait in the spool, one message names the variable to fix."""
-    caplog.set_level(logging.WARNING, logger="tracekit")
-    _state.reset()
-    tracekit.configure(
-        tracking_uri=remote.proxy.url,
-        experiment_name="n" * 600,
-        spool_dir=str(remote.spool_dir),
-        export_interval=0.05,
-    )
-    ids, _ = traced_calls(6)
-    assert tracekit.flush(20)
-    time.sleep(2.5)  # the spool's delivery tries again meanwhile: still one message
-    more, _ = traced_calls(2, start=6)
-    assert tracekit.flush(20)
-    messages = [r.getMessage() for r in caplog.records if r.name == "tracekit"]
-    assert len(messages) == 1, messages
-    assert "refused tracekit's configuration" in messages[0]
-    assert "HTTP 400" in messages[0]
-    assert "set TRACEKIT_EXPERIMENT_NAME" in messages[0]
-    assert str(remote.spool_dir) in messages[0]
-    _state.reset()
-    assert sorted(remote.spooled_ids()) == sorted(ids + more)
+    ids, message = _kept_with_one_message(remote, caplog, experiment_name="n" * 600)
+    assert "refused tracekit's configuration" in message
+    assert "HTTP 400" in message
+    assert "set TRACEKIT_EXPERIMENT_NAME" in message
+    assert str(remote.spool_dir) in message
     stats = _stats.snapshot()
     assert not {"export_failed", "set_aside"} & set(stats), stats
 
     # Fixed: `tracekit upload` delivers them to the experiment now named.
     monkeypatch.setenv("TRACEKIT_EXPERIMENT_NAME", remote.name)
     assert cli.main(["upload", "--spool", str(remote.spool_dir)]) == 0
-    assert_once_each(remote.wait_for(ids + more), ids + more)
+    assert_once_each(remote.wait_for(ids), ids)
     assert remote.spooled_ids() == []
 
 
