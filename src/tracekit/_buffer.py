@@ -45,7 +45,9 @@ def pack(record: dict[str, Any]) -> dict[str, Any] | bytes:
 
 def unpack(packed: bytes) -> dict[str, Any]:
     """The record `pack` packed."""
-    record: dict[str, Any] = sys.modules["pydantic_core"].from_json(packed)
+    # Strings are not cached (only keys): ids and timestamps never repeat, and
+    # pydantic-core would keep up to 16,384 of them in its global cache.
+    record: dict[str, Any] = sys.modules["pydantic_core"].from_json(packed, cache_strings="keys")
     return record
 
 
