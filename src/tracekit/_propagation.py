@@ -72,7 +72,8 @@ def header(headers: Any, name: str = TRACEPARENT) -> Any:
     """The value of header `name` in a mapping or a list of pairs, case-insensitively."""
     if headers is None:
         return None
-    items = headers.items() if isinstance(headers, Mapping) else headers
+    # A dict first: an ABC check costs a Python-level call, and every traced call asks.
+    items = headers.items() if type(headers) is dict or isinstance(headers, Mapping) else headers
     for key, value in items:
         if isinstance(key, bytes):
             key = key.decode("latin-1")

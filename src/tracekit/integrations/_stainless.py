@@ -111,7 +111,9 @@ def _custom_headers(client: Any) -> Any:
     its `default_headers` property on every access (about 2 µs), adding only its own
     platform and auth headers to these, so read the caller's part when it is there."""
     custom = getattr(client, "_custom_headers", None)
-    return custom if isinstance(custom, Mapping) else getattr(client, "default_headers", None)
+    if type(custom) is dict or isinstance(custom, Mapping):
+        return custom
+    return getattr(client, "default_headers", None)
 
 
 def _in_extra_headers(instance: Any, kwargs: dict[str, Any], value: str, outer: str | None) -> None:

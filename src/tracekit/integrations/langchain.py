@@ -10,6 +10,7 @@ spans nest inside it; the trace counts a provider call's tokens once.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -19,7 +20,7 @@ from uuid import UUID
 
 from tracekit import _api, _context
 from tracekit._context import current_parent, current_span
-from tracekit._guard import guard, internal_error
+from tracekit._guard import guard
 from tracekit._span import NON_RECORDING, Span, SpanType
 from tracekit.integrations import _usage
 from tracekit.integrations._base import BaseIntegration
@@ -106,6 +107,54 @@ def _name(serialized: Mapping[str, Any] | None, kwargs: Mapping[str, Any], defau
     return default
 
 
+# A model run's request as the export worker maps it (`_fill_request`): shallow copies
+# of its invocation parameters and metadata, and the operation's name.
+_ModelRequest = tuple[dict[str, Any], dict[str, Any], str]
+
+
+def _model_attributes(
+    params: Mapping[str, Any], meta: Mapping[str, Any], operation: str
+) -> dict[str, Any]:
+    """A model run's `gen_ai.*` request attributes, from LangChain's invocation
+    parameters and the run's `ls_*` metadata."""
+    model = meta.get("ls_model_name") or field(params, "model") or field(params, "model_name")
+    attributes: dict[str, Any] = {"gen_ai.operation.name": operation}
+    if model:
+        attributes["gen_ai.request.model"] = model
+    if meta.get("ls_provider"):
+        attributes["gen_ai.provider.name"] = meta["ls_provider"]
+    for key, attribute in (
+        ("ls_temperature", "gen_ai.request.temperature"),
+        ("ls_max_tokens", "gen_ai.request.max_tokens"),
+    ):
+        if meta.get(key) is not None:
+            attributes[attribute] = meta[key]
+    if params:
+        attributes["langchain.invocation_params"] = params
+    return attributes
+
+
+def _model_request(kwargs: Mapping[str, Any], metadata: Any, operation: str) -> _ModelRequest:
+    """What a model run's start records later (`Span.defer`), on the export worker:
+    the attributes, from shallow copies of the parameters and metadata (LangChain
+    builds the parameters per call; the metadata may be the caller's own dict)."""
+    params = kwargs.get("invocation_params")
+    meta = metadata if type(metadata) is dict or isinstance(metadata, Mapping) else None
+    return dict(params) if params else {}, dict(meta) if meta else {}, operation
+
+
+def _fill_request(span: Span, params: dict[str, Any], meta: dict[str, Any], operation: str) -> None:
+    span.set_attributes(_model_attributes(params, meta, operation))
+
+
+def _fill_usage(span: Span, response: Any) -> None:
+    """A model run's token usage, mapped on the export worker from its `LLMResult`."""
+    usage = _message_usage(response)
+    if usage:
+        span.set_token_usage(usage)
+        span.set_attributes(_usage.usage_attributes(usage))
+
+
 def _message_usage(response: Any) -> dict[str, int] | None:
     """Usage of an LLMResult: the messages' usage_metadata (final, never summed per
     chunk by us), else the provider's `llm_output.token_usage`."""
@@ -147,6 +196,7 @@ class TracekitCallbackHandler:
         inputs: Any,
         attributes: dict[str, Any] | None = None,
         current: bool = False,
+        model: _ModelRequest | None = None,
     ) -> None:
         if not self._active():
             return
@@ -163,6 +213,8 @@ class TracekitCallbackHandler:
             span.set_inputs(inputs)
             if attributes:
                 span.set_attributes(attributes)
+            if model is not None:  # its attributes are mapped on the export worker
+                span.defer(functools.partial(_fill_request, span, *model))
             # Runs are never made current here: LangChain may start several runs in
             # one context (`batch`) and end them in others. Spans find their LangChain
             # parent through LangChain's own context (`running_span`), and a chat
@@ -185,7 +237,7 @@ class TracekitCallbackHandler:
         run_id: UUID,
         outputs: Any = None,
         error: BaseException | None = None,
-        usage: dict[str, int] | None = None,
+        usage_of: Any = None,
     ) -> None:
         with self._lock:
             run = self._runs.pop(run_id, None)
@@ -200,9 +252,8 @@ class TracekitCallbackHandler:
                         current_span.set(run.parent)
             if outputs is not None and error is None:
                 run.span.set_outputs(outputs)
-            if usage:
-                run.span.set_token_usage(usage)
-                run.span.set_attributes(_usage.usage_attributes(usage))
+            if usage_of is not None:  # an LLMResult: its usage is read on the export worker
+                run.span.defer(functools.partial(_fill_usage, run.span, usage_of))
             _api.finish(run.span, error)
 
     def run_span(self, run_manager: Any) -> Span | None:
@@ -262,25 +313,6 @@ class TracekitCallbackHandler:
 
     # -- models ----------------------------------------------------------------------
 
-    def _model_attributes(self, kwargs: Mapping[str, Any], metadata: Any) -> dict[str, Any]:
-        params = kwargs.get("invocation_params") or {}
-        meta = metadata if isinstance(metadata, Mapping) else {}
-        model = meta.get("ls_model_name") or field(params, "model") or field(params, "model_name")
-        attributes: dict[str, Any] = {"gen_ai.operation.name": "chat"}
-        if model:
-            attributes["gen_ai.request.model"] = model
-        if meta.get("ls_provider"):
-            attributes["gen_ai.provider.name"] = meta["ls_provider"]
-        for key, attribute in (
-            ("ls_temperature", "gen_ai.request.temperature"),
-            ("ls_max_tokens", "gen_ai.request.max_tokens"),
-        ):
-            if meta.get(key) is not None:
-                attributes[attribute] = meta[key]
-        if params:
-            attributes["langchain.invocation_params"] = params
-        return attributes
-
     def on_chat_model_start(
         self,
         serialized: Any,
@@ -292,7 +324,6 @@ class TracekitCallbackHandler:
         metadata: Any = None,
         **kwargs: Any,
     ) -> None:
-        attributes = self._model_attributes(kwargs, metadata)
         name = _name(serialized, kwargs, "chat_model")
         self._start(
             run_id,
@@ -300,7 +331,7 @@ class TracekitCallbackHandler:
             name,
             SpanType.CHAT_MODEL,
             {"messages": messages},
-            attributes,
+            model=_model_request(kwargs, metadata, "chat"),
         )
 
     def on_llm_start(
@@ -314,8 +345,6 @@ class TracekitCallbackHandler:
         metadata: Any = None,
         **kwargs: Any,
     ) -> None:
-        attributes = self._model_attributes(kwargs, metadata)
-        attributes["gen_ai.operation.name"] = "text_completion"
         name = _name(serialized, kwargs, "llm")
         self._start(
             run_id,
@@ -323,7 +352,7 @@ class TracekitCallbackHandler:
             name,
             SpanType.LLM,
             {"prompts": prompts},
-            attributes,
+            model=_model_request(kwargs, metadata, "text_completion"),
         )
 
     def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
@@ -336,12 +365,7 @@ class TracekitCallbackHandler:
         span.set_attributes({"tracekit.stream": True, "tracekit.time_to_first_chunk_s": ttfc})
 
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        usage = None
-        try:
-            usage = _message_usage(response)
-        except Exception as exc:
-            internal_error("langchain usage", exc)
-        self._end(run_id, response, usage=usage)
+        self._end(run_id, response, usage_of=response)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._end(run_id, error=error)
