@@ -20,7 +20,6 @@ from tracekit.integrations._engine import Endpoint, Integration, StreamSeam
 from tracekit.integrations._registry import spec
 from tracekit.integrations._stainless import (
     client_of,
-    request_seam,
     stainless,
     stainless_head,
     stainless_request,
@@ -257,11 +256,9 @@ def _endpoints() -> list[Endpoint]:
                 ),
                 Endpoint.helper_stream(module, f"{cls}.stream", **chat, helper=SnapshotAccumulator),
             ]
-    # Every request these methods send carries the caller's trace context, added to the
-    # HTTP request the client builds (the SDK's own tracing, when kept, replaces it later).
-    seam = request_seam("anthropic")
-    traced = [dataclasses.replace(stainless(e, seam), through=without_sdk_spans) for e in endpoints]
-    return [*traced, seam.endpoint()]
+    # Every request these methods send carries the caller's trace context (`stainless`;
+    # the SDK's own tracing, when kept, replaces it when it sends the request).
+    return [dataclasses.replace(stainless(e), through=without_sdk_spans) for e in endpoints]
 
 
 integration = Integration(spec("anthropic"), _endpoints())

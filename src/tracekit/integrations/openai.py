@@ -17,7 +17,6 @@ from tracekit.integrations._common import Request, record_response
 from tracekit.integrations._engine import Endpoint, Integration, Prepared, StreamSeam
 from tracekit.integrations._registry import spec
 from tracekit.integrations._stainless import (
-    request_seam,
     stainless,
     stainless_head,
     stainless_request,
@@ -292,10 +291,8 @@ def _endpoints() -> list[Endpoint]:
                 response=_embeddings_response,
             )
         )
-    # Every request these methods send carries the caller's trace context, added to the
-    # HTTP request the client builds.
-    seam = request_seam("openai")
-    return [*(stainless(e, seam) for e in endpoints), seam.endpoint()]
+    # Every request these methods send carries the caller's trace context (`stainless`).
+    return [stainless(e) for e in endpoints]
 
 
 integration = Integration(spec("openai"), _endpoints())
