@@ -165,6 +165,11 @@ def incoming(config: Config) -> tuple[str, str] | None:
     if otel is None or _no_recording_spans(otel):
         return None
     try:
+        # Nothing in OpenTelemetry's context, nothing to join: one public call instead of
+        # the five of `get_current_span` (anthropic 2.x loads the SDK, so every root
+        # span of a process that imports it asks).
+        if not sys.modules["opentelemetry.context"].get_current():
+            return None
         span = otel.get_current_span()
         if not span.is_recording():
             return None

@@ -14,8 +14,8 @@ from typing import Any
 
 import wrapt
 
-from tracekit import _api, _otel, _state
-from tracekit._context import current_span
+from tracekit import _api, _otel, _state, _tracer
+from tracekit._context import current_parent, current_span
 from tracekit._guard import internal_error
 from tracekit._propagation import format_traceparent, unsampled_traceparent
 from tracekit._span import NON_RECORDING, Span
@@ -106,20 +106,24 @@ class _Call:
             head = endpoint.head
             if head is not None:
                 request = head(instance, kwargs)
-                span = _api.start(request.name, request.span_type)
-                if span is NON_RECORDING:
-                    return None
+            else:
+                assert endpoint.request is not None
+                request = endpoint.request(instance, kwargs)
+            # `_api.start`, two calls shorter for a root span (the common SDK call).
+            parent = current_parent()
+            if parent is None:
+                span = _tracer.start_span(request.name, request.span_type, None, _state.config())
+            else:
+                span = _api.start_under(request.name, request.span_type, parent)
+            if span is NON_RECORDING:
+                return None
+            if head is not None:
                 if request.attributes:
                     span.set_attributes(request.attributes)
                 span.defer(
                     functools.partial(_map_request, endpoint, instance, snapshot(kwargs), span)
                 )
                 return cls(endpoint, request, span, kwargs)
-            assert endpoint.request is not None
-            request = endpoint.request(instance, kwargs)
-            span = _api.start(request.name, request.span_type)
-            if span is NON_RECORDING:
-                return None
             span.set_inputs(request.inputs)
             if span.attributes is None:  # a fresh span: take the mapper's new dict as is
                 span.attributes = request.attributes
