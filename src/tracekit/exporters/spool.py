@@ -28,7 +28,8 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,20 +66,28 @@ def destination_key(uri: str, experiment: str | None) -> str:
 
 @dataclass
 class Claim:
-    """A spooled batch that one deliverer holds."""
+    """A spooled batch that one deliverer holds.
+
+    Its renames hold the spool's lock (`lock`), as the spool's writer does while it
+    measures the room left: a file renamed while the directory is scanned can be
+    missed by the scan, and the writer would then fill the room it still takes.
+    """
 
     path: Path
     original: Path
     records: list[TraceRecord]
+    lock: AbstractContextManager[Any] = field(
+        default_factory=contextlib.nullcontext, repr=False, compare=False
+    )
 
     def done(self) -> None:
         """The batch was delivered: remove it."""
-        with contextlib.suppress(FileNotFoundError):
+        with self.lock, contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
     def release(self) -> None:
         """Not delivered: put it back for a later attempt."""
-        with contextlib.suppress(FileNotFoundError):
+        with self.lock, contextlib.suppress(FileNotFoundError):
             os.rename(self.path, self.original)
 
     def keep_only(self, records: Sequence[TraceRecord]) -> None:
@@ -86,16 +95,17 @@ class Claim:
         if not records:
             self.done()
             return
-        try:
-            _write(self.original, b"".join(encode(record) for record in records))
-        except OSError:
-            self.release()  # all of it again: delivering twice is safe, losing is not
-            return
-        self.done()
+        with self.lock:
+            try:
+                _write(self.original, b"".join(encode(record) for record in records))
+            except OSError:
+                self.release()  # all of it again: delivering twice is safe, losing is not
+                return
+            self.done()
 
     def reject(self) -> None:
         """The destination refused it: set it aside (not delivered again, still counted)."""
-        with contextlib.suppress(FileNotFoundError):
+        with self.lock, contextlib.suppress(FileNotFoundError):
             os.rename(self.path, self.original.with_name(self.original.name + REJECTED_SUFFIX))
 
 
@@ -108,7 +118,9 @@ class Spool:
         self.directory = Path(directory)
         self.max_bytes = max_bytes
         self.destination = dict(destination)
-        self._lock = threading.Lock()
+        # Held while the room left is measured and while a claim renames its file
+        # (reentrant: `Claim.keep_only` releases under it).
+        self._lock = threading.RLock()
 
     def put(self, records: Sequence[TraceRecord]) -> int:
         """Keep a batch; return how many of its records were kept: those that fit in
@@ -162,7 +174,10 @@ class Spool:
             _write(path, (json.dumps(self.destination, indent=2) + "\n").encode())
 
     def size(self) -> int:
-        """Bytes held, claimed files included."""
+        """Bytes held, claimed files included. This process's claims do not rename
+        their files during the scan of a write (`Claim.lock`); another process's claim
+        may, and a file it renames then can be missed: the spool may then go over its
+        bound by that one batch."""
         total = 0
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(self.directory):
@@ -211,15 +226,16 @@ class Spool:
             with contextlib.suppress(OSError):
                 os.utime(path)  # before the rename: a claim's age counts from now
             try:
-                os.rename(path, claimed)
+                with self._lock:
+                    os.rename(path, claimed)
             except OSError:
                 continue  # another process claimed it first (or we may not)
             try:
                 records = _read(claimed)
             except OSError:
-                Claim(claimed, path, []).release()
+                Claim(claimed, path, [], self._lock).release()
                 continue
-            claim = Claim(claimed, path, records)
+            claim = Claim(claimed, path, records, self._lock)
             if not records:
                 claim.done()
                 continue
