@@ -55,6 +55,35 @@ def test_a_steady_load_is_digested_long_before_its_export(tmp_path):
     assert all("Answer object at" in out for out in outputs), outputs
 
 
+def test_a_digested_trace_lets_go_of_its_spans_while_it_waits_for_its_batch(tmp_path):
+    """Once its record is made, a trace waiting for its export keeps no span objects
+    (each one a tracked object that the garbage collector would promote to its old
+    generation while the trace waits); the batch still counts and writes them all."""
+    from tracekit._span import Span
+
+    tracekit.configure(tracking_uri=str(tmp_path / "store"), export_interval=30.0)
+
+    @tracekit.trace
+    def inner() -> int:
+        return 1
+
+    @tracekit.trace
+    def outer() -> Answer:
+        inner()
+        return Answer()
+
+    outer()
+    assert tracekit.flush(10)  # the worker is idle: the next trace is digested early
+    for _ in range(3):
+        ref = weakref.ref(outer())
+        assert _released(ref, timeout=2.0)
+    alive = [o for o in gc.get_objects() if isinstance(o, Span) and o.is_recording]
+    assert alive == []
+    assert tracekit.flush(10)
+    lines = (tmp_path / "store" / "traces.jsonl").read_bytes().splitlines()
+    assert [len(json.loads(line)["spans"]) for line in lines] == [2, 2, 2, 2]
+
+
 def test_the_file_store_writes_an_early_encoded_record_as_the_record_itself(tmp_path):
     record = {"schema": "tracekit.trace/1", "trace_id": "1" * 32, "spans": [], "n": "é \ud83d"}
     exporter = FileExporter(tmp_path / "a")

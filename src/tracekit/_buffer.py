@@ -51,6 +51,14 @@ def unpack(packed: bytes) -> dict[str, Any]:
     return record
 
 
+# What a released trace holds in place of its own span list and lock, shared: a trace
+# is released once closed, and a closed trace takes no span (the lock then guards only
+# checks that find it closed). Its own list and lock were two more objects the garbage
+# collector tracks for every trace waiting for its batch.
+_RELEASED_SPANS: list[Span] = []
+_RELEASED_LOCK = threading.Lock()
+
+
 class TraceState:
     """A trace (or fragment) being recorded in this process."""
 
@@ -69,6 +77,7 @@ class TraceState:
         "record",
         "root",
         "root_ended",
+        "size",
         "spans",
         "tags",
         "trace_id",
@@ -78,6 +87,7 @@ class TraceState:
         self._buffer = buffer
         self.trace_id = trace_id
         self.spans: list[Span] = []
+        self.size = 0  # spans when finished: what the export queue counts
         self.open = 0
         self.root: Span | None = None
         self.root_ended = False
@@ -171,21 +181,27 @@ class TraceState:
         return forced
 
     def digested(self, record: dict[str, Any]) -> None:
-        """Keep the trace's record and let go of what its spans referenced (the SDK's
-        request and response objects, a stream's chunks) while it waits for its batch.
+        """Keep the trace's record and let go of its spans, and so of what they
+        referenced (the SDK's request and response objects, a stream's chunks), while
+        it waits for its batch.
 
         Kept until the export, those objects would outlive two young-generation passes
         of the garbage collector and be promoted to the old one, whose growth is what
         triggers full passes on whichever thread allocates next: usually a caller. The
         record itself waits packed as JSON (`pack`): one bytes object the collector
-        does not track, instead of the dozens of dicts and lists of a record, which
-        waiting up to `export_interval` for their batch were promoted the same way. The
-        spans stay in the list (the queue counts them), emptied of their content."""
+        does not track, instead of the dozens of dicts and lists of a record. The spans
+        go too (the queue counts `size`): a trace waiting up to `export_interval` with
+        its span list and spans (each pointing back at the trace) took four or more
+        tracked objects per trace into the old generation, enough at a few hundred
+        calls a second for a full pass every few thousand calls (~200 ms each in a
+        process that has loaded the SDKs). A span the app still holds is emptied of
+        its content."""
         self.record = pack(record)
         for span in self.spans:
             span.inputs = span.outputs = span.attributes = None
             span.events = span.deferred = None
             span.token_usage = None
+        self.release()
 
     def take_record(self) -> dict[str, Any] | None:
         """The record `digested` kept (unpacked), or None when there is none."""
@@ -195,14 +211,16 @@ class TraceState:
         return record
 
     def release(self) -> None:
-        """Drop the span list once serialized or dropped.
+        """Drop the span list and the trace's own lock once digested, serialized or
+        dropped (the trace is closed by then).
 
         Spans point at their trace and the trace at its spans; cutting the cycle
         lets reference counting free them at once instead of the cyclic garbage
         collector, whose full passes would otherwise slow the traced calls.
         """
-        self.spans = []
+        self.spans = _RELEASED_SPANS
         self.root = None
+        self.lock = _RELEASED_LOCK
 
 
 class TraceBuffer:
@@ -268,6 +286,7 @@ class TraceBuffer:
         return fragment.add(span)
 
     def finish(self, trace: TraceState) -> None:
+        trace.size = len(trace.spans)
         with self._lock:
             self._in_flight.pop(id(trace), None)
             self._waiting.pop(id(trace), None)

@@ -122,7 +122,7 @@ class ExportPipeline:
                 dropped.append(trace)
             else:
                 self._queue.append(trace)
-                self._queued_spans += len(trace.spans)
+                self._queued_spans += trace.size
                 if self._queued_spans > self._max_queued_spans:
                     dropped, spill = self._overflow()
                 if not self._alive:
@@ -148,7 +148,7 @@ class ExportPipeline:
         taken: list[TraceState] = []
         while self._queued_spans > max(0, fits) and len(self._queue) > 1:
             old = self._queue.popleft()
-            self._queued_spans -= len(old.spans)
+            self._queued_spans -= old.size
             taken.append(old)
         return taken, spill
 
@@ -333,7 +333,7 @@ class ExportPipeline:
         while self._queue and spans < batch_spans:
             trace = self._queue.popleft()
             batch.append(trace)
-            spans += len(trace.spans)
+            spans += trace.size
         self._queued_spans -= spans
         self._exporting = len(batch)
         if batch:  # traces are coming: look for the next ones every DIGEST_DELAY (`_wait`)
