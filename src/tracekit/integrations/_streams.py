@@ -37,6 +37,12 @@ class Accumulator(Protocol):
     while `add` only takes a few fields of each. Where `add` costs more on the caller
     than the collector saves (OpenAI's and Anthropic's small chunks, measured with
     `benchmarks/hotpath.py --inproc`), chunks are kept for the worker.
+
+    An accumulator may also have `compact(chunk)`, run on the caller for each chunk
+    kept: the common chunk in a form the collector does not track (a tuple of strings
+    and integers), anything else as it is; `add` then takes either. A kept OpenAI text
+    chunk is a dozen tracked objects (the chunk, its choice and delta, their
+    `__dict__`s, the choices list), all alive until the worker folds them.
     """
 
     def add(self, chunk: Any) -> None: ...
@@ -55,6 +61,7 @@ class StreamCall:
         "__weakref__",
         "accumulator",
         "chunks",
+        "compact",
         "done",
         "hide",
         "pending",
@@ -78,6 +85,7 @@ class StreamCall:
         # chunk as it arrives (`fold_now`; its `finish` still runs on the worker).
         folds = getattr(accumulator, "immediate", False) or getattr(accumulator, "fold_now", False)
         self.pending: list[Any] | None = None if folds else []
+        self.compact: Callable[[Any], Any] | None = getattr(accumulator, "compact", None)
 
     def chunk(self, item: Any) -> bool:
         """Record a chunk; True when the caller must not see it (an opt-in extra)."""
@@ -90,7 +98,8 @@ class StreamCall:
             if pending is None:
                 self.accumulator.add(item)
             else:
-                pending.append(item)
+                compact = self.compact
+                pending.append(item if compact is None else compact(item))
                 if len(pending) >= MAX_PENDING_CHUNKS:  # a very long stream: fold as we go
                     self._fold()
                     self.pending = None
@@ -204,11 +213,12 @@ def _advance(call: StreamCall, iterator: Any) -> Any:
         except BaseException as exc:
             call.end(exc)
             raise
-        # The common chunk, inline (it runs per chunk): kept by reference, not the first
+        # The common chunk, inline (it runs per chunk): kept (compacted), not the first
         # (its time is recorded), none hidden, below the cap. Else `chunk()` decides.
         pending = call.pending
         if pending is not None and call.hide is None and 0 < call.chunks < _FAST_CHUNKS:
-            pending.append(item)
+            compact = call.compact
+            pending.append(item if compact is None else compact(item))
             call.chunks += 1
             return item
         if not call.chunk(item):
@@ -264,7 +274,8 @@ class TracedAsyncStream(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
                 raise
             pending = call.pending  # the common chunk, inline (see `_advance`)
             if pending is not None and call.hide is None and 0 < call.chunks < _FAST_CHUNKS:
-                pending.append(item)
+                compact = call.compact
+                pending.append(item if compact is None else compact(item))
                 call.chunks += 1
                 return item
             if not call.chunk(item):

@@ -81,7 +81,29 @@ class EventAccumulator:
         self.usage: dict[str, Any] = {}
         self.json: dict[int, list[str]] = {}
 
+    @staticmethod
+    def compact(event: Any) -> Any:
+        """A text delta event as the tuple `(index, text)` (untracked by the garbage
+        collector); any other event as it is. Runs on the caller for each event kept
+        (`Accumulator.compact`)."""
+        try:
+            values = event.__dict__
+            if values["type"] != "content_block_delta":
+                return event
+            delta = values["delta"].__dict__
+            text = delta["text"] if delta["type"] == "text_delta" else None
+            if type(text) is not str:
+                return event
+            return (values["index"], text)
+        except (AttributeError, KeyError, TypeError):  # not the SDK's event model
+            return event
+
     def add(self, event: Any) -> None:
+        if type(event) is tuple:  # `compact`'s text delta
+            index, text = event
+            text_block = self._block(index)
+            text_block["text"] = text_block.get("text", "") + text
+            return
         # One look at each object (`fields`), not one per name: this runs per event.
         values = fields(event)
         kind = values.get("type")

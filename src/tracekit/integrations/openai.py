@@ -100,7 +100,58 @@ class ChatAccumulator:
         self.usage: Any = None
         self.choices: dict[int, dict[str, Any]] = {}
 
+    @staticmethod
+    def compact(chunk: Any) -> Any:
+        """A chunk of the first choice with text, a finish reason or the `assistant`
+        role and nothing else, as the tuple `(id, model, text, finish reason, role)`,
+        which the garbage collector stops tracking; any other chunk as it is.
+        Runs on the caller for each chunk kept (`Accumulator.compact`): a few lookups in
+        the `__dict__`s of the chunk, its choice and its delta."""
+        try:
+            values = chunk.__dict__
+            choices = values["choices"]
+            if len(choices) != 1 or values["usage"] is not None:
+                return chunk
+            choice = choices[0]
+            state = choice.__dict__
+            reason = state["finish_reason"]
+            if (
+                state["index"]
+                or choice.__pydantic_extra__
+                or not (reason is None or type(reason) is str)
+            ):
+                return chunk
+            delta = state["delta"]
+            delta_values = delta.__dict__
+            text = delta_values["content"]
+            role = delta_values["role"]
+            if (
+                not (text is None or type(text) is str)
+                or role not in (None, "assistant")
+                or delta_values["tool_calls"]
+                or delta_values["refusal"] is not None
+                or delta.__pydantic_extra__  # a compatible server's reasoning, say
+            ):
+                return chunk
+            return (values["id"], values["model"], text, reason, role)
+        except (AttributeError, KeyError, TypeError):  # not the SDK's chunk model
+            return chunk
+
     def add(self, chunk: Any) -> None:
+        if type(chunk) is tuple:  # `compact`'s chunk
+            chunk_id, model, text, reason, role = chunk
+            self.id = chunk_id or self.id
+            self.model = model or self.model
+            state = self.choices.get(0)
+            if state is None:
+                state = self.choices[0] = {"index": 0, "parts": [], "tools": {}}
+            if reason:
+                state["finish_reason"] = reason
+            if role:
+                state["role"] = role
+            if text:
+                state["parts"].append(text)
+            return
         # One look at each object (`fields`), not one per name: this runs per chunk.
         values = fields(chunk)
         self.id = values.get("id") or self.id
