@@ -21,7 +21,7 @@ from decimal import Decimal
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
-from tracekit._guard import guard, internal_error
+from tracekit._guard import internal_error
 
 if TYPE_CHECKING:
     from tracekit._buffer import TraceState
@@ -378,8 +378,15 @@ def to_jsonable(value: Any, max_chars: int = 100_000, budget: int = 10_000_000) 
     return _Walk(max_chars, budget).value(value)
 
 
+def fill_deferred(trace: TraceState) -> None:
+    """Run the deferred mapping (see `Span.defer`) of the trace's spans, each with its
+    setters open; a mapping that fails is reported and the span recorded without it."""
+    for span in trace.spans:
+        if span.deferred:
+            _fill(span)
+
+
 def _fill(span: Span) -> None:
-    """Run the span's deferred mapping (see `Span.defer`) with its setters open."""
     fills, span.deferred = span.deferred or [], None
     end, span.end_time_ns = span.end_time_ns, None
     try:
@@ -439,18 +446,11 @@ def trace_record(
     resource: Mapping[str, Any],
     max_value_chars: int,
     max_trace_chars: int,
-    prices: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The `tracekit.trace/1` record of a finished trace.
-
-    `prices` is the user's price table (`_cost.user_prices`); the price database
-    prices the rest.
-    """
+    """The `tracekit.trace/1` record of a finished trace whose deferred mapping has run
+    (`fill_deferred`); costs are added to it after (`_cost.add_costs`)."""
     walk = _Walk(max_value_chars, max_trace_chars)
     spans = list(trace.spans)
-    for span in spans:
-        if span.deferred:
-            _fill(span)
     root = trace.root if trace.root is not None else spans[0]
     metadata = dict(trace.metadata)
     if trace.dropped_spans:
@@ -473,20 +473,4 @@ def trace_record(
         record["token_usage"] = usage
     record["resource"] = dict(resource)
     record["spans"] = [span_record(span, walk) for span in spans]
-    with guard("cost"):  # estimated from the usage, like the usage counted once
-        _add_costs()(record, prices or {})
     return record
-
-
-_add_costs_fn: Callable[[dict[str, Any], Mapping[str, Any]], None] | None = None
-
-
-def _add_costs() -> Callable[[dict[str, Any], Mapping[str, Any]], None]:
-    """`_cost.add_costs`, imported on first use (not at `import tracekit`), then kept: an
-    `import` statement per trace costs microseconds."""
-    global _add_costs_fn
-    if _add_costs_fn is None:
-        from tracekit._cost import add_costs
-
-        _add_costs_fn = add_costs
-    return _add_costs_fn
