@@ -4,6 +4,7 @@ Run it (a few minutes on two cores):
 
     .venv/bin/python benchmarks/hotpath.py [--rounds N] [--only SUBSTRING]
     .venv/bin/python benchmarks/hotpath.py --inproc [--rounds N] [--only SUBSTRING]
+        [--transport loopback]
     .venv/bin/python benchmarks/hotpath.py --sustained [--calls N] [--rate PER_S]
         [--export-interval S]
     .venv/bin/python benchmarks/hotpath.py --profile [--only SUBSTRING]
@@ -30,6 +31,14 @@ which the medians leave out and the mean shows.
 On a shared machine wall time is noise: judge by the caller thread's CPU and by
 counts, next to the control column.
 
+`--transport loopback` makes the calls real HTTP to tracekit's fake provider server on
+127.0.0.1 (in this process) instead of the in-process transport: each call then waits
+on a socket, as a real call waits on the network, and the export worker gets the GIL
+meanwhile. On the in-process transport it hardly does (the OpenAI SDK's `os.urandom`
+read per request restarts the wait of a thread that wants the GIL; docs/overhead.md),
+so every trace waits for its batch with its SDK objects and the garbage collector's
+passes on the caller are the worst case, not a real app's.
+
 `--sustained` makes `--calls` OpenAI calls (the smallest chat body) at a fixed
 `--rate` in a bare, a tracekit and a second bare ("control") process, and prints
 per process: calls made, the rate reached, how far the caller fell behind its
@@ -46,6 +55,7 @@ seen from the caller) and cProfile (caller thread), per case.
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
 import json
 import os
@@ -94,9 +104,10 @@ class Own:
     """tracekit's own cases on the peers' clients: one sample each, and for `--inproc`
     the bare and traced forms with what to do before a block of them."""
 
-    def __init__(self, clients: Any, traced: bool) -> None:
+    def __init__(self, clients: Any, traced: bool, base_url: str = "") -> None:
         self.clients = clients
         self.traced = traced
+        self.base_url = base_url  # the fake server's, on the loopback transport
         self.chat: Any = None
         self.work = _work
         if traced:
@@ -109,13 +120,16 @@ class Own:
             import httpx2
             from langchain_openai import ChatOpenAI
 
-            transport = httpx2.MockTransport(self.clients._handler)
+            if self.base_url:
+                client = httpx2.Client()
+            else:
+                client = httpx2.Client(transport=httpx2.MockTransport(self.clients._handler))
             self.chat = ChatOpenAI(
                 model="gpt-4o-mini",
                 api_key="test",
-                base_url="http://bench.invalid/v1",
+                base_url=(self.base_url or "http://bench.invalid") + "/v1",
                 max_retries=0,
-                http_client=httpx2.Client(transport=transport),
+                http_client=client,
             )
         return self.chat
 
@@ -154,7 +168,7 @@ def _setup(spec: dict[str, Any]) -> tuple[Any, Any]:
         import tracekit
 
         tracekit.langchain.autolog()
-    return variant, Own(clients, spec["variant"] == "tracekit")
+    return variant, Own(clients, spec["variant"] == "tracekit", spec.get("base_url") or "")
 
 
 OWN = ("langchain_openai", "trace_decorator")
@@ -272,11 +286,11 @@ def _pair(own: Any, case: str) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
     if case in OWN:
         return own.pair(case)
     clients = own.clients
-    bare, traced = _sdk_pair(clients, case)
+    bare, traced = _sdk_pair(clients, case, sockets=bool(own.base_url))
     return (bare, None), (traced, None)
 
 
-def _sdk_pair(clients: Any, case: str) -> tuple[Any, Any]:
+def _sdk_pair(clients: Any, case: str, sockets: bool = False) -> tuple[Any, Any]:
     if case == "openai_async":
         import asyncio
 
@@ -290,6 +304,19 @@ def _sdk_pair(clients: Any, case: str) -> tuple[Any, Any]:
 
             return lambda: asyncio.run(batch())
 
+        def run_fresh(traced: bool) -> Any:
+            # Real connections belong to the event loop that opened them: a client per batch.
+            async def batch() -> None:
+                fresh = clients.openai_async()
+                method = fresh.chat.completions.create
+                fn = method if traced else method.__wrapped__
+                await asyncio.gather(*(fn(**request) for _ in range(peers.BATCH)))
+                await fresh.close()
+
+            return lambda: asyncio.run(batch())
+
+        if sockets:
+            return run_fresh(False), run_fresh(True)
         return run(create.__wrapped__), run(create)
     if case.startswith("openai"):
         method, request = clients.openai.chat.completions.create, clients.openai_chat
@@ -572,6 +599,13 @@ def main() -> int:
         default=None,
         help="--sustained: tracekit's export interval in seconds (default: its own)",
     )
+    parser.add_argument(
+        "--transport",
+        choices=("mock", "loopback"),
+        default="mock",
+        help="the recorded bodies in process (default), or real HTTP to tracekit's fake "
+        "provider server on 127.0.0.1, where each call waits on a socket",
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -593,6 +627,12 @@ def main() -> int:
         c: (max(4, int(n * args.scale)), max(2, int(w * args.scale))) for c, (n, w) in SIZES.items()
     }
     base = {"transport": "mock", "bodies": bodies, "cases": cases, "sizes": sizes}
+    if args.transport == "loopback":
+        from peerbench.plan import fake_server
+
+        server = fake_server()
+        atexit.register(server.stop)
+        base = {**base, "transport": "loopback", "base_url": server.base_url, "bodies": None}
     if args.profile:
         run_child("profile", {**base, "variant": "tracekit"})
         return 0
