@@ -18,6 +18,11 @@ export (`tracekit.flush`). Figures per case:
   benchmark's own thread, after the calls (the traces are held meanwhile), in groups of
   50: the best group's figure and the median. The best group is the steadiest figure
   on a shared machine (other load only ever adds to it);
+- raw floor µs/trace: a prototype, not what tracekit does: the same held traces
+  written as one JSON line each by pydantic-core with nothing mapped (each span's ids,
+  times, status and the raw material its deferred mapping reads: the keyword
+  arguments' snapshot, the SDK's response, a stream's kept chunks). The least a worker
+  that mapped at read time would spend, beside the direct figure (docs/overhead.md);
 - caller µs/call: the calling thread's CPU per call (the hot path and the SDK, plus
   the garbage collector's passes that fall on it);
 - GC passes per 1,000 calls by generation, on the caller and on the worker
@@ -135,15 +140,15 @@ def child_measure(spec: dict[str, Any]) -> None:
             "caller_gc": [n * 1000 / calls for n in passes.counts["caller"]],
             "worker_gc": [n * 1000 / calls for n in passes.counts["other"]],
             "direct_us": _direct(clients, case, calls, None),
+            "floor_us": _floor(clients, case, calls),
         }
     out["stats"] = {k: v for k, v in tracekit.get_stats().items() if v}
     emit(out)
     os._exit(0)
 
 
-def _direct(clients: Any, case: str, calls: int, profile: Any) -> list[float]:
-    """The worker's steps run here on `calls` finished traces, in groups of `GROUP`
-    (digested, then exported): µs per trace of each group."""
+def _hold(clients: Any, case: str, calls: int) -> tuple[Any, list[Any]]:
+    """`calls` finished traces, held here instead of queued for the worker."""
     import tracekit
     from tracekit import _state
 
@@ -157,6 +162,13 @@ def _direct(clients: Any, case: str, calls: int, profile: Any) -> list[float]:
     finally:
         del pipeline.enqueue
     gc.collect()
+    return pipeline, held
+
+
+def _direct(clients: Any, case: str, calls: int, profile: Any) -> list[float]:
+    """The worker's steps run here on `calls` finished traces, in groups of `GROUP`
+    (digested, then exported): µs per trace of each group."""
+    pipeline, held = _hold(clients, case, calls)
     per: list[float] = []
     clock = time.thread_time_ns
     for i in range(0, len(held), GROUP):
@@ -168,6 +180,59 @@ def _direct(clients: Any, case: str, calls: int, profile: Any) -> list[float]:
         pipeline._export(group)
         if profile is not None:
             profile.disable()
+        per.append((clock() - c0) / len(group) / 1e3)
+    return per
+
+
+def _raw_material(trace: Any) -> dict[str, Any]:
+    """A prototype, not tracekit: what a worker that maps nothing would keep of a trace,
+    each span's ids, times and status and the raw material its deferred mapping reads
+    (the call's keyword arguments, the SDK's response or a stream's kept chunks)."""
+    spans = []
+    for span in trace.spans:
+        material: list[Any] = []
+        for fill in span.deferred or []:
+            owner = getattr(fill, "__self__", None)
+            if owner is not None:  # a stream's fold: its kept chunks, or what the
+                pending = getattr(owner, "pending", None)  # caller folded already
+                accumulator = getattr(owner, "accumulator", None)
+                material.append(pending if pending is not None else vars(accumulator))
+                continue
+            # the keyword arguments' snapshot, the response (not the span, endpoint or
+            # the SDK resource the call was made on)
+            material += [
+                a
+                for a in getattr(fill, "args", ())
+                if isinstance(a, (dict, list)) or hasattr(type(a), "__pydantic_serializer__")
+            ]
+        spans.append(
+            {
+                "span_id": span.span_id,
+                "parent_id": span.parent_id,
+                "name": span.name,
+                "start_time_ns": span.start_time_ns,
+                "end_time_ns": span.end_time_ns,
+                "status": span.status,
+                "attributes": span.attributes,
+                "raw": material,
+            }
+        )
+    return {"trace_id": trace.trace_id, "spans": spans}
+
+
+def _floor(clients: Any, case: str, calls: int) -> list[float]:
+    """µs per trace (per group of `GROUP`) of the prototype above written as one JSON
+    line by pydantic-core: the floor of a worker that would map at read time."""
+    from pydantic_core import to_json
+
+    _pipeline, held = _hold(clients, case, calls)
+    per: list[float] = []
+    clock = time.thread_time_ns
+    for i in range(0, len(held), GROUP):
+        group = held[i : i + GROUP]
+        c0 = clock()
+        for trace in group:
+            to_json(_raw_material(trace), fallback=repr)
         per.append((clock() - c0) / len(group) / 1e3)
     return per
 
@@ -230,16 +295,18 @@ def main() -> int:
         f"{time.perf_counter() - started:.0f} s\n"
     )
     print(
-        "| case | worker µs/trace | direct µs/trace, best / median group | caller µs/call "
+        "| case | worker µs/trace | direct µs/trace, best / median group "
+        "| raw floor µs/trace, best / median group | caller µs/call "
         "| caller GC gen 0/1/2 per 1,000: off → traced | worker GC gen 0/1/2 per 1,000 "
         "| undigested at the last call |\n"
-        "|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|"
     )
     for case in cases:
         r = result[case]
         print(
             f"| {peers.CASES[case][1]} | {r['worker_us']:.1f} "
             f"| {min(r['direct_us']):.1f} / {statistics.median(r['direct_us']):.1f} "
+            f"| {min(r['floor_us']):.1f} / {statistics.median(r['floor_us']):.1f} "
             f"| {r['caller_us']:.1f} | {_gens(r['bare_gc'])} → {_gens(r['caller_gc'])} "
             f"| {_gens(r['worker_gc'])} | {r['backlog']:,} of {args.calls:,} |"
         )
