@@ -387,7 +387,8 @@ def fill_deferred(trace: TraceState) -> None:
 
 
 def _fill(span: Span) -> None:
-    fills, span.deferred = span.deferred or [], None
+    deferred, span.deferred = span.deferred, None
+    fills = deferred if isinstance(deferred, list) else [deferred] if deferred else []
     end, span.end_time_ns = span.end_time_ns, None
     try:
         for fill in fills:

@@ -91,7 +91,9 @@ class Span:
         self.attributes: dict[str, Any] | None = None
         self.events: list[dict[str, Any]] | None = None
         self.token_usage: dict[str, int] | None = None
-        self.deferred: list[Callable[[], None]] | None = None
+        # What `defer` was given: one callable (the common case: an SDK call's mapping,
+        # without a list to hold it) or several in a list, in order.
+        self.deferred: Callable[[], None] | list[Callable[[], None]] | None = None
 
     @property
     def trace_id(self) -> str:
@@ -185,9 +187,13 @@ class Span:
         attributes and usage is work the traced call need not wait for. `fill`
         may use the setters although the span has ended by then.
         """
-        if self.deferred is None:
-            self.deferred = []
-        self.deferred.append(fill)
+        deferred = self.deferred
+        if deferred is None:
+            self.deferred = fill
+        elif isinstance(deferred, list):
+            deferred.append(fill)
+        else:
+            self.deferred = [deferred, fill]
 
     def end(self, end_time_ns: int | None = None) -> None:
         """End the span (idempotent; later calls are ignored). The status is kept

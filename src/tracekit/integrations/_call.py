@@ -7,7 +7,6 @@ a helper stream whose request is made when its block is entered.
 
 from __future__ import annotations
 
-import functools
 import weakref
 from collections.abc import Mapping
 from typing import Any
@@ -52,8 +51,13 @@ def snapshot(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (v.copy() if type(v) in (list, dict) else v) for k, v in kwargs.items()}
 
 
+_NO_RESPONSE: Any = object()  # a call that has no response to map (yet)
+# What a call that returned holds in place of its `Request`, which it needed only then.
+_RETURNED = Request("", "", None)
+
+
 def _map_request(endpoint: Endpoint, instance: Any, kwargs: dict[str, Any], span: Span) -> None:
-    """The request's inputs and attributes, mapped on the export worker (`Span.defer`)."""
+    """The request's inputs and attributes, mapped on the export worker (`_Call`)."""
     assert endpoint.request is not None
     request = endpoint.request(instance, kwargs)
     if span._trace.capture_content:  # its own copy already: no second snapshot
@@ -81,9 +85,30 @@ def unrecorded(endpoint: Endpoint, instance: Any, kwargs: Any) -> Any:
 
 
 class _Call:
-    """One traced SDK call: its span, made current only while the SDK runs."""
+    """One traced SDK call: its span, made current only while the SDK runs, and the
+    record of what the span maps on the export worker.
 
-    __slots__ = ("endpoint", "kwargs", "otel", "raw", "request", "span", "token")
+    The call is its span's deferred mapping (`Span.defer`; `__call__` runs it): the
+    request, from a `snapshot` of the keyword arguments, then the response once the
+    call has one. One object a call's span keeps until the worker runs it, where two
+    `functools.partial`s, their argument tuples and a list held the same: every object
+    kept is one more the garbage collector walks, and promotes when the worker is
+    behind. What the call needed only while it ran (its keyword arguments, its
+    `Request`, the context token) is let go when it returns.
+    """
+
+    __slots__ = (
+        "endpoint",
+        "instance",
+        "kwargs",
+        "otel",
+        "raw",
+        "request",
+        "response",
+        "snapshot",
+        "span",
+        "token",
+    )
 
     def __init__(self, endpoint: Endpoint, request: Request, span: Span, kwargs: Any) -> None:
         self.endpoint = endpoint
@@ -93,8 +118,13 @@ class _Call:
         raw = endpoint.raw_responses
         # The raw-response mode, read once: a raw result is recorded differently.
         self.raw = raw.mode(kwargs) if raw is not None else None
-        self.token = current_span.set(span)
+        self.token: Any = current_span.set(span)
         self.otel = _otel.enter(span)
+        # For the worker: the request's `snapshot` (None: mapped on the caller) and what
+        # the SDK resource the call was made on, then the response to map.
+        self.instance: Any = None
+        self.snapshot: dict[str, Any] | None = None
+        self.response: Any = _NO_RESPONSE
 
     @classmethod
     def begin(cls, endpoint: Endpoint, instance: Any, kwargs: Any) -> _Call | None:
@@ -120,10 +150,11 @@ class _Call:
             if head is not None:
                 if request.attributes:
                     span.set_attributes(request.attributes)
-                span.defer(
-                    functools.partial(_map_request, endpoint, instance, snapshot(kwargs), span)
-                )
-                return cls(endpoint, request, span, kwargs)
+                call = cls(endpoint, request, span, kwargs)
+                call.instance = instance
+                call.snapshot = snapshot(kwargs)
+                span.defer(call)
+                return call
             span.set_inputs(request.inputs)
             if span.attributes is None:  # a fresh span: take the mapper's new dict as is
                 span.attributes = request.attributes
@@ -138,8 +169,11 @@ class _Call:
         if self.otel is not None:
             _otel.leave(self.otel)
             self.otel = None
+        token, self.token = self.token, None  # a token holds its context: not kept
+        if token is None:
+            return
         try:  # noqa: SIM105 - per call: a plain `try` costs less than contextlib.suppress
-            current_span.reset(self.token)
+            current_span.reset(token)
         except ValueError:  # resumed in another context: leave the variable to that context
             pass
 
@@ -172,6 +206,7 @@ class _Call:
 
     def fail(self, exc: BaseException) -> None:
         self.detach()
+        self.kwargs, self.request = None, _RETURNED
         try:
             record_error(self.span, exc)
             _api.finish(self.span, exc)
@@ -204,18 +239,39 @@ class _Call:
             seam = endpoint.stream
             if self.raw is not None:
                 if parsed is not None and endpoint.response is not None:
-                    self.span.defer(functools.partial(endpoint.response, self.span, parsed))
+                    self._respond(parsed)
                 else:
                     self.span.set_attribute("tracekit.raw_response", self.raw)
             elif seam is not None and seam.is_stream(result):
                 return self._stream(seam, result, is_async, prepared)
             elif endpoint.response is not None:
-                self.span.defer(functools.partial(endpoint.response, self.span, result))
+                if self.snapshot is None:  # the request was mapped on the caller
+                    self.span.defer(self)
+                self.response = result
+            self.kwargs, self.request = None, _RETURNED
             _api.finish(self.span, None)
         except Exception as error:
             internal_error(f"{self.endpoint.target} response", error)
             self.span.end()
         return result
+
+    def _respond(self, response: Any) -> None:
+        """Have `response` mapped on the export worker, after the request."""
+        if self.snapshot is None:
+            self.span.defer(self)
+        self.response = response
+
+    def __call__(self) -> None:
+        """The deferred mapping, on the export worker: the request, then the response."""
+        span = self.span
+        if self.snapshot is not None:
+            try:  # a request that fails to map leaves the response to be mapped
+                _map_request(self.endpoint, self.instance, self.snapshot, span)
+            except Exception as exc:
+                internal_error(f"deferred mapping of {span.name!r}", exc)
+        response = self.endpoint.response
+        if self.response is not _NO_RESPONSE and response is not None:
+            response(span, self.response)
 
     def _stream(
         self, seam: StreamSeam, result: Any, is_async: bool, prepared: Prepared | None
@@ -228,6 +284,7 @@ class _Call:
             if value is not None:
                 call.reads = (seam.reads.reading, value)
         stream = seam.take(result) if seam.take is not None else result
+        self.kwargs, self.request = None, _RETURNED
         if is_async:
             proxy: Any = TracedAsyncStream(stream, call)
         elif hasattr(type(stream), "__next__"):
