@@ -20,7 +20,7 @@ from uuid import UUID
 
 from tracekit import _api, _context
 from tracekit._context import current_parent, current_span
-from tracekit._guard import guard
+from tracekit._guard import guard, internal_error
 from tracekit._span import NON_RECORDING, Span, SpanType
 from tracekit.integrations import _usage
 from tracekit.integrations._base import BaseIntegration
@@ -86,12 +86,15 @@ def _inside(span: Span | None, run_span: Span) -> bool:
 
 
 class _Run:
-    __slots__ = ("parent", "span", "token")
+    __slots__ = ("mapping", "parent", "span", "token")
 
-    def __init__(self, span: Span, token: Any, parent: Span | None) -> None:
+    def __init__(
+        self, span: Span, token: Any, parent: Span | None, mapping: _ModelMapping | None
+    ) -> None:
         self.span = span
         self.token = token
         self.parent = parent
+        self.mapping = mapping  # a model run's deferred mapping
 
 
 def _name(serialized: Mapping[str, Any] | None, kwargs: Mapping[str, Any], default: str) -> str:
@@ -145,6 +148,33 @@ def _model_request(kwargs: Mapping[str, Any], metadata: Any, operation: str) -> 
 
 def _fill_request(span: Span, params: dict[str, Any], meta: dict[str, Any], operation: str) -> None:
     span.set_attributes(_model_attributes(params, meta, operation))
+
+
+class _ModelMapping:
+    """What a model run's span maps on the export worker (`Span.defer`): its request
+    attributes (`_model_request`), then its token usage once the run ended with an
+    `LLMResult`. One object per run, where two `functools.partial`s, their argument
+    tuples and a list held the same until the worker ran them."""
+
+    __slots__ = ("meta", "operation", "params", "response", "span")
+
+    def __init__(
+        self, span: Span, params: dict[str, Any], meta: dict[str, Any], operation: str
+    ) -> None:
+        self.span = span
+        self.params = params
+        self.meta = meta
+        self.operation = operation
+        self.response: Any = None
+
+    def __call__(self) -> None:
+        span = self.span
+        try:  # attributes that fail to map leave the usage to be mapped
+            _fill_request(span, self.params, self.meta, self.operation)
+        except Exception as exc:
+            internal_error(f"deferred mapping of {span.name!r}", exc)
+        if self.response is not None:
+            _fill_usage(span, self.response)
 
 
 def _fill_usage(span: Span, response: Any) -> None:
@@ -213,8 +243,10 @@ class TracekitCallbackHandler:
             span.set_inputs(inputs)
             if attributes:
                 span.set_attributes(attributes)
+            mapping = None
             if model is not None:  # its attributes are mapped on the export worker
-                span.defer(functools.partial(_fill_request, span, *model))
+                mapping = _ModelMapping(span, *model)
+                span.defer(mapping)
             # Runs are never made current here: LangChain may start several runs in
             # one context (`batch`) and end them in others. Spans find their LangChain
             # parent through LangChain's own context (`running_span`), and a chat
@@ -226,7 +258,7 @@ class TracekitCallbackHandler:
                     holder.append(span)
                     current_span.set(span)  # the step's own token restores it afterwards
             with self._lock:
-                self._runs[run_id] = _Run(span, token, parent)
+                self._runs[run_id] = _Run(span, token, parent, mapping)
                 while len(self._runs) > MAX_OPEN_RUNS:
                     _, dropped = self._runs.popitem(last=False)
                     dropped.span.set_attribute("tracekit.force_ended", "too many open runs")
@@ -253,7 +285,10 @@ class TracekitCallbackHandler:
             if outputs is not None and error is None:
                 run.span.set_outputs(outputs)
             if usage_of is not None:  # an LLMResult: its usage is read on the export worker
-                run.span.defer(functools.partial(_fill_usage, run.span, usage_of))
+                if run.mapping is not None:
+                    run.mapping.response = usage_of
+                else:
+                    run.span.defer(functools.partial(_fill_usage, run.span, usage_of))
             _api.finish(run.span, error)
 
     def run_span(self, run_manager: Any) -> Span | None:
