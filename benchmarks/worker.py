@@ -191,7 +191,9 @@ def _raw_material(trace: Any) -> dict[str, Any]:
     spans = []
     for span in trace.spans:
         material: list[Any] = []
-        for fill in span.deferred or []:
+        deferred = span.deferred
+        fills = deferred if isinstance(deferred, list) else [deferred] if deferred else []
+        for fill in fills:
             owner = getattr(fill, "__self__", None)
             if owner is not None:  # a stream's fold: its kept chunks, or what the
                 pending = getattr(owner, "pending", None)  # caller folded already
@@ -199,10 +201,14 @@ def _raw_material(trace: Any) -> dict[str, Any]:
                 material.append(pending if pending is not None else vars(accumulator))
                 continue
             # the keyword arguments' snapshot, the response (not the span, endpoint or
-            # the SDK resource the call was made on)
+            # the SDK resource the call was made on): a partial's arguments, or what an
+            # SDK call's record (`_Call`) holds for its mapping
+            held = getattr(fill, "args", None)
+            if held is None:
+                held = (getattr(fill, "snapshot", None), getattr(fill, "response", None))
             material += [
                 a
-                for a in getattr(fill, "args", ())
+                for a in held
                 if isinstance(a, (dict, list)) or hasattr(type(a), "__pydantic_serializer__")
             ]
         spans.append(
