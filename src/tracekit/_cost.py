@@ -348,7 +348,11 @@ def add_costs(record: dict[str, Any], prices: Mapping[str, _Price]) -> None:
             priced.append(span)
     if not priced:
         return
-    by_id = {s.get("span_id"): s for s in spans} if len(priced) > 1 else {}
+    if len(priced) == 1:  # the trace's cost is its one priced span's (rounded already)
+        if priced[0]["cost"]:
+            record["cost"] = dict(priced[0]["cost"])
+        return
+    by_id = {s.get("span_id"): s for s in spans}
     total: dict[str, float] = {}
     for span in priced:
         parent = by_id.get(span.get("parent_id"))

@@ -456,6 +456,7 @@ def trace_record(
     metadata = dict(trace.metadata)
     if trace.dropped_spans:
         metadata["tracekit.dropped_spans"] = trace.dropped_spans
+    tags = trace.tags
     record: dict[str, Any] = {
         "schema": SCHEMA,
         "trace_id": trace.trace_id,
@@ -463,11 +464,13 @@ def trace_record(
         "status": root.status,
         "start_time_ns": root.start_time_ns,
         "end_time_ns": root.end_time_ns,
+        # Most traces have neither: no walk of an empty dict.
         "tags": {
-            k: v if isinstance(v, str) else json.dumps(v)
-            for k, v in walk.value(dict(trace.tags)).items()
-        },
-        "metadata": walk.value(metadata),
+            k: v if isinstance(v, str) else json.dumps(v) for k, v in walk.value(dict(tags)).items()
+        }
+        if tags
+        else {},
+        "metadata": walk.value(metadata) if metadata else {},
     }
     usage = sum_usage(spans)
     if usage:

@@ -28,6 +28,8 @@ from tracekit._chat._parts import (
 )
 
 _ROLES = {"developer": "system", "function": "tool"}
+# What a chat message may carry besides its text content.
+_BEYOND_TEXT = ("reasoning_content", "reasoning", "refusal", "audio", "tool_calls", "function_call")
 
 
 def _tool_calls(msg: Mapping[str, Any]) -> list[Part]:
@@ -52,12 +54,17 @@ def _chat_message(msg: Any) -> Message | None:
         content = msg.get("content")
         response = tool_result(content)
         return message("tool", [tool_response(call_id, response)], msg.get("name"))
+    content = msg.get("content")
+    if type(content) is str and all(msg.get(key) is None for key in _BEYOND_TEXT):
+        # The common message, text alone: what the general path below makes of it.
+        alone: list[Part] = [{"type": "text", "content": content}] if content else []
+        return message(role, alone, msg.get("name"))
     parts: list[Part] = []
     for key in ("reasoning_content", "reasoning"):  # compatible servers (DeepSeek, vLLM)
         part = reasoning(msg.get(key))
         if part:
             parts.append(part)
-    parts += content_parts(msg.get("content"))
+    parts += content_parts(content)
     refusal = text(msg.get("refusal"))
     if refusal:
         parts.append(refusal)
