@@ -165,23 +165,32 @@ def _hold(clients: Any, case: str, calls: int) -> tuple[Any, list[Any]]:
     return pipeline, held
 
 
-def _direct(clients: Any, case: str, calls: int, profile: Any) -> list[float]:
-    """The worker's steps run here on `calls` finished traces, in groups of `GROUP`
-    (digested, then exported): µs per trace of each group."""
-    pipeline, held = _hold(clients, case, calls)
+def _per_group(held: list[Any], step: Any) -> list[float]:
+    """µs of this thread's CPU per trace of `step` run on each group of `GROUP` traces."""
     per: list[float] = []
     clock = time.thread_time_ns
     for i in range(0, len(held), GROUP):
         group = held[i : i + GROUP]
         c0 = clock()
+        step(group)
+        per.append((clock() - c0) / len(group) / 1e3)
+    return per
+
+
+def _direct(clients: Any, case: str, calls: int, profile: Any) -> list[float]:
+    """The worker's steps run here on `calls` finished traces, in groups of `GROUP`
+    (digested, then exported): µs per trace of each group."""
+    pipeline, held = _hold(clients, case, calls)
+
+    def step(group: list[Any]) -> None:
         if profile is not None:
             profile.enable()
         pipeline._digest(group)
         pipeline._export(group)
         if profile is not None:
             profile.disable()
-        per.append((clock() - c0) / len(group) / 1e3)
-    return per
+
+    return _per_group(held, step)
 
 
 def _raw_material(trace: Any) -> dict[str, Any]:
@@ -232,15 +241,12 @@ def _floor(clients: Any, case: str, calls: int) -> list[float]:
     from pydantic_core import to_json
 
     _pipeline, held = _hold(clients, case, calls)
-    per: list[float] = []
-    clock = time.thread_time_ns
-    for i in range(0, len(held), GROUP):
-        group = held[i : i + GROUP]
-        c0 = clock()
+
+    def step(group: list[Any]) -> None:
         for trace in group:
             to_json(_raw_material(trace), fallback=repr)
-        per.append((clock() - c0) / len(group) / 1e3)
-    return per
+
+    return _per_group(held, step)
 
 
 def child_profile(spec: dict[str, Any]) -> None:
