@@ -32,12 +32,13 @@ On a shared machine wall time is noise: judge by the caller thread's CPU and by
 counts, next to the control column.
 
 `--transport loopback` makes the calls real HTTP to tracekit's fake provider server on
-127.0.0.1 (in this process) instead of the in-process transport: each call then waits
-on a socket, as a real call waits on the network, and the export worker gets the GIL
-meanwhile. On the in-process transport it hardly does (the OpenAI SDK's `os.urandom`
-read per request restarts the wait of a thread that wants the GIL; docs/overhead.md),
-so every trace waits for its batch with its SDK objects and the garbage collector's
-passes on the caller are the worst case, not a real app's.
+127.0.0.1 (run by the benchmark's parent process, not the measured child) instead of
+the in-process transport: each call then waits on a socket, as a real call waits on
+the network, and the export worker gets the GIL meanwhile. On the in-process
+transport it hardly does (the OpenAI SDK's `os.urandom` read per request restarts the
+wait of a thread that wants the GIL; docs/overhead.md), so every trace waits for its
+batch with its SDK objects and the garbage collector's passes on the caller are the
+worst case, not a real app's.
 
 `--sustained` makes `--calls` OpenAI calls (the smallest chat body) at a fixed
 `--rate` in a bare, a tracekit and a second bare ("control") process, and prints

@@ -20,12 +20,16 @@ from uuid import UUID
 
 from tracekit import _api, _context
 from tracekit._context import current_parent, current_span
-from tracekit._guard import guard, internal_error
+from tracekit._guard import guard
 from tracekit._span import NON_RECORDING, Span, SpanType
-from tracekit.integrations import _usage
 from tracekit.integrations._base import BaseIntegration
+from tracekit.integrations._langchain_mapping import (
+    ModelMapping,
+    ModelRequest,
+    fill_usage,
+    model_request,
+)
 from tracekit.integrations._registry import spec
-from tracekit.integrations._usage import field
 
 MAX_OPEN_RUNS = 10_000  # runs that never end (abandoned streams) cannot grow memory
 
@@ -89,7 +93,7 @@ class _Run:
     __slots__ = ("mapping", "parent", "span", "token")
 
     def __init__(
-        self, span: Span, token: Any, parent: Span | None, mapping: _ModelMapping | None
+        self, span: Span, token: Any, parent: Span | None, mapping: ModelMapping | None
     ) -> None:
         self.span = span
         self.token = token
@@ -108,97 +112,6 @@ def _name(serialized: Mapping[str, Any] | None, kwargs: Mapping[str, Any], defau
         if isinstance(ids, list) and ids:
             return str(ids[-1])
     return default
-
-
-# A model run's request as the export worker maps it (`_fill_request`): shallow copies
-# of its invocation parameters and metadata, and the operation's name.
-_ModelRequest = tuple[dict[str, Any], dict[str, Any], str]
-
-
-def _model_attributes(
-    params: Mapping[str, Any], meta: Mapping[str, Any], operation: str
-) -> dict[str, Any]:
-    """A model run's `gen_ai.*` request attributes, from LangChain's invocation
-    parameters and the run's `ls_*` metadata."""
-    model = meta.get("ls_model_name") or field(params, "model") or field(params, "model_name")
-    attributes: dict[str, Any] = {"gen_ai.operation.name": operation}
-    if model:
-        attributes["gen_ai.request.model"] = model
-    if meta.get("ls_provider"):
-        attributes["gen_ai.provider.name"] = meta["ls_provider"]
-    for key, attribute in (
-        ("ls_temperature", "gen_ai.request.temperature"),
-        ("ls_max_tokens", "gen_ai.request.max_tokens"),
-    ):
-        if meta.get(key) is not None:
-            attributes[attribute] = meta[key]
-    if params:
-        attributes["langchain.invocation_params"] = params
-    return attributes
-
-
-def _model_request(kwargs: Mapping[str, Any], metadata: Any, operation: str) -> _ModelRequest:
-    """What a model run's start records later (`Span.defer`), on the export worker:
-    the attributes, from shallow copies of the parameters and metadata (LangChain
-    builds the parameters per call; the metadata may be the caller's own dict)."""
-    params = kwargs.get("invocation_params")
-    meta = metadata if type(metadata) is dict or isinstance(metadata, Mapping) else None
-    return dict(params) if params else {}, dict(meta) if meta else {}, operation
-
-
-def _fill_request(span: Span, params: dict[str, Any], meta: dict[str, Any], operation: str) -> None:
-    span.set_attributes(_model_attributes(params, meta, operation))
-
-
-class _ModelMapping:
-    """What a model run's span maps on the export worker (`Span.defer`): its request
-    attributes (`_model_request`), then its token usage once the run ended with an
-    `LLMResult`. One object per run, where two `functools.partial`s, their argument
-    tuples and a list held the same until the worker ran them."""
-
-    __slots__ = ("meta", "operation", "params", "response", "span")
-
-    def __init__(
-        self, span: Span, params: dict[str, Any], meta: dict[str, Any], operation: str
-    ) -> None:
-        self.span = span
-        self.params = params
-        self.meta = meta
-        self.operation = operation
-        self.response: Any = None
-
-    def __call__(self) -> None:
-        span = self.span
-        try:  # attributes that fail to map leave the usage to be mapped
-            _fill_request(span, self.params, self.meta, self.operation)
-        except Exception as exc:
-            internal_error(f"deferred mapping of {span.name!r}", exc)
-        if self.response is not None:
-            _fill_usage(span, self.response)
-
-
-def _fill_usage(span: Span, response: Any) -> None:
-    """A model run's token usage, mapped on the export worker from its `LLMResult`."""
-    usage = _message_usage(response)
-    if usage:
-        span.set_token_usage(usage)
-        span.set_attributes(_usage.usage_attributes(usage))
-
-
-def _message_usage(response: Any) -> dict[str, int] | None:
-    """Usage of an LLMResult: the messages' usage_metadata (final, never summed per
-    chunk by us), else the provider's `llm_output.token_usage`."""
-    total: dict[str, int] = {}
-    for generations in field(response, "generations") or []:
-        # Several choices (n > 1) of one prompt repeat the call's usage: count it once.
-        first = generations[0] if generations else None
-        usage = _usage.langchain(field(field(first, "message"), "usage_metadata"))
-        for key, n in (usage or {}).items():
-            total[key] = total.get(key, 0) + n
-    if total:
-        return total
-    llm_output = field(response, "llm_output") or {}
-    return _usage.openai_chat(field(llm_output, "token_usage") or field(llm_output, "usage"))
 
 
 class TracekitCallbackHandler:
@@ -226,7 +139,7 @@ class TracekitCallbackHandler:
         inputs: Any,
         attributes: dict[str, Any] | None = None,
         current: bool = False,
-        model: _ModelRequest | None = None,
+        model: ModelRequest | None = None,
     ) -> None:
         if not self._active():
             return
@@ -245,7 +158,7 @@ class TracekitCallbackHandler:
                 span.set_attributes(attributes)
             mapping = None
             if model is not None:  # its attributes are mapped on the export worker
-                mapping = _ModelMapping(span, *model)
+                mapping = ModelMapping(span, *model)
                 span.defer(mapping)
             # Runs are never made current here: LangChain may start several runs in
             # one context (`batch`) and end them in others. Spans find their LangChain
@@ -288,7 +201,7 @@ class TracekitCallbackHandler:
                 if run.mapping is not None:
                     run.mapping.response = usage_of
                 else:
-                    run.span.defer(functools.partial(_fill_usage, run.span, usage_of))
+                    run.span.defer(functools.partial(fill_usage, run.span, usage_of))
             _api.finish(run.span, error)
 
     def run_span(self, run_manager: Any) -> Span | None:
@@ -366,7 +279,7 @@ class TracekitCallbackHandler:
             name,
             SpanType.CHAT_MODEL,
             {"messages": messages},
-            model=_model_request(kwargs, metadata, "chat"),
+            model=model_request(kwargs, metadata, "chat"),
         )
 
     def on_llm_start(
@@ -387,7 +300,7 @@ class TracekitCallbackHandler:
             name,
             SpanType.LLM,
             {"prompts": prompts},
-            model=_model_request(kwargs, metadata, "text_completion"),
+            model=model_request(kwargs, metadata, "text_completion"),
         )
 
     def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
