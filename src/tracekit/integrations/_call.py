@@ -120,8 +120,8 @@ class _Call:
         self.raw = raw.mode(kwargs) if raw is not None else None
         self.token: Any = current_span.set(span)
         self.otel = _otel.enter(span)
-        # For the worker: the request's `snapshot` (None: mapped on the caller) and what
-        # the SDK resource the call was made on, then the response to map.
+        # For the worker: the SDK resource the call was made on and the request's
+        # `snapshot` (None: mapped on the caller), then the response to map.
         self.instance: Any = None
         self.snapshot: dict[str, Any] | None = None
         self.response: Any = _NO_RESPONSE
