@@ -382,13 +382,13 @@ def fill_deferred(trace: TraceState) -> None:
     """Run the deferred mapping (see `Span.defer`) of the trace's spans, each with its
     setters open; a mapping that fails is reported and the span recorded without it."""
     for span in trace.spans:
-        if span.deferred:
+        if span.deferred is not None:
             _fill(span)
 
 
 def _fill(span: Span) -> None:
     deferred, span.deferred = span.deferred, None
-    fills = deferred if isinstance(deferred, list) else [deferred] if deferred else []
+    fills = deferred if isinstance(deferred, list) else [deferred] if deferred is not None else []
     end, span.end_time_ns = span.end_time_ns, None
     try:
         for fill in fills:
