@@ -12,7 +12,7 @@ import pydantic
 import pytest
 
 import tracekit
-from tracekit._serialize import to_jsonable
+from tracekit._walk import to_jsonable
 from tracekit.exporters.base import EncodedRecord, Encoding
 from tracekit.exporters.file import FileExporter, encode
 from tracekit.exporters.memory import InMemoryExporter

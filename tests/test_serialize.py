@@ -17,7 +17,7 @@ import pydantic
 import pytest
 
 import tracekit
-from tracekit._serialize import MAX_ITEMS, to_jsonable
+from tracekit._walk import MAX_ITEMS, to_jsonable
 from tracekit.testing import capture
 
 
@@ -590,3 +590,15 @@ def test_absent_token_usage_stays_absent(captured):
     (record,) = captured.traces
     assert "token_usage" not in record
     assert all("token_usage" not in span for span in record["spans"])
+
+
+def test_token_usage_sum_ends_on_a_parent_cycle(captured):
+    """Parent links that form a cycle (a malformed trace; tracekit's own spans never
+    do) end the walk up a span's ancestors instead of looping forever."""
+    with tracekit.start_span("root"):
+        with tracekit.start_span("a", span_type="LLM") as a:
+            a.set_token_usage({"input_tokens": 3, "total_tokens": 3})
+        with tracekit.start_span("b") as b, tracekit.start_span("c") as c:
+            a.parent_id, b.parent_id, c.parent_id = b.span_id, c.span_id, b.span_id
+    (record,) = captured.traces
+    assert record["token_usage"] == {"input_tokens": 3, "total_tokens": 3}

@@ -11,7 +11,7 @@ from typing import Any
 
 import tracekit
 from tracekit._chat import chat_of
-from tracekit._serialize import marker
+from tracekit._walk import marker
 from tracekit.testing import capture
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4).decode()

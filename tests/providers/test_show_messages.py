@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tracekit import cli
-from tracekit._serialize import marker
+from tracekit._walk import marker
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 TWO_TURNS = "openai.chat_tool_calls_two_turns.json"

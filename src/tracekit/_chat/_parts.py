@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from tracekit._serialize import marker
+from tracekit._walk import marker
 
 Part = dict[str, Any]
 Message = dict[str, Any]
@@ -30,7 +30,7 @@ MAPS = (dict, Mapping)
 
 # Base64 payloads (images, audio, documents) keep this many characters in "content".
 PREVIEW_CHARS = 64
-# What the serializer leaves at the end of a string it cut (see _serialize._Walk.text).
+# What the serializer leaves at the end of a string it cut (see _walk._Walk.text).
 _CUT = re.compile(r"\.\.\. \[tracekit: truncated (\d+) chars\]$")
 _DATA_URL = re.compile(r"^data:([^;,]*)(?:;[^,]*)?,", re.ASCII)
 _MODALITIES = ("image", "audio", "video")
