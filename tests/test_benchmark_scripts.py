@@ -63,3 +63,16 @@ def test_the_call_counts_cover_the_sdk_cases() -> None:
     assert "→" in bare_traced
     assert int(added.lstrip("+")) > 0
     assert int(kept.lstrip("+")) > 0
+
+
+def test_the_sustained_load_benchmark_writes_every_trace() -> None:
+    out = _run("sustained.py", "--calls", "100", "--rate", "500")
+    rows = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and cells[0] in ("bare", "tracekit", "control"):
+            rows[cells[0]] = cells[1:]
+    assert sorted(rows) == ["bare", "control", "tracekit"]
+    calls, written, dropped = rows["tracekit"][0], rows["tracekit"][3], rows["tracekit"][4]
+    assert (calls, written, dropped) == ("100", "100", "0")
+    assert "whole-process CPU, tracekit/bare" in out
