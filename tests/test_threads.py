@@ -418,3 +418,52 @@ def test_thread_pool_fan_out(captured_realtime: Capture) -> None:
         assert parts == Counter(range(fan))
     assert sorted(seen) == list(range(roots))
     assert tracekit.get_stats()["traces_in_flight"] == 0
+
+
+_LATE_POOL = """
+import asyncio, json, sys
+import wrapt  # an autolog has loaded it
+import tracekit
+from tracekit.testing import capture
+
+with capture() as captured:
+    with tracekit.start_span("root") as root:  # the first span: the patch is installed
+        before = "concurrent.futures.thread" in sys.modules
+        from concurrent.futures import ThreadPoolExecutor  # imported only now
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            seen = pool.submit(tracekit.get_current_span).result(timeout=10)
+
+    async def main():
+        with tracekit.start_span("aroot") as aroot:
+            return aroot, await asyncio.to_thread(tracekit.get_current_span)
+
+    aroot, seen_async = asyncio.run(main())
+print(json.dumps({
+    "imported_before": before,
+    "pool": seen is root,
+    "to_thread": seen_async is aroot,
+    "traces": sorted(r["name"] for r in captured.traces),
+}))
+"""
+
+
+def test_a_pool_module_imported_after_the_first_span_is_patched_on_import() -> None:
+    """With wrapt loaded (every autolog loads it), the first span does not import
+    `concurrent.futures.thread` (~2 ms of the first traced call) for the patch: wrapt's
+    post-import hook patches it when the application imports it, and work submitted
+    to its pools (asyncio's default executor too) still nests."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _LATE_POOL], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {
+        "imported_before": False,
+        "pool": True,
+        "to_thread": True,
+        "traces": ["aroot", "root"],
+    }

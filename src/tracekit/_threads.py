@@ -10,6 +10,7 @@ work. Installed once, when the first span starts; switched per call by
 from __future__ import annotations
 
 import contextvars
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -36,19 +37,37 @@ def install() -> None:
     for tens to hundreds of milliseconds. `submit` is a plain method of a
     plain class, so a function with its signature and `__wrapped__` is all
     the wrapping it needs.
+
+    When the application has not imported `concurrent.futures.thread` yet and an
+    autolog has loaded wrapt, the patch waits for that import (wrapt's post-import
+    hook, which the integrations already use): the import costs about 2 ms (its
+    `_queue` extension), which the first traced call would otherwise pay for pools
+    the application may never make. `concurrent.futures` loads the module only when
+    `ThreadPoolExecutor` is first named (asyncio's default executor too), and the
+    hook patches it before that name is handed out.
     """
     global _installed
     if _installed:
         return
     _installed = True
+    wrapt = sys.modules.get("wrapt")
+    if "concurrent.futures.thread" not in sys.modules and wrapt is not None:
+        wrapt.register_post_import_hook(_patch, "concurrent.futures.thread")
+        return
     import concurrent.futures.thread
+
+    _patch(concurrent.futures.thread)
+
+
+def _patch(module: Any) -> None:
+    """Patch `module.ThreadPoolExecutor.submit` (`concurrent.futures.thread`)."""
     import functools
 
-    executor = concurrent.futures.thread.ThreadPoolExecutor
+    executor = module.ThreadPoolExecutor
     original: Callable[..., Any] = executor.submit
 
     @functools.wraps(original)
     def submit(self: Any, /, *args: Any, **kwargs: Any) -> Any:
         return _submit(functools.partial(original, self), self, args, kwargs)
 
-    executor.submit = submit  # type: ignore[method-assign]
+    executor.submit = submit
