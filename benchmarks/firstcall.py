@@ -21,13 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import tempfile
 import time
 from typing import Any
 
-from _common import child_env, emit, revision, run_child, status
+# The child imports nothing beyond the SDK that an application would not have: the
+# harness's own modules (`_common` loads `concurrent.futures.thread`, which the first
+# traced call would otherwise import for its thread-pool patch) come in after timing.
 
 SDKS = ("openai", "anthropic", "gemini")
 BUDGET_AUTOLOG_MS = 20.0
@@ -142,10 +142,16 @@ def child(sdk: str, traced: bool) -> None:
         written = sum(1 for _ in tracekit.search_traces(max_results=10))
         if written != 2:  # both calls must be in the store, or the figure means nothing
             raise SystemExit(f"expected 2 traces in the store, found {written}")
+    from _common import emit
+
     emit({"on_ms": on_ms, "first_ms": first_ms, "second_ms": second_ms, "flush_ms": flush_ms})
 
 
 def _run(sdk: str, traced: bool) -> dict[str, Any]:
+    import tempfile
+
+    from _common import child_env, run_child
+
     with tempfile.TemporaryDirectory(prefix="tracekit-first-") as tmp:
         env = child_env({"TRACEKIT_TRACKING_URI": os.path.join(tmp, "store")})
         return run_child(__file__, [sdk, "traced" if traced else "bare"], env=env, cwd=tmp)[-1]
@@ -159,6 +165,10 @@ def main() -> None:
     if args.child:
         child(args.child[0], args.child[1] == "traced")
         return
+    import statistics
+
+    from _common import revision, status
+
     print(f"tracekit {revision()}: first call and autolog(), {args.runs} process pairs per SDK")
     print(
         f"{'SDK':<10} {'autolog':>9} {'1st bare':>9} {'1st traced':>11} {'added':>8}"
