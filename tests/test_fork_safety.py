@@ -30,8 +30,8 @@ _imported_off_main = []
 class _Watch:
     def find_spec(self, name, path=None, target=None):
         if threading.current_thread() is not threading.main_thread():
-            exporters = sys.modules.get("tracekit.exporters")
-            guarded = getattr(exporters, "importing_here", lambda: False)()
+            guard = sys.modules.get("tracekit._importguard")
+            guarded = getattr(guard, "importing_here", lambda: False)()
             if not guarded:
                 _imported_off_main.append((threading.current_thread().name, name))
         return None

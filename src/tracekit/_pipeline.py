@@ -17,25 +17,25 @@ leave the child hanging on it); after that nothing is imported on the worker.
 from __future__ import annotations
 
 import logging  # noqa: F401 - the worker's warnings must not import it (see above)
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracekit import _context, _stats
 from tracekit._buffer import TraceState
 from tracekit._config import Config
 from tracekit._guard import guard, warn_limited
-from tracekit._records import RecordMaker
-from tracekit.exporters.base import (
-    SUCCESS,
-    Encoding,
-    Exporter,
-    ExportResult,
-    TraceRecord,
-    _safe_export,
-)
+
+if TYPE_CHECKING:
+    from tracekit._records import RecordMaker
+    from tracekit.exporters.base import Exporter, TraceRecord
+
+# What exports and makes records (`exporters.base`, `_records`) is imported once the
+# exporter is built: on the worker, by the build, under the fork guard (`exporters.
+# prepare`); the traced call that finishes the first trace imports neither.
 
 SPILL_BUILD_WAIT_S = 2.0  # an overflowing caller waits this long for the exporter's build
 
@@ -68,13 +68,15 @@ class ExportPipeline:
         # the traced call that finished the first trace should not wait for.
         self._exporter: Exporter | None = None
         self._factory: Callable[[], Exporter] | None = None
-        if isinstance(exporter, Exporter):
-            self._exporter = exporter
-        else:
-            self._factory = exporter
-        self._build_lock = threading.Lock()
         self._config = config
-        self._records = RecordMaker(config, resource)
+        self._resource = resource
+        self._records: RecordMaker | None = None  # made with the exporter (`_built`)
+        if callable(getattr(exporter, "export", None)):  # an exporter, not its factory
+            self._exporter = exporter  # type: ignore[assignment]
+            self._records = _record_maker(config, resource)
+        else:
+            self._factory = exporter  # type: ignore[assignment]
+        self._build_lock = threading.Lock()
         self._sweep = sweep
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -110,10 +112,18 @@ class ExportPipeline:
         try:
             if self._exporter is None:
                 assert self._factory is not None
-                self._exporter = self._factory()
+                exporter = self._factory()
+                self._records = _record_maker(self._config, self._resource)
+                self._exporter = exporter
             return self._exporter
         finally:
             self._build_lock.release()
+
+    def _maker(self) -> RecordMaker:
+        """The record maker, made with the exporter (every caller has built it)."""
+        records = self._records
+        assert records is not None
+        return records
 
     # -- called by traced code -------------------------------------------------
 
@@ -175,18 +185,18 @@ class ExportPipeline:
             keep = getattr(self._built(SPILL_BUILD_WAIT_S), "keep", None) if spill else None
             if callable(keep):
                 for trace in traces:
-                    self._records.take(trace, records)  # releases the trace
-                result = keep(records) if records else SUCCESS
+                    self._maker().take(trace, records)  # releases the trace
+                result = keep(records) if records else _base().SUCCESS
         if not callable(keep):  # not to spill, no build in time, or a destination without keep
             _stats.count("queue_full", len(traces))
             for trace in traces:
                 trace.release()
-        elif result is not None and (not isinstance(result, ExportResult) or result.ok):
+        elif result is not None and (not isinstance(result, _base().ExportResult) or result.ok):
             if records:
                 _stats.note("spilled", len(records))
         else:  # keep() failed or raised (an internal error, reported by the guard)
             self._spill_pause = time.monotonic() + 1.0
-            if not (isinstance(result, ExportResult) and result.counted):
+            if not (isinstance(result, _base().ExportResult) and result.counted):
                 _stats.count("queue_full", len(records))
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -263,12 +273,12 @@ class ExportPipeline:
         records: list[TraceRecord] = []
         while traces and time.monotonic() < deadline:
             trace = traces.pop(0)
-            self._records.take(trace, records)
+            self._maker().take(trace, records)
         kept = False
         if records:
             with guard("keep"):
                 result = keep(records)
-                kept = not isinstance(result, ExportResult) or result.ok
+                kept = not isinstance(result, _base().ExportResult) or result.ok
         for trace in traces:
             trace.release()
         # What was serialized but not kept is lost too.
@@ -394,11 +404,11 @@ class ExportPipeline:
         The exporter is built first: its build imports, under the fork guard, what
         making a record needs (`exporters.prepare`), so nothing is imported unguarded."""
         exporter = self._built(None)
-        encoded = exporter.encoded_record if isinstance(exporter, Encoding) else None
+        encoded = exporter.encoded_record if isinstance(exporter, _base().Encoding) else None
         clock = time.perf_counter
         turn = clock() + DIGEST_SLICE
         for start in range(0, len(traces), DIGEST_GROUP):
-            self._records.digest(traces[start : start + DIGEST_GROUP], encoded)
+            self._maker().digest(traces[start : start + DIGEST_GROUP], encoded)
             if clock() >= turn:
                 time.sleep(0)  # the callers' turn
                 turn = clock() + DIGEST_SLICE
@@ -413,11 +423,11 @@ class ExportPipeline:
         self._digest(batch)
         records: list[TraceRecord] = []
         for trace in batch:
-            self._records.take(trace, records)
+            self._maker().take(trace, records)
         if not records:
             return
         self._handed = True
-        result = _safe_export(exporter, records)
+        result = _base()._safe_export(exporter, records)
         if not result.ok and not result.counted:
             lost = len(records) if result.undelivered is None else len(result.undelivered)
             _stats.count("export_failed", lost)
@@ -428,3 +438,15 @@ class ExportPipeline:
                 type(exporter).__name__,
                 result.message,
             )
+
+
+def _base() -> Any:
+    """`tracekit.exporters.base`, imported by the exporter's build (or by whoever made
+    the exporter given to the pipeline) before any caller of this runs."""
+    return sys.modules["tracekit.exporters.base"]
+
+
+def _record_maker(config: Config, resource: Mapping[str, Any]) -> RecordMaker:
+    from tracekit._records import RecordMaker  # imported by the build (see above)
+
+    return RecordMaker(config, resource)

@@ -19,6 +19,7 @@ from tracekit import _buffer, _stats, _threads
 if TYPE_CHECKING:
     from tracekit._config import Config
     from tracekit._pipeline import ExportPipeline
+    from tracekit.exporters.base import Exporter
 
 _lock = threading.RLock()
 _config_value: Config | None = None
@@ -122,14 +123,20 @@ def pipeline() -> ExportPipeline:
     global _pipeline
     with _lock:
         if _pipeline is None:
-            from tracekit import exporters
+            from tracekit import _importguard
             from tracekit._pipeline import ExportPipeline
 
             cfg = config()
-            # Built on the worker, which imports the exporters' modules under a fork guard.
-            _pipeline = ExportPipeline(
-                lambda: exporters.build(cfg), cfg, resource(cfg), buffer.sweep
-            )
+
+            def build() -> Exporter:
+                # On the worker: the exporters' package (and what making a record needs)
+                # is imported there, under the fork guard, not by the traced call that
+                # finished the first trace.
+                with _importguard.imports():
+                    from tracekit import exporters
+                return exporters.build(cfg)
+
+            _pipeline = ExportPipeline(build, cfg, resource(cfg), buffer.sweep)
             _ensure_exit_hooks()
         return _pipeline
 

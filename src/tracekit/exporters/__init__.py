@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import re
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tracekit import _importguard
 from tracekit._config import DEFAULT_STORE, Config
+from tracekit._importguard import FORK_WAIT_S, importing_here  # noqa: F401 - re-exported
 from tracekit.exporters.base import (
     SUCCESS,
     BaseExporter,
@@ -165,62 +164,9 @@ def _complete(obj: Any, origin: str) -> Exporter | None:
     return _Completed(obj)
 
 
-# The exporters' modules are imported on the export worker, so that the traced call that
-# finishes the first trace does not wait for them (30 ms for a file store, 70 ms and more
-# for a remote destination). A fork while that thread held an import lock would copy the
-# lock held (gunicorn `--preload`, Celery and multiprocessing fork workers this way): the
-# child would hang importing that module, or see it half initialized. So the imports run
-# under `_importing`, which a fork takes first (`os.register_at_fork`): the fork waits for
-# the imports to finish, and the child starts with no import under way. The wait is bounded
-# (FORK_WAIT_S) so that a fork made while importing a module the worker needs as well (a
-# module-level fork) cannot deadlock; `tracekit._cost` guards the price database the same way.
-FORK_WAIT_S = 10.0
-_importing = threading.Lock()
-_importer: int | None = None  # the thread holding `_importing` for imports
-_held_for_fork = False
-
-
-@contextmanager
-def _imports() -> Iterator[None]:
-    """Hold the import guard (a fork waits until the block is done)."""
-    global _importer
-    with _importing:
-        _importer = threading.get_ident()
-        try:
-            yield
-        finally:
-            _importer = None
-
-
-def importing_here() -> bool:
-    """Whether this thread imports under the fork guard now (for tests that check that
-    nothing is imported unguarded off the main thread)."""
-    return _importer == threading.get_ident()
-
-
-def _before_fork() -> None:
-    global _held_for_fork
-    _held_for_fork = _importing.acquire(timeout=FORK_WAIT_S)
-
-
-def _after_fork_in_parent() -> None:
-    global _held_for_fork
-    if _held_for_fork:
-        _held_for_fork = False
-        _importing.release()
-
-
-def _after_fork_in_child() -> None:
-    global _importing, _importer, _held_for_fork
-    _importing, _importer, _held_for_fork = threading.Lock(), None, False
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_before_fork,
-        after_in_parent=_after_fork_in_parent,
-        after_in_child=_after_fork_in_child,
-    )
+# The exporters' modules are imported on the export worker, under the fork guard
+# (`tracekit._importguard`): a fork waits until the imports are done.
+_imports = _importguard.imports
 
 
 def prepare(config: Config) -> None:
@@ -234,7 +180,7 @@ def prepare(config: Config) -> None:
     # The record's chat and cost are added on the worker (the price database itself is
     # imported there too, behind a fork guard: see `_cost`).
     modules = ["tracekit.exporters.file", "tracekit.exporters.memory", "tracekit._chat"]
-    modules.append("tracekit._cost")
+    modules += ["tracekit._cost", "tracekit._records"]
     for uri in config.tracking_uris:
         low = uri.lower()
         scheme = low.split("://", 1)[0] if "://" in low else low
