@@ -15,7 +15,6 @@ from typing import Any
 
 from tracekit import _importguard
 from tracekit._config import DEFAULT_STORE, Config
-from tracekit._importguard import FORK_WAIT_S, importing_here  # noqa: F401 - re-exported
 from tracekit.exporters.base import (
     SUCCESS,
     BaseExporter,
@@ -164,16 +163,11 @@ def _complete(obj: Any, origin: str) -> Exporter | None:
     return _Completed(obj)
 
 
-# The exporters' modules are imported on the export worker, under the fork guard
-# (`tracekit._importguard`): a fork waits until the imports are done.
-_imports = _importguard.imports
-
-
 def prepare(config: Config) -> None:
     """Import every module `build(config)` and the exporters it builds will need,
     and those serializing a record needs on the worker (`_chat`, `_cost`).
 
-    `build()` calls it first, under the fork guard above, on the export worker:
+    `build()` calls it first, under the fork guard (`tracekit._importguard`), on the export worker:
     after that the worker imports nothing. The cost (an HTTP stack for a remote
     destination) is paid only for what is configured, and not by a traced call.
     """
@@ -217,7 +211,7 @@ def build(config: Config) -> Exporter:
     Imports what it needs first (`prepare`), under the fork guard: it runs on the
     export worker, and a fork meanwhile waits for it.
     """
-    with _imports():
+    with _importguard.imports():
         prepare(config)
         return _build(config)
 
