@@ -316,6 +316,14 @@ class ExportPipeline:
         interval = self._config.export_interval
         batch_spans = self._config.export_batch_spans
         due = time.monotonic() + interval
+        with self._cond:
+            # The trace that started the worker was finished by a traced call that is
+            # still returning: the worker's first work (building the exporter imports
+            # tens of milliseconds of modules) would take the GIL from it for up to a
+            # switch interval. It waits `DIGEST_DELAY` first, as it does for any trace;
+            # a flush or a shutdown wakes it at once.
+            if not self._waiters and not self._stopping:
+                self._cond.wait(DIGEST_DELAY)
         while True:
             with self._cond:
                 fresh = self._wait(due, batch_spans)
