@@ -165,9 +165,17 @@ def main() -> None:
     if args.child:
         child(args.child[0], args.child[1] == "traced")
         return
+    import compileall
+    import importlib.util
     import statistics
 
     from _common import revision, status
+
+    # Byte-code for tracekit as it is now (PYTHONDONTWRITEBYTECODE leaves a stale or
+    # missing .pyc behind an edit, and every child would compile the module again).
+    spec = importlib.util.find_spec("tracekit")
+    for directory in (spec.submodule_search_locations or []) if spec else []:
+        compileall.compile_dir(directory, quiet=1)
 
     print(f"tracekit {revision()}: first call and autolog(), {args.runs} process pairs per SDK")
     print(
