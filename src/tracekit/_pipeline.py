@@ -8,10 +8,11 @@ hands each batch to the exporter, all with instrumentation suppressed. When the
 queue is full the oldest traces are written to disk by the caller that overflowed
 it (`_spill`), or dropped and counted when the destination cannot keep them.
 
-Before its first batch the worker builds the exporter, which imports what
-serializing and exporting need (`tracekit.exporters.build`) under a lock
-that a fork waits for (a fork while the worker held an import lock would
-leave the child hanging on it); after that nothing is imported on the worker.
+Before its first batch the worker builds the exporter, which imports the exporters'
+package and what serializing and exporting need (`tracekit.exporters.build`) under
+a lock that a fork waits for (`tracekit._importguard`: a fork while the worker held
+an import lock would leave the child hanging on it); after that nothing is imported
+on the worker, and the traced call that finished the first trace imported none of it.
 """
 
 from __future__ import annotations
